@@ -1,0 +1,271 @@
+"""Configuration: a TOML file, overridden by ``SEEDREAM_*`` environment variables, validated by pydantic.
+
+Key names here are a contract with deployments; add keys freely, rename none. Secrets never live in
+the file: the file names the environment variable that holds each one.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from bot.errors import ConfigError
+
+DISCORD_API_BASE = "https://discord.com/api/v10"
+DEFAULT_CONFIG_PATH = Path("config.toml")
+
+
+class Section(BaseModel):
+    """A config table: unknown keys are errors, so typos are caught at start-up."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class DiscordSection(Section):
+    token_env: str = "DISCORD_TOKEN"  # noqa: S105 - the name of the variable, not a secret
+    api_base: str = DISCORD_API_BASE
+    attachment_hosts: list[str] = ["https://cdn.discordapp.com", "https://media.discordapp.net"]
+    command_guilds: list[int] = []
+    message_content_intent: bool = False
+    thread_auto_archive_minutes: Literal[60, 1440, 4320, 10080] = 1440
+    guilds_only: bool = True
+
+    @field_validator("api_base")
+    @classmethod
+    def _api_base_is_http(cls, value: str) -> str:
+        if urlsplit(value).scheme not in ("http", "https"):
+            raise ValueError("must be an http(s) URL such as https://discord.com/api/v10")
+        return value.rstrip("/")
+
+    @field_validator("attachment_hosts")
+    @classmethod
+    def _hosts_are_origins(cls, hosts: list[str]) -> list[str]:
+        cleaned = []
+        for host in hosts:
+            parts = urlsplit(host)
+            if parts.scheme not in ("http", "https") or not parts.hostname or parts.path not in ("", "/"):
+                raise ValueError(f"{host!r} must be an origin like https://cdn.discordapp.com (scheme://host[:port])")
+            cleaned.append(f"{parts.scheme}://{parts.netloc}".lower())
+        return cleaned
+
+
+class StorageSection(Section):
+    database: str = "seedream-bot.sqlite3"
+    data_dir: str = "data"
+    retention_days: int = Field(default=30, ge=1)
+
+
+class GenerationSection(Section):
+    default_provider: str = "local"
+    default_aspect: str = "1:1"
+    default_resolution: Literal["1K", "2K", "4K"] = "2K"
+    workers: int = Field(default=4, ge=1, le=64)
+    per_user_in_flight: int = Field(default=2, ge=1)
+    max_reference_bytes: int = Field(default=20 * 1024 * 1024, ge=1024)
+    max_image_pixels: int = Field(default=50_000_000, ge=1_000_000)
+    max_result_bytes: int = Field(default=60 * 1024 * 1024, ge=1024)
+    download_timeout_seconds: float = Field(default=60.0, gt=0)
+
+
+class LoggingSection(Section):
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+
+class ProviderSection(Section):
+    """Settings every provider shares."""
+
+    max_concurrent: int = Field(default=4, ge=1, le=100)
+    timeout_seconds: float = Field(default=120.0, gt=0)
+    api_key_env: str | None = None
+
+    def api_key(self) -> str | None:
+        """The secret, read from the environment at the moment it is needed."""
+        if not self.api_key_env:
+            return None
+        return os.environ.get(self.api_key_env) or None
+
+
+class LocalProviderConfig(ProviderSection):
+    kind: Literal["local"] = "local"
+    model: str = "placeholder"
+    delay_seconds: float = Field(default=0.0, ge=0)
+
+
+class RemoteProviderSection(ProviderSection):
+    base_url: str
+    api_key_env: str | None = Field(default=None, min_length=1)
+    poll_interval_seconds: float = Field(default=3.0, gt=0)
+    max_attempts: int = Field(default=4, ge=1, le=10)
+
+    @field_validator("base_url")
+    @classmethod
+    def _base_is_http(cls, value: str) -> str:
+        if urlsplit(value).scheme not in ("http", "https"):
+            raise ValueError("must be an http(s) URL")
+        return value.rstrip("/")
+
+
+class LeonardoConfig(RemoteProviderSection):
+    kind: Literal["leonardo"] = "leonardo"
+    base_url: str = "https://cloud.leonardo.ai/api/rest"
+    api_key_env: str | None = "LEONARDO_API_KEY"
+    model: Literal["seedream-4.5", "seedream-4.0"] = "seedream-4.5"
+    reference_strength: Literal["LOW", "MID", "HIGH"] = "MID"
+
+
+class NovitaConfig(RemoteProviderSection):
+    kind: Literal["novita"] = "novita"
+    base_url: str = "https://api.novita.ai"
+    api_key_env: str | None = "NOVITA_API_KEY"
+    model: Literal["seedream-4.5", "seedream-4.0"] = "seedream-4.5"
+    watermark: bool = False
+
+
+class HighwayConfig(RemoteProviderSection):
+    kind: Literal["highway"] = "highway"
+    base_url: str = "https://api.highwayapi.ai"
+    api_key_env: str | None = "HIGHWAY_API_KEY"
+    model: Literal["seedream-4.5", "seedream-4.0"] = "seedream-4.5"
+    watermark: bool = False
+
+
+class TaskApiConfig(RemoteProviderSection):
+    kind: Literal["taskapi"] = "taskapi"
+    base_url: str = "https://gccai.heqingsong.uk"
+    api_key_env: str | None = "TASKAPI_API_KEY"
+    model: str = "doubao-seedream-4-5"
+    watermark: bool = False
+
+
+class ArkConfig(RemoteProviderSection):
+    kind: Literal["ark"] = "ark"
+    base_url: str = "https://ark.ap-southeast.bytepluses.com/api/v3"
+    api_key_env: str | None = "ARK_API_KEY"
+    model: str = "seedream-4-5-251128"
+    watermark: bool = False
+
+
+ProviderConfig = Annotated[
+    LocalProviderConfig | LeonardoConfig | NovitaConfig | HighwayConfig | TaskApiConfig | ArkConfig,
+    Field(discriminator="kind"),
+]
+PROVIDER_KINDS: tuple[str, ...] = ("local", "leonardo", "novita", "highway", "taskapi", "ark")
+
+
+def _default_providers() -> dict[str, ProviderConfig]:
+    return {"local": LocalProviderConfig()}
+
+
+class Settings(Section):
+    """The whole configuration. Precedence: ``SEEDREAM_*`` env > TOML file > defaults."""
+
+    discord: DiscordSection = DiscordSection()
+    storage: StorageSection = StorageSection()
+    generation: GenerationSection = GenerationSection()
+    logging: LoggingSection = LoggingSection()
+    providers: dict[str, ProviderConfig] = Field(default_factory=_default_providers)
+
+    @model_validator(mode="after")
+    def _default_provider_exists(self) -> Settings:
+        if self.generation.default_provider not in self.providers:
+            names = ", ".join(sorted(self.providers)) or "none"
+            raise ValueError(
+                f"generation.default_provider {self.generation.default_provider!r} is not a configured provider"
+                f" (configured: {names})"
+            )
+        return self
+
+    @property
+    def data_dir(self) -> Path:
+        return Path(self.storage.data_dir)
+
+    @property
+    def uses_real_discord(self) -> bool:
+        return self.discord.api_base == DISCORD_API_BASE
+
+    def secret_env_vars(self) -> dict[str, str]:
+        """Every environment variable that holds a secret, keyed by what it is for."""
+        names = {"discord token": self.discord.token_env}
+        for name, provider in self.providers.items():
+            if provider.api_key_env:
+                names[f"provider {name}"] = provider.api_key_env
+        return names
+
+
+def _describe_error(error: Any) -> str:
+    loc = [str(part) for part in error["loc"]]
+    # A discriminated union puts the chosen kind into the path (providers.leo.leonardo.model): drop it.
+    if len(loc) > 2 and loc[0] == "providers" and loc[2] in PROVIDER_KINDS:
+        del loc[2]
+    key = ".".join(loc) or "(top level)"
+    message = str(error["msg"]).removeprefix("Value error, ")
+    if error["type"] == "extra_forbidden":
+        return f"{key}: unknown key (check its spelling against config.example.toml)"
+    if error["type"] == "union_tag_invalid":
+        tag = error.get("ctx", {}).get("tag", "?")
+        return f"{key}.kind: {tag!r} is not a provider kind; allowed: {', '.join(PROVIDER_KINDS)}"
+    if error["type"] == "union_tag_not_found":
+        return f"{key}: missing 'kind'; allowed: {', '.join(PROVIDER_KINDS)}"
+    if "input" in error and not isinstance(error["input"], dict):
+        return f"{key} = {error['input']!r}: {message}"
+    return f"{key}: {message}"
+
+
+ENV_PREFIX = "SEEDREAM_"
+
+
+def apply_env_overrides(data: dict[str, Any], environ: Mapping[str, str]) -> None:
+    """Overlay ``SEEDREAM_SECTION__KEY=value`` variables onto the file's data (``__`` nests deeper).
+
+    Values are read as JSON when they parse (numbers, booleans, lists), else taken as plain strings.
+    """
+    for name, raw in sorted(environ.items()):
+        if not name.startswith(ENV_PREFIX):
+            continue
+        path = [part.lower() for part in name[len(ENV_PREFIX) :].split("__") if part]
+        if not path:
+            continue
+        try:
+            value: Any = json.loads(raw)
+        except ValueError:
+            value = raw
+        node = data
+        for part in path[:-1]:
+            child = node.get(part)
+            if not isinstance(child, dict):
+                child = node[part] = {}
+            node = child
+        node[path[-1]] = value
+
+
+def load_settings(path: Path | None = None) -> Settings:
+    """Read the config file (``config.toml`` by default, if present) and validate it.
+
+    Raises ConfigError with one line per problem, each naming the key and what is allowed.
+    """
+    source = "built-in defaults"
+    data: dict[str, Any] = {}
+    if path is None and DEFAULT_CONFIG_PATH.exists():
+        path = DEFAULT_CONFIG_PATH
+    if path is not None:
+        source = str(path)
+        try:
+            data = tomllib.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise ConfigError(f"config file {path} does not exist") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    data.setdefault("providers", {"local": {"kind": "local"}})
+    apply_env_overrides(data, os.environ)
+    try:
+        return Settings.model_validate(data)
+    except ValidationError as exc:
+        lines = [f"{source}: {_describe_error(err)}" for err in exc.errors()]
+        raise ConfigError("\n".join(lines)) from None

@@ -1,0 +1,94 @@
+"""Downloads of user-supplied images, only from allow-listed origins (no SSRF).
+
+An origin is scheme://host[:port]; all three must match an entry of ``attachment_hosts``. Redirects
+are followed by hand so each hop is checked again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from urllib.parse import urljoin, urlsplit
+
+import aiohttp
+
+from bot.errors import ImageRejected
+from bot.images import ImageStore
+from bot.providers.base import StoredImage
+
+MAX_REDIRECTS = 3
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+def origin_of(url: str) -> str | None:
+    """scheme://host[:port] of a URL, lower-cased with default ports dropped; None if not http(s)."""
+    parts = urlsplit(url)
+    if parts.scheme not in _DEFAULT_PORTS or not parts.hostname:
+        return None
+    try:
+        port = parts.port
+    except ValueError:
+        return None
+    host = parts.hostname.lower()
+    if ":" in host:
+        host = f"[{host}]"
+    if port is None or port == _DEFAULT_PORTS[parts.scheme]:
+        return f"{parts.scheme}://{host}"
+    return f"{parts.scheme}://{host}:{port}"
+
+
+class ImageFetcher:
+    def __init__(
+        self, store: ImageStore, allowed_origins: list[str], *, timeout_seconds: float, max_bytes: int
+    ) -> None:
+        self.store = store
+        self.allowed = {origin_of(o) for o in allowed_origins} - {None}
+        self.max_bytes = max_bytes
+        self.timeout = aiohttp.ClientTimeout(total=timeout_seconds)
+        self._session: aiohttp.ClientSession | None = None
+
+    def is_allowed(self, url: str) -> bool:
+        return origin_of(url) in self.allowed
+
+    @property
+    def session(self) -> aiohttp.ClientSession:
+        if self._session is None or self._session.closed:
+            self._session = aiohttp.ClientSession(timeout=self.timeout)
+        return self._session
+
+    async def close(self) -> None:
+        if self._session is not None and not self._session.closed:
+            await self._session.close()
+
+    async def fetch(self, url: str) -> StoredImage:
+        """Download, validate and store one image; ImageRejected explains any refusal."""
+        for _ in range(MAX_REDIRECTS + 1):
+            if not self.is_allowed(url):
+                raise ImageRejected(
+                    f"Images are only fetched from {', '.join(sorted(h for h in self.allowed if h))}; "
+                    f"{origin_of(url) or 'that link'} is not one of them."
+                )
+            try:
+                async with self.session.get(url, allow_redirects=False) as response:
+                    if response.status in (301, 302, 303, 307, 308):
+                        url = urljoin(url, response.headers.get("Location", ""))
+                        continue
+                    if response.status != 200:
+                        raise ImageRejected(
+                            "That image could not be downloaded (it may have expired); please attach it again."
+                        )
+                    declared = response.content_length
+                    if declared is not None and declared > self.max_bytes:
+                        raise ImageRejected(
+                            f"That image is larger than the {self.max_bytes // (1024 * 1024)} MiB we accept."
+                        )
+                    return await self.store.save_stream(
+                        response.content.iter_chunked(64 * 1024), max_bytes=self.max_bytes
+                    )
+            except (aiohttp.ClientError, TimeoutError):
+                raise ImageRejected("That image could not be downloaded; please try again.") from None
+        raise ImageRejected("That image link redirects too many times.")
+
+
+async def fetch_all(fetcher: ImageFetcher, urls: list[str]) -> list[StoredImage]:
+    """Fetch several images at once (signed attachment links expire, so never wait)."""
+    return list(await asyncio.gather(*(fetcher.fetch(url) for url in urls)))

@@ -1,0 +1,1 @@
+"""Seedream providers behind one interface (see ``base``)."""

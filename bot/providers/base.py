@@ -1,0 +1,207 @@
+"""The one interface every Seedream provider implements.
+
+A provider declares what it accepts (``Capabilities``) so a request it cannot serve is refused before
+any quota is spent, and generates in two persisted steps: ``submit`` (returns a ``Submission`` the job
+engine saves, e.g. a task id) then ``collect`` (polls if needed and downloads the images). After a
+restart the engine calls ``collect`` again with the saved submission instead of creating a new task.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, ClassVar
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from bot import sizes
+from bot.errors import InvalidRequest
+
+
+class StoredImage(BaseModel):
+    """An image file we hold under data_dir: a validated reference or a downloaded result."""
+
+    model_config = ConfigDict(frozen=True)
+
+    path: Path
+    sha256: str
+    size_bytes: int
+    width: int
+    height: int
+    mime: str
+    #: Name of the configured provider that knows this image by ``provider_image_id``.
+    provider: str | None = None
+    #: The provider's own id for the image (e.g. a Leonardo GENERATED image id), reusable as a reference.
+    provider_image_id: str | None = None
+
+
+class GenerationRequest(BaseModel):
+    """What a member asked for, in our own vocabulary; each provider maps it onto its API."""
+
+    prompt: str
+    aspect_ratio: str = "1:1"
+    resolution: str = "2K"
+    count: int = Field(default=1, ge=1)
+    seed: int | None = None
+    style: str | None = None
+    enhance: bool = False
+    references: list[StoredImage] = []
+
+
+class Submission(BaseModel):
+    """What ``submit`` hands back; saved with the job so a restart can resume without a new task."""
+
+    task_ids: list[str] = []
+    #: Result links already known (synchronous APIs answer with them at once).
+    result_urls: list[str] = []
+    #: The provider's id of each result link, where it has one (same order as result_urls).
+    result_ids: list[str | None] = []
+    #: Anything else the provider needs to pick up where it left off.
+    data: dict[str, Any] = {}
+
+
+class GenerationResult(BaseModel):
+    images: list[StoredImage]
+    #: Things the member should be told (e.g. "1 of 4 images was blocked by the provider").
+    notices: list[str] = []
+
+
+class Capabilities(BaseModel):
+    """What one provider+model accepts; ``check`` refuses anything else with a helpful message."""
+
+    model_config = ConfigDict(frozen=True)
+
+    kind: str
+    model: str
+    aspect_ratios: tuple[str, ...]
+    resolutions: tuple[str, ...]
+    max_count: int
+    max_references: int
+    #: Upper bound of references + outputs in one request, where the API has one.
+    max_total_images: int | None = None
+    reference_formats: tuple[str, ...] = ("image/png", "image/jpeg")
+    reference_max_bytes: int = 10 * 1024 * 1024
+    reference_max_pixels: int = 6000 * 6000
+    reference_ratio_range: tuple[float, float] | None = None
+    reference_min_side: int = 1
+    #: Inclusive seed range, or None when the API takes no seed.
+    seed_range: tuple[int, int] | None = None
+    styles: tuple[str, ...] = ()
+    prompt_enhance: bool = False
+    max_prompt_chars: int = 4000
+    #: Aspect "auto" (match the first reference) is only allowed with references.
+    auto_aspect_needs_reference: bool = True
+
+    def check(self, request: GenerationRequest) -> None:
+        """Raise InvalidRequest, saying what is allowed, if this provider cannot serve the request."""
+        label = f"{self.kind} ({self.model})"
+        prompt = request.prompt.strip()
+        if not prompt:
+            raise InvalidRequest("Please describe the picture you want: the prompt is empty.")
+        if len(prompt) > self.max_prompt_chars:
+            raise InvalidRequest(
+                f"The prompt is {len(prompt)} characters long; {label} accepts at most {self.max_prompt_chars}."
+            )
+        if request.aspect_ratio not in self.aspect_ratios:
+            raise InvalidRequest(
+                f"Aspect ratio {request.aspect_ratio} is not available on {label}; "
+                f"choose one of {', '.join(self.aspect_ratios)}."
+            )
+        if request.aspect_ratio == "auto" and self.auto_aspect_needs_reference and not request.references:
+            raise InvalidRequest("Aspect ratio 'auto' follows a reference image, so it needs at least one image.")
+        if request.resolution not in self.resolutions:
+            raise InvalidRequest(
+                f"Resolution {request.resolution} is not available on {label}; "
+                f"choose one of {', '.join(self.resolutions)}."
+            )
+        if not 1 <= request.count <= self.max_count:
+            raise InvalidRequest(f"{label} makes 1 to {self.max_count} images per request, not {request.count}.")
+        if len(request.references) > self.max_references:
+            raise InvalidRequest(
+                f"{label} takes at most {self.max_references} reference images; you gave {len(request.references)}."
+            )
+        if self.max_total_images is not None and len(request.references) + request.count > self.max_total_images:
+            raise InvalidRequest(
+                f"On {label} reference images plus generated images must be at most {self.max_total_images}; "
+                f"you asked for {len(request.references)} + {request.count}."
+            )
+        if request.seed is not None:
+            if self.seed_range is None:
+                raise InvalidRequest(f"{label} does not accept a seed; leave it empty.")
+            low, high = self.seed_range
+            if not low <= request.seed <= high:
+                raise InvalidRequest(f"The seed must be between {low} and {high} on {label}.")
+        if request.style is not None and request.style not in self.styles:
+            if not self.styles:
+                raise InvalidRequest(f"{label} has no style presets; leave the style empty.")
+            raise InvalidRequest(
+                f"Style {request.style!r} is not available on {label}; choose one of {', '.join(self.styles)}."
+            )
+        if request.enhance and not self.prompt_enhance:
+            raise InvalidRequest(f"{label} cannot enhance prompts; turn 'enhance' off.")
+
+    def dimensions(self, request: GenerationRequest) -> tuple[int, int]:
+        """Pixel size for the request; ``auto`` takes the nearest listed ratio of the first reference."""
+        aspect = request.aspect_ratio
+        if aspect == "auto":
+            first = request.references[0] if request.references else None
+            aspect = sizes.nearest_aspect(first.width, first.height) if first else "1:1"
+        return sizes.dimensions(aspect, request.resolution)
+
+
+class Provider(ABC):
+    """Base of every provider. Subclasses set ``kind`` and implement ``capabilities``, ``submit``, ``collect``."""
+
+    kind: ClassVar[str]
+
+    def __init__(self, name: str, max_concurrent: int) -> None:
+        self.name = name
+        #: Shared cap on jobs running against this provider (config ``max_concurrent``).
+        self.slots = asyncio.Semaphore(max_concurrent)
+
+    @property
+    @abstractmethod
+    def capabilities(self) -> Capabilities: ...
+
+    @abstractmethod
+    async def submit(self, request: GenerationRequest) -> Submission:
+        """Start the generation; only retry what the API cannot have billed."""
+
+    @abstractmethod
+    async def collect(self, request: GenerationRequest, submission: Submission) -> GenerationResult:
+        """Wait for the submission to finish and store its images (safe to call again after a restart)."""
+
+    async def generate(self, request: GenerationRequest) -> GenerationResult:
+        """Check, submit and collect in one go (the CLI path; the job engine persists between steps)."""
+        self.capabilities.check(request)
+        async with self.slots:
+            submission = await self.submit(request)
+            return await self.collect(request, submission)
+
+    async def close(self) -> None:  # noqa: B027 - optional hook, most providers need it
+        """Release network resources (one HTTP session per provider)."""
+
+
+def describe_capabilities(providers: Sequence[Provider]) -> list[dict[str, str]]:
+    """Rows for the README capabilities table, built from the code so docs cannot drift."""
+    rows = []
+    for provider in providers:
+        caps = provider.capabilities
+        seed = f"{caps.seed_range[0]}–{caps.seed_range[1]}" if caps.seed_range else "—"
+        rows.append(
+            {
+                "provider": caps.kind,
+                "model": caps.model,
+                "aspect ratios": " ".join(caps.aspect_ratios),
+                "resolutions": " ".join(caps.resolutions),
+                "images/request": str(caps.max_count),
+                "references": str(caps.max_references)
+                + (f" (refs+outputs ≤ {caps.max_total_images})" if caps.max_total_images else ""),
+                "seed": seed,
+                "styles": ", ".join(caps.styles) or "—",
+                "enhance": "yes" if caps.prompt_enhance else "—",
+            }
+        )
+    return rows

@@ -1,0 +1,51 @@
+"""Everything the bot and the CLI share, built once from Settings and closed in reverse order."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from bot.config import Settings
+from bot.fetch import ImageFetcher
+from bot.images import ImageStore
+from bot.providers.registry import ProviderRegistry
+from bot.storage import Database
+
+
+@dataclass
+class Services:
+    settings: Settings
+    db: Database
+    store: ImageStore
+    fetcher: ImageFetcher
+    providers: ProviderRegistry
+
+    @classmethod
+    async def open(cls, settings: Settings) -> Services:
+        gen = settings.generation
+        store = ImageStore(settings.data_dir, max_pixels=gen.max_image_pixels, max_bytes=gen.max_result_bytes)
+        fetcher = ImageFetcher(
+            store,
+            settings.discord.attachment_hosts,
+            timeout_seconds=gen.download_timeout_seconds,
+            max_bytes=gen.max_reference_bytes,
+        )
+        db = await Database(Path(settings.storage.database)).open()
+        try:
+            await db.migrate()
+            providers = ProviderRegistry.from_settings(settings, store)
+        except BaseException:
+            await db.close()
+            raise
+        return cls(settings=settings, db=db, store=store, fetcher=fetcher, providers=providers)
+
+    async def close(self) -> None:
+        await self.providers.close()
+        await self.fetcher.close()
+        await self.db.close()
+
+    async def __aenter__(self) -> Services:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()

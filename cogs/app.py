@@ -1,0 +1,71 @@
+"""The Discord application: a ``commands.Bot`` that owns the core ``Services`` and loads the cogs."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+
+import discord
+from discord.ext import commands
+
+from bot.config import Settings
+from bot.services import Services
+from cogs import EXTENSIONS
+from cogs.endpoints import adopt_gateway, use_api_base
+
+log = logging.getLogger(__name__)
+
+
+class SeedreamBot(commands.Bot):
+    def __init__(self, services: Services) -> None:
+        settings = services.settings
+        intents = discord.Intents.default()
+        intents.message_content = settings.discord.message_content_intent
+        super().__init__(
+            command_prefix=commands.when_mentioned,
+            intents=intents,
+            allowed_mentions=discord.AllowedMentions.none(),
+            help_command=None,
+        )
+        self.services = services
+        self.settings = settings
+
+    async def setup_hook(self) -> None:
+        await adopt_gateway(self, self.settings.discord.api_base)
+        for extension in EXTENSIONS:
+            await self.load_extension(extension)
+        await self.sync_commands()
+
+    async def sync_commands(self) -> None:
+        """Guild sync is instant (for configured guilds); global sync can take up to an hour to show."""
+        guild_ids = self.settings.discord.command_guilds
+        if guild_ids:
+            for guild_id in guild_ids:
+                guild = discord.Object(id=guild_id)
+                self.tree.copy_global_to(guild=guild)
+                synced = await self.tree.sync(guild=guild)
+                log.info("synced %d commands to guild %s", len(synced), guild_id)
+        else:
+            synced = await self.tree.sync()
+            log.info("synced %d global commands", len(synced))
+
+    async def on_ready(self) -> None:
+        log.info("connected as %s (%s) to %d guilds", self.user, getattr(self.user, "id", "?"), len(self.guilds))
+
+
+async def run_bot(settings: Settings, token: str) -> int:
+    """Start the bot and keep it running until SIGTERM/SIGINT; returns the process exit code."""
+    use_api_base(settings.discord.api_base)
+    async with await Services.open(settings) as services:
+        bot = SeedreamBot(services)
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, lambda: asyncio.ensure_future(bot.close()))
+        async with bot:
+            try:
+                await bot.start(token)
+            except discord.LoginFailure:
+                log.error("Discord refused the bot token: check %s", settings.discord.token_env)
+                return 2
+    return 0

@@ -1,0 +1,105 @@
+"""Config loading: defaults, the file, env overrides, and one clear line per mistake."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from bot.config import LeonardoConfig, load_settings
+from bot.errors import ConfigError
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "config.toml"
+    path.write_text(text)
+    return path
+
+
+def test_defaults_use_local_provider_and_sqlite(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.chdir(tmp_path)
+    settings = load_settings(None)
+    assert settings.generation.default_provider == "local"
+    assert list(settings.providers) == ["local"]
+    assert settings.storage.database == "seedream-bot.sqlite3"
+    assert settings.discord.api_base == "https://discord.com/api/v10"
+
+
+def test_example_config_is_valid() -> None:
+    settings = load_settings(REPO / "config.example.toml")
+    leonardo = settings.providers["leonardo"]
+    assert isinstance(leonardo, LeonardoConfig)
+    assert leonardo.api_key_env == "LEONARDO_API_KEY"
+    assert settings.discord.attachment_hosts == ["https://cdn.discordapp.com", "https://media.discordapp.net"]
+
+
+def test_contract_keys_are_read(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        """
+[discord]
+token_env = "MY_TOKEN"
+api_base = "http://127.0.0.1:8080/api/v10"
+attachment_hosts = ["http://127.0.0.1:8080"]
+command_guilds = [123]
+[storage]
+database = "x.sqlite3"
+data_dir = "imgs"
+[generation]
+default_provider = "leo"
+[providers.leo]
+kind = "leonardo"
+base_url = "http://127.0.0.1:9/api/rest"
+api_key_env = "LEO_KEY"
+model = "seedream-4.0"
+""",
+    )
+    settings = load_settings(path)
+    assert settings.discord.token_env == "MY_TOKEN"
+    assert settings.discord.command_guilds == [123]
+    assert settings.discord.attachment_hosts == ["http://127.0.0.1:8080"]
+    assert settings.storage.data_dir == "imgs"
+    assert settings.providers["leo"].model == "seedream-4.0"
+
+
+def test_env_overrides_the_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = write(tmp_path, "[generation]\nworkers = 2\n")
+    monkeypatch.setenv("SEEDREAM_GENERATION__WORKERS", "7")
+    monkeypatch.setenv("SEEDREAM_PROVIDERS__LOCAL__DELAY_SECONDS", "0.5")
+    settings = load_settings(path)
+    assert settings.generation.workers == 7
+    assert settings.providers["local"].delay_seconds == 0.5
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("[generation]\nworkrs = 3\n", "generation.workrs: unknown key"),
+        ('[providers.leo]\nkind = "leonardo"\nmodel = "seedream-5"\n', "providers.leo.model = 'seedream-5'"),
+        ('[providers.x]\nkind = "midjourney"\n', "providers.x.kind: 'midjourney' is not a provider kind"),
+        ('[generation]\ndefault_provider = "nope"\n', "'nope' is not a configured provider"),
+        ('[discord]\nattachment_hosts = ["cdn.discordapp.com"]\n', "discord.attachment_hosts"),
+        ("[generation]\nworkers = 0\n", "generation.workers = 0"),
+        ("[generation\n", "not valid TOML"),
+    ],
+)
+def test_bad_config_names_the_key(tmp_path: Path, text: str, expected: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        load_settings(write(tmp_path, text))
+    assert expected in str(info.value)
+    assert "Traceback" not in str(info.value)
+
+
+def test_missing_file_is_a_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_settings(tmp_path / "nope.toml")
+
+
+def test_api_key_comes_from_the_named_env_var(monkeypatch: pytest.MonkeyPatch) -> None:
+    config = LeonardoConfig(api_key_env="SOME_KEY_VAR")
+    monkeypatch.delenv("SOME_KEY_VAR", raising=False)
+    assert config.api_key() is None
+    monkeypatch.setenv("SOME_KEY_VAR", "secret-value")
+    assert config.api_key() == "secret-value"
