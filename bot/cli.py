@@ -17,6 +17,8 @@ from pathlib import Path
 from bot import sizes
 from bot.config import Settings, load_settings
 from bot.errors import ConfigError, SeedreamError
+from bot.jobs import Job
+from bot.jobs.engine import RecordMessage
 from bot.logging_setup import configure_logging
 from bot.providers.base import GenerationRequest, StoredImage, describe_capabilities
 from bot.services import Services
@@ -129,16 +131,48 @@ async def generate(settings: Settings, args: argparse.Namespace) -> int:
             enhance=args.enhance,
             references=references,
         )
-        result = await provider.generate(request)
-        args.out.mkdir(parents=True, exist_ok=True)
+        sink = FileSink(args.out)
+        engine = services.make_engine(sink)
+        job, _ = await engine.enqueue(
+            kind="cli",
+            requester_id=0,
+            guild_id=None,
+            channel_id=None,
+            provider_name=provider.name,
+            request=request,
+            quota_limit=None,
+        )
+        job = await engine.run_one(job)
+        for notice in job.notices:
+            print(f"note: {notice}", file=sys.stderr)
+        if sink.error:
+            raise SeedreamError(sink.error)
+    return 0
+
+
+class FileSink:
+    """Delivers a CLI job's images as files in the --out folder, printing each path."""
+
+    def __init__(self, out: Path) -> None:
+        self.out = out
+        self.error: str | None = None
+
+    async def progress(self, job: Job, position: int) -> None:
+        return None
+
+    async def deliver(self, job: Job, record_message: RecordMessage) -> None:
+        self.out.mkdir(parents=True, exist_ok=True)
         stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
-        for index, image in enumerate(result.images, start=1):
-            target = args.out / f"seedream-{stamp}-{index}{image.path.suffix}"
+        for index, image in enumerate(job.results, start=1):
+            target = self.out / f"seedream-{stamp}-{job.id}-{index}{image.path.suffix}"
             shutil.copyfile(image.path, target)
             print(target)
-        for notice in result.notices:
-            print(f"note: {notice}", file=sys.stderr)
-    return 0
+
+    async def finished(self, job: Job) -> None:
+        return None
+
+    async def failed(self, job: Job, message: str) -> None:
+        self.error = message
 
 
 async def status(settings: Settings) -> int:

@@ -74,6 +74,18 @@ class GenerationSection(Section):
     download_timeout_seconds: float = Field(default=60.0, gt=0)
 
 
+class QuotaSection(Section):
+    """Default allowance per member; moderators refine it per guild, role, channel and member."""
+
+    window: Literal["daily", "weekly", "monthly", "rolling"] = "daily"
+    rolling_hours: int = Field(default=24, ge=1)
+    timezone: str = "UTC"
+    default_limit: int = Field(default=50, ge=0)
+    max_queued_per_user: int = Field(default=10, ge=1)
+    resolution_weights: dict[str, int] = {"1K": 1, "2K": 1, "4K": 2}
+    global_daily_cap: int = Field(default=0, ge=0)  # 0 = no cap on the whole bot
+
+
 class LoggingSection(Section):
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
@@ -82,6 +94,7 @@ class ProviderSection(Section):
     """Settings every provider shares."""
 
     max_concurrent: int = Field(default=4, ge=1, le=100)
+    cost_weight: int = Field(default=1, ge=0)
     timeout_seconds: float = Field(default=120.0, gt=0)
     api_key_env: str | None = None
 
@@ -169,6 +182,7 @@ class Settings(Section):
     discord: DiscordSection = DiscordSection()
     storage: StorageSection = StorageSection()
     generation: GenerationSection = GenerationSection()
+    quota: QuotaSection = QuotaSection()
     logging: LoggingSection = LoggingSection()
     providers: dict[str, ProviderConfig] = Field(default_factory=_default_providers)
 

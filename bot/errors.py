@@ -87,3 +87,21 @@ class ResultExpired(ProviderError):
     """A result link had expired or vanished before we could download it."""
 
     code = "result_expired"
+
+
+class QuotaExceeded(SeedreamError):
+    """The member (or the whole bot) has used its allowance for this window."""
+
+    code = "quota_exceeded"
+
+
+class TooManyJobs(SeedreamError):
+    """The member already has as many jobs waiting as allowed."""
+
+    code = "too_many_jobs"
+
+
+class NotAllowed(SeedreamError):
+    """The member may not do this (not theirs, blocked, wrong channel, paused)."""
+
+    code = "not_allowed"

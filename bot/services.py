@@ -8,7 +8,9 @@ from pathlib import Path
 from bot.config import Settings
 from bot.fetch import ImageFetcher
 from bot.images import ImageStore
+from bot.jobs.engine import Clock, JobEngine, ResultSink
 from bot.providers.registry import ProviderRegistry
+from bot.quota import Ledger
 from bot.storage import Database
 
 
@@ -19,6 +21,7 @@ class Services:
     store: ImageStore
     fetcher: ImageFetcher
     providers: ProviderRegistry
+    ledger: Ledger
 
     @classmethod
     async def open(cls, settings: Settings) -> Services:
@@ -37,7 +40,24 @@ class Services:
         except BaseException:
             await db.close()
             raise
-        return cls(settings=settings, db=db, store=store, fetcher=fetcher, providers=providers)
+        ledger = Ledger(db, settings.quota)
+        return cls(settings=settings, db=db, store=store, fetcher=fetcher, providers=providers, ledger=ledger)
+
+    def make_engine(self, sink: ResultSink, clock: Clock | None = None) -> JobEngine:
+        gen = self.settings.generation
+        if clock is not None:
+            self.ledger.clock = clock
+            self.ledger.window.clock = clock
+        return JobEngine(
+            self.db,
+            self.providers,
+            self.ledger,
+            sink,
+            workers=gen.workers,
+            per_user_in_flight=gen.per_user_in_flight,
+            max_queued_per_user=self.settings.quota.max_queued_per_user,
+            **({"clock": clock} if clock else {}),
+        )
 
     async def close(self) -> None:
         await self.providers.close()

@@ -1,0 +1,328 @@
+"""Runs jobs: a dispatcher picks fairly, workers drive each job through its saved states.
+
+Fairness: the dispatcher looks only at each member's oldest queued job and prefers the member with
+the fewest running jobs, then the one served least recently (round-robin), so one member's ten jobs
+cannot starve everyone. Caps: ``workers`` jobs at once, ``per_user_in_flight`` per member, and each
+provider's ``max_concurrent``.
+
+Resumption: on start every unfinished job continues from its last saved state: a submitted task is
+polled (never created again), downloaded images are posted (never regenerated), posted jobs finish.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from typing import Protocol
+
+from bot.errors import InvalidRequest, NotAllowed, SeedreamError, TooManyJobs
+from bot.jobs.models import FINAL_STATES, Job, JobState, new_job_id
+from bot.jobs.repository import JobRepository
+from bot.providers.base import GenerationRequest
+from bot.providers.registry import ProviderRegistry
+from bot.quota import Ledger
+from bot.storage import Database
+
+log = logging.getLogger(__name__)
+Clock = Callable[[], float]
+RecordMessage = Callable[[int], Awaitable[None]]
+
+
+class ResultSink(Protocol):
+    """Where a job's progress and results go (the Discord layer, or files for the CLI)."""
+
+    async def progress(self, job: Job, position: int) -> None: ...
+
+    async def deliver(self, job: Job, record_message: RecordMessage) -> None:
+        """Post the results; skip what ``job.posted_message_ids`` shows as already posted."""
+
+    async def finished(self, job: Job) -> None: ...
+
+    async def failed(self, job: Job, message: str) -> None: ...
+
+
+class JobEngine:
+    def __init__(
+        self,
+        db: Database,
+        providers: ProviderRegistry,
+        ledger: Ledger,
+        sink: ResultSink,
+        *,
+        workers: int,
+        per_user_in_flight: int,
+        max_queued_per_user: int,
+        clock: Clock = time.time,
+    ) -> None:
+        self.db = db
+        self.jobs = JobRepository(db)
+        self.providers = providers
+        self.ledger = ledger
+        self.sink = sink
+        self.workers = workers
+        self.per_user_in_flight = per_user_in_flight
+        self.max_queued_per_user = max_queued_per_user
+        self.clock = clock
+        self._wake = asyncio.Event()
+        self._running: dict[str, asyncio.Task[None]] = {}
+        self._running_by_user: dict[int, int] = {}
+        self._last_served: dict[int, float] = {}
+        self._cancelling: set[str] = set()
+        self._dispatcher: asyncio.Task[None] | None = None
+        self._accepting = True
+        self.idle = asyncio.Event()
+
+    # -- lifecycle ----------------------------------------------------------------------------------
+    async def start(self) -> None:
+        """Resume unfinished work, then start dispatching the queue."""
+        for job in await self.jobs.active():
+            if job.state != JobState.QUEUED:
+                self._launch(job)
+        self._dispatcher = asyncio.create_task(self._dispatch_loop(), name="job-dispatcher")
+        self._wake.set()
+
+    async def stop(self, grace_seconds: float = 10.0) -> None:
+        """Take no new work; give running jobs ``grace_seconds`` to reach a saved state, then stop them.
+
+        A stopped job keeps its last saved state and is resumed on the next start.
+        """
+        self._accepting = False
+        if self._dispatcher is not None:
+            self._dispatcher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._dispatcher
+        tasks = list(self._running.values())
+        if tasks:
+            _, pending = await asyncio.wait(tasks, timeout=grace_seconds)
+            for task in pending:
+                task.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
+
+    async def run_one(self, job: Job) -> Job:
+        """Drive one job to its end without the dispatcher (the CLI); returns its final row."""
+        await self._run(job)
+        return await self.jobs.get(job.id) or job
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    @property
+    def running_count(self) -> int:
+        return len(self._running)
+
+    # -- submitting ---------------------------------------------------------------------------------
+    async def enqueue(
+        self,
+        *,
+        kind: str,
+        requester_id: int,
+        guild_id: int | None,
+        channel_id: int | None,
+        provider_name: str | None,
+        request: GenerationRequest,
+        quota_limit: int | None,
+        delivery: dict[str, object] | None = None,
+        parent_job_id: str | None = None,
+    ) -> tuple[Job, int]:
+        """Validate, reserve quota and write the job in one transaction; returns it with its queue position."""
+        if not self._accepting:
+            raise NotAllowed("The bot is restarting; please try again in a minute.")
+        provider = self.providers.get(provider_name)
+        provider.capabilities.check(request)
+        weight = getattr(getattr(provider, "config", None), "cost_weight", 1)
+        now = self.clock()
+        job = Job(
+            id=new_job_id(),
+            kind=kind,
+            requester_id=requester_id,
+            guild_id=guild_id,
+            channel_id=channel_id,
+            provider=provider.name,
+            request=request,
+            state=JobState.QUEUED,
+            cost_units=self.ledger.units_for(request.count, request.resolution, weight),
+            delivery=dict(delivery or {}),
+            parent_job_id=parent_job_id,
+            created_at=now,
+            updated_at=now,
+        )
+        async with self.db.transaction() as conn:
+            if await self.jobs.count_queued_for(conn, requester_id) >= self.max_queued_per_user:
+                raise TooManyJobs(
+                    f"You already have {self.max_queued_per_user} jobs waiting; please let some finish first."
+                )
+            await self.jobs.insert(conn, job)
+            await self.ledger.reserve(
+                conn, guild_id=guild_id, user_id=requester_id, job_id=job.id, units=job.cost_units, limit=quota_limit
+            )
+        position = await self.jobs.position(job)
+        log.info("job %s queued by %s on %s (position %d)", job.id, requester_id, provider.name, position)
+        self.wake()
+        return job, position
+
+    async def cancel(self, job_id: str) -> Job:
+        """Cancel a queued or running job and refund it; finished jobs are left alone."""
+        job = await self.jobs.get(job_id)
+        if job is None:
+            raise InvalidRequest("That job no longer exists.")
+        if job.state in FINAL_STATES:
+            raise InvalidRequest(
+                f"That job has already {'finished' if job.state == JobState.DONE else job.state.value}."
+            )
+        if job.state in (JobState.DOWNLOADED, JobState.POSTED):
+            raise InvalidRequest("That job has already finished generating; its images are being posted.")
+        task = self._running.get(job_id)
+        if task is not None:
+            self._cancelling.add(job_id)
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        await self._finish_failed(job, JobState.CANCELLED, "cancelled", "This job was cancelled.", notify=False)
+        return await self.jobs.get(job_id) or job
+
+    # -- dispatching --------------------------------------------------------------------------------
+    async def _dispatch_loop(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            try:
+                await self._dispatch_once()
+            except Exception:
+                log.exception("dispatcher failed; retrying shortly")
+                await asyncio.sleep(1.0)
+                self._wake.set()
+
+    async def _dispatch_once(self) -> None:
+        while len(self._running) < self.workers:
+            candidates = [
+                head
+                for head in await self.jobs.queued_heads()
+                if head[0] not in self._running
+                and self._running_by_user.get(head[1], 0) < self.per_user_in_flight
+                and not self._provider_full(head[2])
+            ]
+            if not candidates:
+                if not self._running:
+                    self.idle.set()
+                return
+            job_id, requester, _, _ = min(
+                candidates, key=lambda h: (self._running_by_user.get(h[1], 0), self._last_served.get(h[1], 0.0), h[3])
+            )
+            job = await self.jobs.get(job_id)
+            if job is None or job.state != JobState.QUEUED:
+                continue
+            self._last_served[requester] = time.monotonic()
+            self._launch(job)
+
+    def _provider_full(self, name: str) -> bool:
+        try:
+            return self.providers.get(name).slots.locked()
+        except SeedreamError:
+            return False
+
+    def _launch(self, job: Job) -> None:
+        self.idle.clear()
+        self._running_by_user[job.requester_id] = self._running_by_user.get(job.requester_id, 0) + 1
+        task = asyncio.create_task(self._run(job), name=f"job-{job.id}")
+        self._running[job.id] = task
+        task.add_done_callback(functools.partial(self._done, job))
+
+    def _done(self, job: Job, _task: asyncio.Task[None]) -> None:
+        self._running.pop(job.id, None)
+        self._cancelling.discard(job.id)
+        left = self._running_by_user.get(job.requester_id, 1) - 1
+        if left:
+            self._running_by_user[job.requester_id] = left
+        else:
+            self._running_by_user.pop(job.requester_id, None)
+        if self._accepting:
+            self._wake.set()
+        if not self._running:
+            self.idle.set()
+
+    # -- running one job ----------------------------------------------------------------------------
+    async def _run(self, job: Job) -> None:
+        try:
+            await self._advance(job)
+        except asyncio.CancelledError:
+            if job.id not in self._cancelling:
+                log.info("job %s interrupted in state %s; it resumes on the next start", job.id, job.state)
+            raise
+        except SeedreamError as exc:
+            log.warning("job %s failed: %s (%s)", job.id, exc.code, exc)
+            await self._finish_failed(job, JobState.FAILED, exc.code, exc.user_message)
+        except Exception:
+            log.exception("job %s failed unexpectedly", job.id)
+            await self._finish_failed(
+                job, JobState.FAILED, "internal", f"Sorry, something went wrong on our side (job {job.id})."
+            )
+
+    async def _set(self, job: Job, **fields: object) -> None:
+        async with self.db.transaction() as conn:
+            await self.jobs.update(conn, job.id, self.clock(), **fields)
+        for name, value in fields.items():
+            if hasattr(job, name):
+                setattr(job, name, value)
+
+    async def _advance(self, job: Job) -> None:
+        provider = self.providers.get(job.provider)
+        if job.state in (JobState.QUEUED, JobState.SUBMITTED):
+            async with provider.slots:
+                if job.state == JobState.QUEUED:
+                    await self._set(job, attempts=job.attempts + 1, started_at=self.clock())
+                    await self.sink.progress(job, 0)
+                    submission = await provider.submit(job.request)
+                    async with self.db.transaction() as conn:
+                        await self.jobs.update(
+                            conn, job.id, self.clock(), state=JobState.SUBMITTED, provider_task=submission
+                        )
+                    job.state, job.submission = JobState.SUBMITTED, submission
+                    log.info("job %s submitted to %s", job.id, provider.name)
+                    await self.sink.progress(job, 0)
+                if job.submission is None:
+                    raise RuntimeError(f"job {job.id} is submitted but has no saved submission")
+                result = await provider.collect(job.request, job.submission)
+            generated = len(result.images)
+            async with self.db.transaction() as conn:
+                await self.jobs.save_results(conn, job.id, result.images, self.clock())
+                await self.jobs.update(
+                    conn, job.id, self.clock(), state=JobState.DOWNLOADED, notices=job.notices + result.notices
+                )
+                per_image = job.cost_units // max(1, job.request.count)
+                await self.ledger.settle(conn, job.id, generated * per_image, note="generated")
+            job.state, job.results, job.notices = JobState.DOWNLOADED, result.images, job.notices + result.notices
+            log.info("job %s downloaded %d image(s)", job.id, generated)
+            await self.sink.progress(job, 0)
+        if job.state == JobState.DOWNLOADED:
+            await self.sink.deliver(job, lambda message_id: self._record_message(job, message_id))
+            await self._set(job, state=JobState.POSTED)
+        if job.state == JobState.POSTED:
+            await self._set(job, state=JobState.DONE, finished_at=self.clock())
+            log.info("job %s done", job.id)
+            await self.sink.finished(job)
+
+    async def _record_message(self, job: Job, message_id: int) -> None:
+        job.posted_message_ids = [*job.posted_message_ids, message_id]
+        async with self.db.transaction() as conn:
+            await self.jobs.update(conn, job.id, self.clock(), posted_message_ids=job.posted_message_ids)
+
+    async def _finish_failed(self, job: Job, state: JobState, code: str, message: str, *, notify: bool = True) -> None:
+        """End a job that will not complete: record why and refund every unit not generated."""
+        async with self.db.transaction() as conn:
+            current = await self.jobs.get(job.id)
+            if current is None or current.state in FINAL_STATES:
+                return
+            await self.jobs.update(
+                conn, job.id, self.clock(), state=state, error=f"{code}: {message}", finished_at=self.clock()
+            )
+            await self.ledger.settle(conn, job.id, 0, note=code)
+        job.state, job.error = state, f"{code}: {message}"
+        if notify:
+            try:
+                await self.sink.failed(job, message)
+            except Exception:
+                log.exception("job %s: could not tell the member it failed", job.id)

@@ -1,0 +1,168 @@
+"""SQL for jobs and their images. Every write is one transaction; every query is parameterised."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import aiosqlite
+
+from bot.jobs.models import ACTIVE_STATES, Job, JobState
+from bot.providers.base import StoredImage, Submission
+from bot.storage import Database
+
+# Kept literal so the SQL is a constant; the assert keeps it in step with the enum.
+assert {s.value for s in ACTIVE_STATES} == {"queued", "submitted", "downloaded", "posted"}
+
+
+def _image(row: aiosqlite.Row) -> StoredImage:
+    return StoredImage(
+        path=Path(row["path"]),
+        sha256=row["sha256"],
+        size_bytes=row["size_bytes"],
+        width=row["width"],
+        height=row["height"],
+        mime=row["mime"],
+        provider=row["provider"],
+        provider_image_id=row["provider_image_id"],
+    )
+
+
+class JobRepository:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    async def insert(self, conn: aiosqlite.Connection, job: Job) -> None:
+        """Write a new job and its reference images (inside the caller's transaction)."""
+        options = job.request.model_dump(mode="json", exclude={"references"})
+        await conn.execute(
+            "INSERT INTO jobs (id, kind, requester_id, guild_id, channel_id, provider, options, state, cost_units,"
+            " delivery, parent_job_id, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                job.id,
+                job.kind,
+                job.requester_id,
+                job.guild_id,
+                job.channel_id,
+                job.provider,
+                json.dumps(options),
+                job.state.value,
+                job.cost_units,
+                json.dumps(job.delivery),
+                job.parent_job_id,
+                job.created_at,
+                job.updated_at,
+            ),
+        )
+        await self._insert_images(conn, job.id, "reference", job.request.references, job.created_at)
+
+    async def _insert_images(
+        self, conn: aiosqlite.Connection, job_id: str, role: str, images: Sequence[StoredImage], now: float
+    ) -> None:
+        await conn.executemany(
+            "INSERT OR IGNORE INTO job_images (job_id, role, position, path, sha256, size_bytes, width, height, mime,"
+            " provider, provider_image_id, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [
+                (
+                    job_id,
+                    role,
+                    i,
+                    str(im.path),
+                    im.sha256,
+                    im.size_bytes,
+                    im.width,
+                    im.height,
+                    im.mime,
+                    im.provider,
+                    im.provider_image_id,
+                    now,
+                )
+                for i, im in enumerate(images)
+            ],
+        )
+
+    async def get(self, job_id: str) -> Job | None:
+        row = await self.db.fetchone("SELECT * FROM jobs WHERE id = ?", (job_id,))
+        return await self._hydrate(row) if row else None
+
+    async def _hydrate(self, row: aiosqlite.Row) -> Job:
+        images = await self.db.fetchall(
+            "SELECT * FROM job_images WHERE job_id = ? ORDER BY role, position", (row["id"],)
+        )
+        references = [_image(r) for r in images if r["role"] == "reference"]
+        results = [_image(r) for r in images if r["role"] == "result"]
+        return Job.from_row(row, references, results)
+
+    async def active(self) -> list[Job]:
+        rows = await self.db.fetchall(
+            "SELECT * FROM jobs WHERE state IN ('queued', 'submitted', 'downloaded', 'posted') ORDER BY created_at"
+        )
+        return [await self._hydrate(r) for r in rows]
+
+    async def queued_heads(self) -> list[tuple[str, int, str, float]]:
+        """The oldest queued job of each member: (job id, requester, provider, created_at)."""
+        rows = await self.db.fetchall(
+            "SELECT id, requester_id, provider, created_at FROM ("
+            " SELECT id, requester_id, provider, created_at,"
+            " ROW_NUMBER() OVER (PARTITION BY requester_id, provider ORDER BY created_at, id) AS n"
+            " FROM jobs WHERE state = 'queued') WHERE n = 1 ORDER BY created_at"
+        )
+        return [(r[0], r[1], r[2], r[3]) for r in rows]
+
+    async def position(self, job: Job) -> int:
+        """1-based place in the queue among queued jobs created before it (0 once it runs)."""
+        if job.state != JobState.QUEUED:
+            return 0
+        row = await self.db.fetchone(
+            "SELECT COUNT(*) FROM jobs WHERE state = 'queued' AND (created_at < ? OR (created_at = ? AND id <= ?))",
+            (job.created_at, job.created_at, job.id),
+        )
+        return int(row[0]) if row else 0
+
+    async def count_queued_for(self, conn: aiosqlite.Connection, requester_id: int) -> int:
+        async with conn.execute(
+            "SELECT COUNT(*) FROM jobs WHERE requester_id = ?"
+            " AND state IN ('queued', 'submitted', 'downloaded', 'posted')",
+            (requester_id,),
+        ) as cursor:
+            row = await cursor.fetchone()
+        return int(row[0]) if row else 0
+
+    async def update(self, conn: aiosqlite.Connection, job_id: str, now: float, **fields: Any) -> None:
+        columns: dict[str, Callable[[Any], Any]] = {
+            "state": lambda v: v.value if isinstance(v, JobState) else v,
+            "provider_task": lambda v: v.model_dump_json() if isinstance(v, Submission) else v,
+            "error": lambda v: v,
+            "attempts": lambda v: v,
+            "started_at": lambda v: v,
+            "finished_at": lambda v: v,
+            "delivery": json.dumps,
+            "posted_message_ids": json.dumps,
+            "notices": json.dumps,
+        }
+        assignments = ", ".join(f"{name} = ?" for name in fields)
+        values = [columns[name](value) for name, value in fields.items()]
+        await conn.execute(f"UPDATE jobs SET {assignments}, updated_at = ? WHERE id = ?", (*values, now, job_id))  # noqa: S608 - column names are from the fixed table above
+
+    async def save_results(
+        self, conn: aiosqlite.Connection, job_id: str, images: Sequence[StoredImage], now: float
+    ) -> None:
+        await self._insert_images(conn, job_id, "result", images, now)
+
+    async def recent_for(self, requester_id: int, guild_id: int | None, limit: int = 10) -> list[Job]:
+        rows = await self.db.fetchall(
+            "SELECT * FROM jobs WHERE requester_id = ? AND guild_id IS ? ORDER BY created_at DESC LIMIT ?",
+            (requester_id, guild_id, limit),
+        )
+        return [await self._hydrate(r) for r in rows]
+
+    async def find_by_message(self, message_id: int) -> Job | None:
+        """The job whose result (or status) message this is."""
+        row = await self.db.fetchone(
+            "SELECT jobs.* FROM jobs, json_each(jobs.posted_message_ids) AS posted WHERE posted.value = ?"
+            " UNION SELECT * FROM jobs WHERE json_extract(delivery, '$.status_message_id') = ? LIMIT 1",
+            (message_id, message_id),
+        )
+        return await self._hydrate(row) if row else None
