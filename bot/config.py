@@ -116,6 +116,10 @@ class RemoteProviderSection(ProviderSection):
     api_key_env: str | None = Field(default=None, min_length=1)
     poll_interval_seconds: float = Field(default=3.0, gt=0)
     max_attempts: int = Field(default=4, ge=1, le=10)
+    #: Longest a generation may take before the job fails (and is refunded).
+    max_wait_seconds: float = Field(default=600.0, gt=0)
+    #: First backoff step between retries (doubles, with jitter); Retry-After wins when given.
+    retry_base_seconds: float = Field(default=1.0, gt=0)
 
     @field_validator("base_url")
     @classmethod

@@ -75,7 +75,7 @@ def _is_retryable(create: bool) -> Callable[[BaseException], bool]:
 
 
 def _wait(base: float) -> Callable[[RetryCallState], float]:
-    jitter = wait_exponential_jitter(initial=base, max=30.0, jitter=base)
+    jitter = wait_exponential_jitter(multiplier=base, max=30.0, jitter=base)
 
     def wait(state: RetryCallState) -> float:
         exc = state.outcome.exception() if state.outcome else None
