@@ -36,6 +36,8 @@ class DiscordSection(Section):
     message_content_intent: bool = False
     thread_auto_archive_minutes: Literal[60, 1440, 4320, 10080] = 1440
     guilds_only: bool = True
+    status_edit_seconds: float = Field(default=5.0, ge=0)  # at most one status-message edit per job this often
+    shutdown_grace_seconds: float = Field(default=20.0, ge=0)
 
     @field_validator("api_base")
     @classmethod
@@ -138,6 +140,7 @@ class LeonardoConfig(RemoteProviderSection):
 
 
 class NovitaConfig(RemoteProviderSection):
+    timeout_seconds: float = Field(default=300.0, gt=0)  # synchronous: one call makes every image
     kind: Literal["novita"] = "novita"
     base_url: str = "https://api.novita.ai"
     api_key_env: str | None = "NOVITA_API_KEY"
@@ -146,6 +149,7 @@ class NovitaConfig(RemoteProviderSection):
 
 
 class HighwayConfig(RemoteProviderSection):
+    timeout_seconds: float = Field(default=300.0, gt=0)  # synchronous: one call makes every image
     kind: Literal["highway"] = "highway"
     base_url: str = "https://api.highwayapi.ai"
     api_key_env: str | None = "HIGHWAY_API_KEY"
@@ -154,6 +158,7 @@ class HighwayConfig(RemoteProviderSection):
 
 
 class TaskApiConfig(RemoteProviderSection):
+    max_wait_seconds: float = Field(default=900.0, gt=0)  # tasks queue on the provider's side
     kind: Literal["taskapi"] = "taskapi"
     base_url: str = "https://gccai.heqingsong.uk"
     api_key_env: str | None = "TASKAPI_API_KEY"
@@ -162,6 +167,7 @@ class TaskApiConfig(RemoteProviderSection):
 
 
 class ArkConfig(RemoteProviderSection):
+    timeout_seconds: float = Field(default=300.0, gt=0)  # synchronous: one call makes every image
     kind: Literal["ark"] = "ark"
     base_url: str = "https://ark.ap-southeast.bytepluses.com/api/v3"
     api_key_env: str | None = "ARK_API_KEY"

@@ -241,3 +241,23 @@ async def test_hundreds_of_concurrent_reservations_never_overspend(db: Database,
     refused = [o for o in outcomes if isinstance(o, QuotaExceeded)]
     assert len(accepted) == 50 and len(refused) == 250
     assert await engine.ledger.used(1, 9) == 50
+
+
+async def test_restart_during_submit_never_resubmits_a_billing_provider(db: Database, store: ImageStore) -> None:
+    class BillingProvider(CountingProvider):
+        safe_to_resubmit = False
+
+    engine = make_engine(db, BillingProvider(store), RecordingSink())
+    job = await enqueue(engine, user=11, count=2)
+    async with db.transaction() as conn:  # the process died after counting the attempt, before saving the task
+        await conn.execute("UPDATE jobs SET attempts = 1 WHERE id = ?", (job.id,))
+    provider = BillingProvider(store)
+    sink = RecordingSink()
+    engine = make_engine(db, provider, sink)
+    await engine.start()
+    failed = await wait_state(db, job.id, JobState.FAILED)
+    await engine.stop()
+    assert provider.submits == 0
+    assert failed.error is not None and failed.error.startswith("interrupted")
+    assert await balance(db, job.id) == {"reserve": 2, "refund": 2}
+    assert sink.failures and "never charged twice" in sink.failures[0][1]

@@ -30,6 +30,10 @@ from bot.storage import Database
 log = logging.getLogger(__name__)
 Clock = Callable[[], float]
 RecordMessage = Callable[[int], Awaitable[None]]
+INTERRUPTED_MESSAGE = (
+    "The bot restarted while sending your request to the image provider. To make sure you are never charged "
+    "twice it was not sent again, and your credits were refunded; please try again."
+)
 
 
 class ResultSink(Protocol):
@@ -82,6 +86,9 @@ class JobEngine:
         for job in await self.jobs.active():
             if job.state != JobState.QUEUED:
                 self._launch(job)
+            elif job.attempts and not self._safe_to_resubmit(job):
+                # The process died while sending it: the provider may have billed it, so never send it again.
+                await self._finish_failed(job, JobState.FAILED, "interrupted", INTERRUPTED_MESSAGE)
         self._dispatcher = asyncio.create_task(self._dispatch_loop(), name="job-dispatcher")
         self._wake.set()
 
@@ -218,6 +225,12 @@ class JobEngine:
             self._last_served[requester] = time.monotonic()
             self._launch(job)
 
+    def _safe_to_resubmit(self, job: Job) -> bool:
+        try:
+            return self.providers.get(job.provider).safe_to_resubmit
+        except SeedreamError:
+            return False
+
     def _provider_full(self, name: str) -> bool:
         try:
             return self.providers.get(name).slots.locked()
@@ -304,6 +317,10 @@ class JobEngine:
             await self._set(job, state=JobState.DONE, finished_at=self.clock())
             log.info("job %s done", job.id)
             await self.sink.finished(job)
+
+    async def save_delivery(self, job: Job, delivery: dict[str, object]) -> None:
+        """Persist where the job's messages are (status message, thread) as soon as they exist."""
+        await self._set(job, delivery=delivery)
 
     async def _record_message(self, job: Job, message_id: int) -> None:
         job.posted_message_ids = [*job.posted_message_ids, message_id]

@@ -155,6 +155,9 @@ class Provider(ABC):
     """Base of every provider. Subclasses set ``kind`` and implement ``capabilities``, ``submit``, ``collect``."""
 
     kind: ClassVar[str]
+    #: True when creating the same generation twice costs nothing (only the offline provider). After a crash
+    #: during ``submit`` the engine resubmits such jobs; others are failed and refunded, never billed twice.
+    safe_to_resubmit: ClassVar[bool] = False
 
     def __init__(self, name: str, max_concurrent: int) -> None:
         self.name = name

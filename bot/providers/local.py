@@ -51,6 +51,7 @@ def draw_placeholder(
 
 class LocalProvider(Provider):
     kind = "local"
+    safe_to_resubmit = True
 
     def __init__(self, name: str, config: LocalProviderConfig, store: ImageStore) -> None:
         super().__init__(name, config.max_concurrent)
