@@ -21,6 +21,7 @@ from bot.jobs import Job
 from bot.jobs.engine import RecordMessage
 from bot.logging_setup import configure_logging
 from bot.providers.base import GenerationRequest, StoredImage, describe_capabilities
+from bot.providers.registry import documented_providers
 from bot.services import Services
 
 EXIT_USAGE = 2
@@ -38,7 +39,8 @@ def _parser() -> argparse.ArgumentParser:
     with_config(sub.add_parser("run", help="start the bot"))
     with_config(sub.add_parser("check-config", help="validate the config and show it, secrets masked"))
     with_config(sub.add_parser("status", help="queue depth, jobs by state and recent errors"))
-    with_config(sub.add_parser("capabilities", help="print the provider capabilities table (Markdown)"))
+    caps = with_config(sub.add_parser("capabilities", help="print the provider capabilities table (Markdown)"))
+    caps.add_argument("--all", action="store_true", help="every supported provider and model, not just configured ones")
     gen = with_config(sub.add_parser("generate", help="generate images from the terminal"))
     gen.add_argument("prompt")
     gen.add_argument("--provider", default=None)
@@ -71,7 +73,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "status":
             return asyncio.run(status(settings))
         if args.command == "capabilities":
-            return asyncio.run(capabilities(settings))
+            print(asyncio.run(capabilities_table(settings, every_model=args.all)))
+            return 0
     except SeedreamError as exc:
         print(f"error: {exc.user_message}", file=sys.stderr)
         return 1
@@ -190,13 +193,14 @@ async def status(settings: Settings) -> int:
     return 0
 
 
-async def capabilities(settings: Settings) -> int:
+async def capabilities_table(settings: Settings, *, every_model: bool) -> str:
+    """The capabilities table in Markdown, built from the providers' own declarations."""
     async with await Services.open(settings) as services:
-        rows = describe_capabilities(list(services.providers))
-    if rows:
-        headers = list(rows[0])
-        print("| " + " | ".join(headers) + " |")
-        print("|" + "---|" * len(headers))
-        for row in rows:
-            print("| " + " | ".join(row[h] for h in headers) + " |")
-    return 0
+        providers = documented_providers(services.store) if every_model else list(services.providers)
+        rows = describe_capabilities(providers)
+        for provider in providers:
+            await provider.close()
+    headers = list(rows[0])
+    lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
+    lines += ["| " + " | ".join(row[h] for h in headers) + " |" for row in rows]
+    return "\n".join(lines)

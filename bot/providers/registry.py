@@ -5,6 +5,8 @@ from __future__ import annotations
 import importlib
 from collections.abc import Iterator
 
+from pydantic import TypeAdapter
+
 from bot.config import ProviderConfig, Settings
 from bot.errors import InvalidRequest
 from bot.images import ImageStore
@@ -26,6 +28,30 @@ def build_provider(name: str, config: ProviderConfig, store: ImageStore) -> Prov
     cls = getattr(importlib.import_module(module_name), class_name)
     provider: Provider = cls(name, config, store)
     return provider
+
+
+#: Every kind × model we document, for the README capabilities table.
+DOCUMENTED_MODELS: tuple[tuple[str, str], ...] = (
+    ("local", "placeholder"),
+    ("leonardo", "seedream-4.5"),
+    ("leonardo", "seedream-4.0"),
+    ("novita", "seedream-4.5"),
+    ("novita", "seedream-4.0"),
+    ("highway", "seedream-4.5"),
+    ("highway", "seedream-4.0"),
+    ("taskapi", "doubao-seedream-4-5"),
+    ("ark", "seedream-4-5-251128"),
+    ("ark", "seedream-4-0-250828"),
+)
+
+
+def documented_providers(store: ImageStore) -> list[Provider]:
+    """One provider per documented kind × model, with default settings (no key needed: nothing is called)."""
+    adapter: TypeAdapter[ProviderConfig] = TypeAdapter(ProviderConfig)
+    return [
+        build_provider(kind, adapter.validate_python({"kind": kind, "model": model}), store)
+        for kind, model in DOCUMENTED_MODELS
+    ]
 
 
 class ProviderRegistry:
