@@ -38,6 +38,7 @@ class DiscordSection(Section):
     guilds_only: bool = True
     status_edit_seconds: float = Field(default=5.0, ge=0)  # at most one status-message edit per job this often
     shutdown_grace_seconds: float = Field(default=20.0, ge=0)
+    guild_ready_timeout: float = Field(default=2.0, ge=0)  # discord.py waits this long for guilds before on_ready
 
     @field_validator("api_base")
     @classmethod

@@ -5,14 +5,18 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+from collections.abc import Callable
 
 import discord
 from discord.ext import commands
 
 from bot.config import Settings
+from bot.jobs.engine import JobEngine
 from bot.services import Services
 from cogs import EXTENSIONS
+from cogs.delivery import DiscordSink
 from cogs.endpoints import adopt_gateway, use_api_base
+from cogs.errors import SeedreamTree
 
 log = logging.getLogger(__name__)
 
@@ -27,15 +31,25 @@ class SeedreamBot(commands.Bot):
             intents=intents,
             allowed_mentions=discord.AllowedMentions.none(),
             help_command=None,
+            tree_cls=SeedreamTree,
+            guild_ready_timeout=settings.discord.guild_ready_timeout,
         )
         self.services = services
         self.settings = settings
+        self.sink = DiscordSink(self, edit_interval=settings.discord.status_edit_seconds)
+        self.engine: JobEngine = services.make_engine(self.sink)
 
     async def setup_hook(self) -> None:
         await adopt_gateway(self, self.settings.discord.api_base)
         for extension in EXTENSIONS:
             await self.load_extension(extension)
         await self.sync_commands()
+        await self.engine.start()
+
+    async def close(self) -> None:
+        """Stop taking work, let running jobs reach a saved state, then disconnect."""
+        await self.engine.stop(self.settings.discord.shutdown_grace_seconds)
+        await super().close()
 
     async def sync_commands(self) -> None:
         """Guild sync is instant (for configured guilds); global sync can take up to an hour to show."""
@@ -54,14 +68,26 @@ class SeedreamBot(commands.Bot):
         log.info("connected as %s (%s) to %d guilds", self.user, getattr(self.user, "id", "?"), len(self.guilds))
 
 
-async def run_bot(settings: Settings, token: str) -> int:
-    """Start the bot and keep it running until SIGTERM/SIGINT; returns the process exit code."""
+async def run_bot(
+    settings: Settings,
+    token: str,
+    *,
+    on_start: Callable[[SeedreamBot], None] | None = None,
+    handle_signals: bool = True,
+) -> int:
+    """Start the bot and keep it running until SIGTERM/SIGINT; returns the process exit code.
+
+    ``on_start`` receives the bot before it logs in (tests use it to stop the bot they started).
+    """
     use_api_base(settings.discord.api_base)
     async with await Services.open(settings) as services:
         bot = SeedreamBot(services)
-        loop = asyncio.get_running_loop()
-        for signum in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(signum, lambda: asyncio.ensure_future(bot.close()))
+        if on_start is not None:
+            on_start(bot)
+        if handle_signals:
+            loop = asyncio.get_running_loop()
+            for signum in (signal.SIGTERM, signal.SIGINT):
+                loop.add_signal_handler(signum, lambda: asyncio.ensure_future(bot.close()))
         async with bot:
             try:
                 await bot.start(token)

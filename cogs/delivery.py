@@ -1,0 +1,219 @@
+"""Delivers jobs to Discord with the bot token: status message, thread, progress edits, result posts.
+
+Nothing here depends on the 15-minute interaction token, so a job that takes an hour still lands.
+Every id (status message, thread, each posted part) is saved in the job row as soon as it exists, so
+a restart continues where it stopped; parts already posted are found again by their footer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import logging
+import time
+from collections import defaultdict
+from typing import TYPE_CHECKING, Any
+
+import discord
+
+from bot.jobs import Job, JobState
+from bot.jobs.engine import RecordMessage
+from bot.uploads import UploadFile, plan_parts
+from cogs.views import NO_MENTIONS, result_embed, result_view, status_embed, status_view, thread_name
+
+if TYPE_CHECKING:
+    from cogs.app import SeedreamBot
+
+log = logging.getLogger(__name__)
+DEFAULT_UPLOAD_LIMIT = 10 * 1024 * 1024
+MIN_UPLOAD_LIMIT = 256 * 1024
+FALLBACK_NOTICE = "I can't create a thread here, so I'll post the results in this channel."
+Messageable = discord.TextChannel | discord.Thread | discord.DMChannel | discord.VoiceChannel
+
+
+class DiscordSink:
+    def __init__(self, bot: SeedreamBot, *, edit_interval: float = 5.0, clock: Any = time.monotonic) -> None:
+        self.bot = bot
+        self.edit_interval = edit_interval
+        self.clock = clock
+        self._locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
+        self._last_edit: dict[str, float] = {}
+        self._pending_edit: dict[str, asyncio.Task[None]] = {}
+
+    # -- where a job's messages go ------------------------------------------------------------------
+    async def _channel(self, channel_id: int) -> Messageable:
+        channel = self.bot.get_channel(channel_id) or await self.bot.fetch_channel(channel_id)
+        if not isinstance(channel, Messageable):
+            raise discord.InvalidData(f"channel {channel_id} cannot hold messages")
+        return channel
+
+    async def prepare(self, job: Job, position: int) -> Job:
+        """Make sure the job has its status message and its thread (or a fallback), saving both."""
+        async with self._locks[job.id]:
+            if await self._refresh(job):
+                return job
+            delivery = dict(job.delivery)
+            channel = await self._channel(int(delivery.get("channel_id") or job.channel_id or 0))
+            status = await channel.send(
+                embed=status_embed(job, position, time.time()),
+                view=status_view(job) or discord.utils.MISSING,
+                allowed_mentions=NO_MENTIONS,
+            )
+            delivery["status_message_id"] = status.id
+            delivery["target_id"] = channel.id
+            if isinstance(channel, discord.TextChannel) and not delivery.get("no_thread"):
+                try:
+                    thread = await channel.create_thread(
+                        name=thread_name(job.request.prompt),
+                        message=status,
+                        auto_archive_duration=self.bot.settings.discord.thread_auto_archive_minutes,
+                    )
+                    delivery["target_id"] = thread.id
+                    delivery["thread_id"] = thread.id
+                except discord.HTTPException as exc:
+                    log.info("job %s: no thread in channel %s (%s); posting in the channel", job.id, channel.id, exc)
+                    delivery["fallback"] = True
+            await self.bot.engine.save_delivery(job, delivery)
+            return job
+
+    async def _refresh(self, job: Job) -> bool:
+        """Pick up delivery ids saved by another holder of the job (the command saves, the worker reads)."""
+        if not job.delivery.get("status_message_id"):
+            saved = await self.bot.engine.jobs.get(job.id)
+            if saved is not None:
+                job.delivery = saved.delivery
+        return bool(job.delivery.get("status_message_id"))
+
+    # -- progress -----------------------------------------------------------------------------------
+    async def progress(self, job: Job, position: int) -> None:
+        if not await self._refresh(job):
+            return
+        now = self.clock()
+        wait = self._last_edit.get(job.id, -1e9) + self.edit_interval - now
+        if wait <= 0:
+            await self._edit_status(job, position)
+        elif job.id not in self._pending_edit:
+            self._pending_edit[job.id] = asyncio.create_task(self._edit_later(job, position, wait))
+
+    async def _edit_later(self, job: Job, position: int, wait: float) -> None:
+        try:
+            await asyncio.sleep(wait)
+            await self._edit_status(job, position)
+        finally:
+            self._pending_edit.pop(job.id, None)
+
+    async def _edit_status(self, job: Job, position: int, failure: str | None = None) -> None:
+        self._last_edit[job.id] = self.clock()
+        status_id = job.delivery.get("status_message_id")
+        channel_id = job.delivery.get("channel_id") or job.channel_id
+        if not status_id or not channel_id:
+            return
+        try:
+            channel = await self._channel(int(channel_id))
+            message = channel.get_partial_message(int(status_id))
+            await message.edit(
+                embed=status_embed(job, position, time.time(), failure),
+                view=status_view(job) if failure is None else None,
+                allowed_mentions=NO_MENTIONS,
+            )
+        except discord.HTTPException as exc:
+            log.info("job %s: status message not updated (%s)", job.id, exc)
+
+    def _final(self, job_id: str) -> None:
+        task = self._pending_edit.pop(job_id, None)
+        if task is not None:
+            task.cancel()
+
+    async def finished(self, job: Job) -> None:
+        self._final(job.id)
+        await self._edit_status(job, 0)
+
+    async def failed(self, job: Job, message: str) -> None:
+        self._final(job.id)
+        failure = "Cancelled." if job.state == JobState.CANCELLED else f"This job did not complete: {message}"
+        await self._edit_status(job, 0, failure)
+        target = job.delivery.get("thread_id")
+        if target and job.state == JobState.FAILED:
+            try:
+                channel = await self._channel(int(target))
+                await channel.send(f"<@{job.requester_id}> {message}", allowed_mentions=NO_MENTIONS)
+            except discord.HTTPException as exc:
+                log.info("job %s: failure notice not posted (%s)", job.id, exc)
+
+    # -- results ------------------------------------------------------------------------------------
+    async def deliver(self, job: Job, record_message: RecordMessage) -> None:
+        """Post the results in as many messages as the upload limit needs, resuming after what was posted.
+
+        Progress is counted in images (``delivery.posted_images``), so a smaller limit learnt from a 413
+        (40005) re-plans only what is left. Each message's footer names the images it holds, which is how a
+        restart finds a message that was sent but not yet recorded.
+        """
+        await self.prepare(job, 0)
+        target = await self._channel(int(job.delivery["target_id"]))
+        guild = getattr(target, "guild", None)
+        limit = int(job.delivery.get("upload_limit") or (guild.filesize_limit if guild else DEFAULT_UPLOAD_LIMIT))
+        total = len(job.results)
+        posted = int(job.delivery.get("posted_images", 0))
+        if job.delivery.get("posting_started"):
+            for message_id, last in await self._find_posted(target, job, posted):
+                await record_message(message_id)
+                posted = last
+        await self.bot.engine.save_delivery(job, {**job.delivery, "posting_started": True, "posted_images": posted})
+        while posted < total:
+            parts = await asyncio.to_thread(plan_parts, job.results[posted:], job.id, limit, posted + 1)
+            part = parts[0]
+            first, last = posted + 1, posted + len(part)
+            try:
+                message = await target.send(
+                    embed=result_embed(job, first, last, self.bot, self._notes(job, part, first)),
+                    files=[_file(f) for f in part],
+                    view=result_view(job, list(range(first - 1, last))),
+                    allowed_mentions=NO_MENTIONS,
+                )
+            except discord.HTTPException as exc:
+                if exc.code == 40005 and limit > MIN_UPLOAD_LIMIT:
+                    limit = max(MIN_UPLOAD_LIMIT, min(limit, sum(f.size for f in part)) // 2)
+                    log.info("job %s: upload refused as too large; retrying under %d bytes", job.id, limit)
+                    await self.bot.engine.save_delivery(job, {**job.delivery, "upload_limit": limit})
+                    continue
+                raise
+            posted = last
+            await record_message(message.id)
+            await self.bot.engine.save_delivery(job, {**job.delivery, "posted_images": posted})
+
+    def _notes(self, job: Job, part: list[UploadFile], first: int) -> list[str]:
+        notes = list(job.notices) if first == 1 else []
+        if first == 1 and job.delivery.get("fallback"):
+            notes.insert(0, FALLBACK_NOTICE)
+        days = self.bot.settings.storage.retention_days
+        notes += [
+            f"{f.filename} was re-encoded from {f.reencoded_from[0]}×{f.reencoded_from[1]} to fit this server's "
+            f"upload limit; the original is kept for {days} days."
+            for f in part
+            if f.reencoded_from
+        ]
+        return notes
+
+    async def _find_posted(self, target: Messageable, job: Job, posted: int) -> list[tuple[int, int]]:
+        """Messages a previous run sent but could not record (it died between send and save), in order."""
+        found: list[tuple[int, int]] = []
+        marker = f"job {job.id} · images "
+        try:
+            async for message in target.history(limit=50, oldest_first=False):
+                if message.author.id != getattr(self.bot.user, "id", None):
+                    continue
+                for embed in message.embeds:
+                    footer = embed.footer.text or ""
+                    if footer.startswith(marker):
+                        last = int(footer[len(marker) :].split(" of ")[0].split("–")[-1])
+                        if last > posted and message.id not in job.posted_message_ids:
+                            found.append((message.id, last))
+        except discord.HTTPException as exc:
+            log.info("job %s: could not read back earlier posts (%s)", job.id, exc)
+        return sorted(found, key=lambda item: item[1])
+
+
+def _file(upload: UploadFile) -> discord.File:
+    if upload.path is not None:
+        return discord.File(str(upload.path), filename=upload.filename)
+    return discord.File(io.BytesIO(upload.read()), filename=upload.filename)

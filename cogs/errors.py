@@ -1,0 +1,52 @@
+"""One place that turns errors into polite, ephemeral replies (commands, buttons and modals alike)."""
+
+from __future__ import annotations
+
+import logging
+import secrets
+
+import discord
+from discord import app_commands
+
+from bot.errors import SeedreamError
+
+log = logging.getLogger(__name__)
+
+
+async def reply(interaction: discord.Interaction, content: str) -> None:
+    """Answer ephemerally whether or not the interaction was already acknowledged."""
+    try:
+        if interaction.response.is_done():
+            await interaction.followup.send(content, ephemeral=True, allowed_mentions=discord.AllowedMentions.none())
+        else:
+            await interaction.response.send_message(
+                content, ephemeral=True, allowed_mentions=discord.AllowedMentions.none()
+            )
+    except discord.HTTPException as exc:
+        log.warning("could not answer interaction %s: %s", interaction.id, exc)
+
+
+async def reply_error(interaction: discord.Interaction, error: BaseException) -> None:
+    if isinstance(error, app_commands.CommandInvokeError):
+        error = error.original
+    if isinstance(error, SeedreamError):
+        await reply(interaction, error.user_message)
+        return
+    if isinstance(error, app_commands.CheckFailure):
+        await reply(interaction, "You are not allowed to use this command here.")
+        return
+    incident = secrets.token_hex(4)
+    log.error(
+        "incident %s in interaction %s by user %s in guild %s",
+        incident,
+        interaction.id,
+        interaction.user.id,
+        interaction.guild_id,
+        exc_info=error,
+    )
+    await reply(interaction, f"Sorry, something went wrong on our side (incident {incident}). Please try again.")
+
+
+class SeedreamTree(app_commands.CommandTree):
+    async def on_error(self, interaction: discord.Interaction, error: app_commands.AppCommandError) -> None:
+        await reply_error(interaction, error)

@@ -1,0 +1,199 @@
+"""Acting as Discord users: slash commands (with hosted attachments), autocomplete, button clicks, select
+menus, modal submits, context menus and plain messages. Mixed into `FakeDiscord`."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, cast
+
+from . import interactions, payloads
+from .constants import CommandType, ComponentType, InteractionType
+from .core import Core
+from .handles import FileSpec, InteractionHandle, build_options, find_component, modal_components
+from .rules import channel_permissions
+from .state import FakeAttachment, FakeChannel, FakeMessage, FakeUser, State
+
+if TYPE_CHECKING:
+    from .harness import FakeDiscord
+
+
+class UserActions:
+    """What a human does in the Discord client; each interaction returns an `InteractionHandle`."""
+
+    state: State
+    core: Core
+
+    def permissions(self, channel: FakeChannel, user: FakeUser) -> int:
+        return channel_permissions(self.state, channel, user.id)
+
+    def host_file(
+        self, channel: FakeChannel, spec: FileSpec | tuple[str, bytes], *, ephemeral: bool = False
+    ) -> FakeAttachment:
+        """Host a file at the fake's own URL (redirects, wrong sizes, errors and delays come from the spec)."""
+        spec = FileSpec.of(spec)
+        return self.core.messages.host(
+            channel.id,
+            spec.filename,
+            spec.data,
+            spec.content_type,
+            content_type_override=spec.content_type,
+            width=spec.width,
+            height=spec.height,
+            ephemeral=ephemeral,
+            declared_size=spec.declared_size,
+            status=spec.status,
+            redirect_to=spec.redirect_to,
+            extra_headers=dict(spec.headers),
+            delay=spec.delay,
+        )
+
+    # --- acting as users ------------------------------------------------------------------------------
+
+    def find_command(
+        self, name: str, channel: FakeChannel, command_type: int = CommandType.CHAT_INPUT
+    ) -> dict[str, Any]:
+        """The synced command the Discord client would show in this channel (guild commands first)."""
+        stores = [self.state.guild_commands.get(channel.guild_id, {})] if channel.guild_id else []
+        for store in [*stores, self.state.global_commands]:
+            for cmd in store.values():
+                if cmd["name"] == name and cmd.get("type", 1) == command_type:
+                    return cmd
+        raise LookupError(f"no synced command {name!r} (type {command_type}); did the bot sync its tree?")
+
+    async def slash_command(
+        self,
+        name: str,
+        *,
+        user: FakeUser,
+        channel: FakeChannel,
+        options: dict[str, Any] | None = None,
+        attachments: dict[str, Any] | None = None,
+        focused: str | None = None,
+    ) -> InteractionHandle:
+        """Invoke `/name` (or "group sub" for subcommands). Attachment options take (filename, bytes) or a
+        FileSpec; the fake hosts them and fills `resolved.attachments`."""
+        root, *subs = name.split()
+        cmd = self.find_command(root, channel)
+        data: dict[str, Any] = {"id": cmd["id"], "name": root, "type": CommandType.CHAT_INPUT}
+        if cmd.get("guild_id"):
+            data["guild_id"] = cmd["guild_id"]
+        resolved: dict[str, dict[str, Any]] = {}
+        values = {**(options or {}), **(attachments or {})}
+        definitions = cmd.get("options") or []
+        chain: list[dict[str, Any]] = []
+        for sub in subs:
+            sub_def = next((o for o in definitions if o["name"] == sub), {"type": 1, "options": []})
+            chain.append({"name": sub, "type": sub_def["type"]})
+            definitions = sub_def.get("options") or []
+        leaf = build_options(self, channel, definitions, values, resolved, focused)
+        for link in reversed(chain):
+            leaf = [{**link, "options": leaf}]
+        data["options"] = leaf
+        if resolved:
+            data["resolved"] = resolved
+        kind = InteractionType.AUTOCOMPLETE if focused else InteractionType.APPLICATION_COMMAND
+        return await self._interact(kind, user, channel, data)
+
+    async def autocomplete(
+        self, name: str, *, user: FakeUser, channel: FakeChannel, options: dict[str, Any], focused: str
+    ) -> InteractionHandle:
+        return await self.slash_command(name, user=user, channel=channel, options=options, focused=focused)
+
+    async def click_button(self, message: FakeMessage, custom_id: str, *, user: FakeUser) -> InteractionHandle:
+        return await self._component(message, custom_id, user, ComponentType.BUTTON, None)
+
+    async def select_menu(
+        self, message: FakeMessage, custom_id: str, values: list[str], *, user: FakeUser
+    ) -> InteractionHandle:
+        return await self._component(message, custom_id, user, None, values)
+
+    async def _component(
+        self, message: FakeMessage, custom_id: str, user: FakeUser, kind: int | None, values: list[str] | None
+    ) -> InteractionHandle:
+        component = find_component(message, custom_id)
+        if component is None:
+            raise LookupError(f"message {message.id} has no component {custom_id!r}; it has {message.custom_ids()}")
+        if component.get("disabled"):
+            raise AssertionError(f"component {custom_id!r} is disabled; a user cannot use it")
+        data: dict[str, Any] = {"custom_id": custom_id, "component_type": kind or component.get("type")}
+        if values is not None:
+            data["values"] = values
+        channel = self.state.channels[message.channel_id]
+        return await self._interact(InteractionType.MESSAGE_COMPONENT, user, channel, data, message)
+
+    async def submit_modal(
+        self,
+        custom_id: str,
+        values: dict[str, Any],
+        *,
+        user: FakeUser,
+        channel: FakeChannel,
+        modal: dict[str, Any] | None = None,
+        message: FakeMessage | None = None,
+    ) -> InteractionHandle:
+        """Submit a modal; prefer `handle.submit_modal(values)`, which mirrors the modal the bot sent."""
+        data = {"custom_id": custom_id, "components": modal_components(modal, values)}
+        return await self._interact(InteractionType.MODAL_SUBMIT, user, channel, data, message)
+
+    async def message_context_menu(self, name: str, message: FakeMessage, *, user: FakeUser) -> InteractionHandle:
+        channel = self.state.channels[message.channel_id]
+        cmd = self.find_command(name, channel, CommandType.MESSAGE)
+        data: dict[str, Any] = {
+            "id": cmd["id"],
+            "name": name,
+            "type": CommandType.MESSAGE,
+            "target_id": str(message.id),
+            "resolved": {"messages": {str(message.id): payloads.message(self.state, message)}},
+        }
+        if cmd.get("guild_id"):
+            data["guild_id"] = cmd["guild_id"]
+        return await self._interact(InteractionType.APPLICATION_COMMAND, user, channel, data)
+
+    async def user_context_menu(
+        self, name: str, target: FakeUser, *, user: FakeUser, channel: FakeChannel
+    ) -> InteractionHandle:
+        cmd = self.find_command(name, channel, CommandType.USER)
+        resolved: dict[str, Any] = {"users": {str(target.id): payloads.user(target)}}
+        guild = self.state.guild_of(channel)
+        if guild and target.id in guild.members:
+            resolved["members"] = {str(target.id): payloads.member(guild.members[target.id], with_user=False)}
+        data: dict[str, Any] = {
+            "id": cmd["id"],
+            "name": name,
+            "type": CommandType.USER,
+            "target_id": str(target.id),
+            "resolved": resolved,
+        }
+        if cmd.get("guild_id"):
+            data["guild_id"] = cmd["guild_id"]
+        return await self._interact(InteractionType.APPLICATION_COMMAND, user, channel, data)
+
+    async def _interact(
+        self, kind: int, user: FakeUser, channel: FakeChannel, data: dict[str, Any], message: FakeMessage | None = None
+    ) -> InteractionHandle:
+        rec = await interactions.create_interaction(
+            self.core, kind=kind, user=user, channel=channel, data=data, message=message
+        )
+        return InteractionHandle(cast("FakeDiscord", self), rec)
+
+    async def send_message(
+        self,
+        channel: FakeChannel,
+        user: FakeUser,
+        content: str = "",
+        *,
+        attachments: list[Any] | None = None,
+        reply_to: FakeMessage | None = None,
+        mentions: list[FakeUser] | None = None,
+        embeds: list[dict[str, Any]] | None = None,
+    ) -> FakeMessage:
+        """A user posts a message (MESSAGE_CREATE follows Discord's message-content intent rule)."""
+        body: dict[str, Any] = {"content": content, "embeds": embeds or []}
+        if reply_to is not None:
+            body["message_reference"] = {"message_id": str(reply_to.id), "channel_id": str(reply_to.channel_id)}
+        msg = await self.core.messages.create(
+            channel, user.id, body, [], explicit_mentions=[u.id for u in mentions or []], dispatch=False
+        )
+        msg.attachments = [self.host_file(channel, FileSpec.of(a)) for a in attachments or []]
+        await self.core.messages.dispatch("MESSAGE_CREATE", msg)
+        self.state.changed()
+        return msg
