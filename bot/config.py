@@ -87,6 +87,7 @@ class QuotaSection(Section):
     max_queued_per_user: int = Field(default=10, ge=1)
     resolution_weights: dict[str, int] = {"1K": 1, "2K": 1, "4K": 2}
     global_daily_cap: int = Field(default=0, ge=0)  # 0 = no cap on the whole bot
+    guild_allowlist: list[int] = []  # empty = every guild may use the bot
 
 
 class LoggingSection(Section):

@@ -1,13 +1,17 @@
 """The quota ledger: append-only reserve / commit / refund entries; a balance is a sum, never a counter.
 
 A job reserves ``count × weight`` units before it is queued, inside the same write transaction that
-checks the allowance (BEGIN IMMEDIATE), so concurrent requests can never overspend.
+checks the allowance (BEGIN IMMEDIATE), so concurrent requests, even from another process, can never
+overspend. A job's entries count in the window of its reservation; a moderator's manual refund (no
+job) counts in the window it was made in. Each guild may choose its own window kind and time zone
+(``guild_settings``); otherwise the config's ``[quota]`` applies.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
@@ -18,48 +22,109 @@ from bot.errors import QuotaExceeded
 from bot.storage import Database
 
 Clock = Callable[[], float]
+WINDOW_KINDS: tuple[str, ...] = ("daily", "weekly", "monthly", "rolling")
 
-_USED_SQL = """
-SELECT COALESCE(SUM(CASE l.entry WHEN 'reserve' THEN l.units WHEN 'refund' THEN -l.units ELSE 0 END), 0)
-FROM quota_ledger AS l
+# Net units (reserved minus refunded) of entries whose job was reserved at or after the window start.
+# ``l.created_at >= start`` is implied by the exact condition and lets the index do the narrowing.
+_NET = "SUM(CASE l.entry WHEN 'reserve' THEN l.units WHEN 'refund' THEN -l.units ELSE 0 END)"
+_IN_WINDOW = "l.created_at >= ? AND COALESCE(r.created_at, l.created_at) >= ?"
+_USED_SQL = f"""
+SELECT COALESCE({_NET}, 0) FROM quota_ledger AS l
 LEFT JOIN quota_ledger AS r ON r.job_id = l.job_id AND r.entry = 'reserve'
-WHERE l.guild_id IS ? AND l.user_id = ? AND COALESCE(r.created_at, l.created_at) >= ?
-"""
-_GLOBAL_USED_SQL = """
-SELECT COALESCE(SUM(CASE l.entry WHEN 'reserve' THEN l.units WHEN 'refund' THEN -l.units ELSE 0 END), 0)
-FROM quota_ledger AS l
+WHERE l.guild_id IS ? AND l.user_id = ? AND {_IN_WINDOW}
+"""  # noqa: S608 - constant fragments only
+_GLOBAL_USED_SQL = f"""
+SELECT COALESCE({_NET}, 0) FROM quota_ledger AS l
 LEFT JOIN quota_ledger AS r ON r.job_id = l.job_id AND r.entry = 'reserve'
-WHERE COALESCE(r.created_at, l.created_at) >= ?
+WHERE {_IN_WINDOW}
+"""  # noqa: S608 - constant fragments only
+# Units still reserved by unfinished jobs (neither committed nor refunded yet).
+_OPEN_SQL = """
+SELECT COALESCE(SUM(CASE entry WHEN 'reserve' THEN units ELSE -units END), 0) FROM quota_ledger
+WHERE job_id IN (
+  SELECT job_id FROM quota_ledger WHERE guild_id IS ? AND user_id = ? AND entry = 'reserve' AND created_at >= ?)
 """
+# Per reservation time, the net units each job (or manual refund) holds, oldest first (rolling windows).
+_HOLDINGS_SQL = f"""
+SELECT COALESCE(r.created_at, l.created_at) AS at, {_NET} FROM quota_ledger AS l
+LEFT JOIN quota_ledger AS r ON r.job_id = l.job_id AND r.entry = 'reserve'
+WHERE l.guild_id IS ? AND l.user_id = ? AND {_IN_WINDOW}
+GROUP BY COALESCE(l.job_id, l.id) ORDER BY at
+"""  # noqa: S608 - constant fragments only
+
+
+class AllowanceExceeded(QuotaExceeded):
+    """QuotaExceeded that also says, as data, when the allowance comes back."""
+
+    def __init__(self, user_message: str, *, resets_at: datetime) -> None:
+        super().__init__(user_message)
+        self.resets_at = resets_at
 
 
 class Window:
-    """The current quota window: when it started and when it resets."""
+    """One quota window (calendar in a time zone, or rolling): when it started and when it resets."""
 
-    def __init__(self, config: QuotaSection, clock: Clock) -> None:
+    def __init__(
+        self,
+        config: QuotaSection,
+        clock: Clock,
+        *,
+        kind: str | None = None,
+        timezone: str | None = None,
+        rolling_hours: int | None = None,
+    ) -> None:
         self.config = config
         self.clock = clock
+        self.kind = kind or config.window
+        self.timezone = timezone or config.timezone
+        self.rolling_hours = rolling_hours or config.rolling_hours
+
+    @property
+    def is_rolling(self) -> bool:
+        return self.kind == "rolling"
 
     def bounds(self) -> tuple[float, float]:
-        now = self.clock()
-        if self.config.window == "rolling":
-            span = self.config.rolling_hours * 3600
-            return now - span, now + span  # reset is gradual; the far bound is the worst case
-        zone = ZoneInfo(self.config.timezone)
-        local = datetime.fromtimestamp(now, zone)
-        start = local.replace(hour=0, minute=0, second=0, microsecond=0)
-        if self.config.window == "weekly":
-            start -= timedelta(days=start.weekday())
-            end = start + timedelta(days=7)
-        elif self.config.window == "monthly":
-            start = start.replace(day=1)
-            end = (start + timedelta(days=32)).replace(day=1)
-        else:
-            end = start + timedelta(days=1)
-        return start.timestamp(), end.timestamp()
+        """(start, end) as Unix times. For a rolling window the end is the worst case (all units back)."""
+        return calendar_bounds(self.kind, self.timezone, self.clock(), self.rolling_hours * 3600)
 
     def resets_at(self) -> datetime:
         return datetime.fromtimestamp(self.bounds()[1], UTC)
+
+    def describe(self) -> str:
+        if self.is_rolling:
+            return f"rolling {self.rolling_hours} h"
+        return f"{self.kind} ({self.timezone})"
+
+
+def calendar_bounds(kind: str, timezone: str, now: float, rolling_seconds: float = 86400) -> tuple[float, float]:
+    """The window containing ``now``; calendar days follow the zone's wall clock, so DST days last 23 or 25 h."""
+    if kind == "rolling":
+        return now - rolling_seconds, now + rolling_seconds
+    local = datetime.fromtimestamp(now, ZoneInfo(timezone))
+    start = local.replace(hour=0, minute=0, second=0, microsecond=0)
+    if kind == "weekly":
+        start -= timedelta(days=start.weekday())
+        end = start + timedelta(days=7)
+    elif kind == "monthly":
+        start = start.replace(day=1)
+        end = (start + timedelta(days=32)).replace(day=1)
+    else:
+        end = start + timedelta(days=1)
+    return start.timestamp(), end.timestamp()
+
+
+@dataclass(frozen=True)
+class Balance:
+    """What /quota shows: units used in the window, the limit (None = unlimited) and when it resets."""
+
+    used: int
+    limit: int | None
+    resets_at: datetime
+    window: str
+
+    @property
+    def left(self) -> int | None:
+        return None if self.limit is None else max(0, self.limit - self.used)
 
 
 class Ledger:
@@ -72,11 +137,77 @@ class Ledger:
     def units_for(self, count: int, resolution: str, provider_weight: int) -> int:
         return count * provider_weight * self.config.resolution_weights.get(resolution, 1)
 
+    async def window_for(self, guild_id: int | None, conn: aiosqlite.Connection | None = None) -> Window:
+        """The guild's own window (kind, time zone) where it set one, else the config's."""
+        if guild_id is None:
+            return Window(self.config, self.clock)
+        async with (conn or self.db.conn).execute(
+            "SELECT window_kind, timezone, rolling_hours FROM guild_settings WHERE guild_id = ?", (guild_id,)
+        ) as cursor:
+            row = await cursor.fetchone()
+        if row is None:
+            return Window(self.config, self.clock)
+        return Window(self.config, self.clock, kind=row[0], timezone=row[1], rolling_hours=row[2])
+
     async def used(self, guild_id: int | None, user_id: int, conn: aiosqlite.Connection | None = None) -> int:
-        start, _ = self.window.bounds()
-        async with (conn or self.db.conn).execute(_USED_SQL, (guild_id, user_id, start)) as cursor:
+        """Units the member holds in the current window (in-flight reservations included)."""
+        start, _ = (await self.window_for(guild_id, conn)).bounds()
+        return await self._used_since(conn or self.db.conn, guild_id, user_id, start)
+
+    async def balance(
+        self, guild_id: int | None, user_id: int, limit: int | None, conn: aiosqlite.Connection | None = None
+    ) -> Balance:
+        """Used / left / next reset, without checking anything."""
+        return await self.check_allowance(
+            conn or self.db.conn, guild_id=guild_id, user_id=user_id, units=0, limit=limit
+        )
+
+    async def refundable(self, guild_id: int | None, user_id: int, conn: aiosqlite.Connection | None = None) -> int:
+        """Units a moderator may hand back now: what was charged this window, minus jobs still running."""
+        conn = conn or self.db.conn
+        start, _ = (await self.window_for(guild_id, conn)).bounds()
+        async with conn.execute(_OPEN_SQL, (guild_id, user_id, start)) as cursor:
+            row = await cursor.fetchone()
+        open_units = int(row[0]) if row else 0
+        return max(0, await self._used_since(conn, guild_id, user_id, start) - open_units)
+
+    async def global_used(self, conn: aiosqlite.Connection | None = None) -> int:
+        """Units the whole bot spent in today's calendar day (config time zone), for the global cap."""
+        start, _ = calendar_bounds("daily", self.config.timezone, self.clock())
+        async with (conn or self.db.conn).execute(_GLOBAL_USED_SQL, (start, start)) as cursor:
             row = await cursor.fetchone()
         return int(row[0]) if row else 0
+
+    async def check_allowance(
+        self, conn: aiosqlite.Connection, *, guild_id: int | None, user_id: int, units: int, limit: int | None
+    ) -> Balance:
+        """The member's balance if ``units`` more fit in their allowance and the bot's daily cap; else raise."""
+        window, used = await self._ensure_fits(conn, guild_id, user_id, units, limit)
+        needed = 1 if limit is None else max(1, used + max(units, 1) - limit)
+        resets = await self._resets_at(conn, window, guild_id, user_id, needed)
+        return Balance(used=used, limit=limit, resets_at=resets, window=window.describe())
+
+    async def _ensure_fits(
+        self, conn: aiosqlite.Connection, guild_id: int | None, user_id: int, units: int, limit: int | None
+    ) -> tuple[Window, int]:
+        window = await self.window_for(guild_id, conn)
+        used = await self._used_since(conn, guild_id, user_id, window.bounds()[0])
+        if limit is not None and units > 0 and used + units > limit:
+            resets = await self._resets_at(conn, window, guild_id, user_id, used + units - limit)
+            left = max(0, limit - used)
+            raise AllowanceExceeded(
+                f"This needs {units} image credit{'s' if units != 1 else ''} but you have {left} of {limit} left; "
+                f"your allowance resets <t:{int(resets.timestamp())}:R>.",
+                resets_at=resets,
+            )
+        cap = self.config.global_daily_cap
+        if cap and units > 0 and await self.global_used(conn) + units > cap:
+            _, end = calendar_bounds("daily", self.config.timezone, self.clock())
+            raise AllowanceExceeded(
+                f"The bot has reached its daily image budget; please try again <t:{int(end)}:R>.",
+                resets_at=datetime.fromtimestamp(end, UTC),
+            )
+        return window, used
 
     async def reserve(
         self,
@@ -91,21 +222,7 @@ class Ledger:
         """Check the allowance and reserve, inside the caller's write transaction (so it is atomic)."""
         if units <= 0:
             return
-        if limit is not None:
-            used = await self.used(guild_id, user_id, conn)
-            if used + units > limit:
-                left = max(0, limit - used)
-                when = int(self.window.bounds()[1])
-                raise QuotaExceeded(
-                    f"This needs {units} image credit{'s' if units != 1 else ''} but you have {left} of {limit} left; "
-                    f"your allowance resets <t:{when}:R>."
-                )
-        if self.config.global_daily_cap:
-            start = self.clock() - 86400
-            async with conn.execute(_GLOBAL_USED_SQL, (start,)) as cursor:
-                row = await cursor.fetchone()
-            if (int(row[0]) if row else 0) + units > self.config.global_daily_cap:
-                raise QuotaExceeded("The bot has reached its daily image budget; please try again tomorrow.")
+        await self._ensure_fits(conn, guild_id, user_id, units, limit)
         await self._append(conn, guild_id, user_id, job_id, "reserve", units, None)
 
     async def settle(
@@ -131,6 +248,36 @@ class Ledger:
         if open_units - commit:
             await self._append(conn, guild_id, user_id, job_id, "refund", open_units - commit, note)
 
+    async def refund_manually(
+        self, conn: aiosqlite.Connection, *, guild_id: int | None, user_id: int, units: int, actor_id: int, note: str
+    ) -> None:
+        """A moderator's refund: a job-less 'refund' entry that counts in the window it is made in."""
+        await self._append(conn, guild_id, user_id, None, "refund", units, note, actor_id)
+
+    async def _used_since(self, conn: aiosqlite.Connection, guild_id: int | None, user_id: int, start: float) -> int:
+        async with conn.execute(_USED_SQL, (guild_id, user_id, start, start)) as cursor:
+            row = await cursor.fetchone()
+        # Below zero only when a manual refund outlives the job it refunded in a rolling window: no credit.
+        return max(0, int(row[0])) if row else 0
+
+    async def _resets_at(
+        self, conn: aiosqlite.Connection, window: Window, guild_id: int | None, user_id: int, needed: int
+    ) -> datetime:
+        """When the member gets ``needed`` units back: the calendar end, or when old reservations age out."""
+        start, end = window.bounds()
+        if window.is_rolling:
+            span = window.rolling_hours * 3600
+            freed = 0
+            async with conn.execute(_HOLDINGS_SQL, (guild_id, user_id, start, start)) as cursor:
+                rows = await cursor.fetchall()
+            for at, units in rows:
+                freed += int(units)
+                if freed >= needed:
+                    return datetime.fromtimestamp(float(at) + span, UTC)
+            if not rows:
+                return datetime.fromtimestamp(self.clock(), UTC)
+        return datetime.fromtimestamp(end, UTC)
+
     async def _append(
         self,
         conn: aiosqlite.Connection,
@@ -140,9 +287,10 @@ class Ledger:
         entry: str,
         units: int,
         note: str | None,
+        actor_id: int | None = None,
     ) -> None:
         await conn.execute(
-            "INSERT INTO quota_ledger (guild_id, user_id, job_id, entry, units, note, created_at)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?)",
-            (guild_id, user_id, job_id, entry, units, note, self.clock()),
+            "INSERT INTO quota_ledger (guild_id, user_id, job_id, entry, units, note, actor_id, created_at)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (guild_id, user_id, job_id, entry, units, note, actor_id, self.clock()),
         )

@@ -1,0 +1,125 @@
+"""Typed views of the moderation tables and of what a policy check decides."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Literal
+
+from bot.quota import Balance
+
+ScopeKind = Literal["user", "role", "channel", "guild"]
+#: Most specific first: the first scope with a rule decides (roles: the most generous of them).
+SCOPE_ORDER: tuple[ScopeKind, ...] = ("user", "role", "channel", "guild")
+
+
+@dataclass(frozen=True)
+class MemberContext:
+    """Who asks, and where. ``parent_channel_id`` is the channel a thread belongs to (None outside threads)."""
+
+    guild_id: int | None
+    user_id: int
+    role_ids: tuple[int, ...] = ()
+    channel_id: int | None = None
+    is_moderator: bool = False
+    parent_channel_id: int | None = None
+
+    @property
+    def channels(self) -> tuple[int, ...]:
+        """The channel, then its parent: a thread inherits its channel's rules."""
+        return tuple(c for c in (self.channel_id, self.parent_channel_id) if c is not None)
+
+    @property
+    def real_role_ids(self) -> tuple[int, ...]:
+        """Roles without @everyone (whose id is the guild's), so it cannot shadow the channel and guild scopes."""
+        return tuple(r for r in self.role_ids if r != self.guild_id)
+
+
+@dataclass(frozen=True)
+class GuildSettings:
+    """One guild's choices; None everywhere means the config's defaults apply."""
+
+    guild_id: int
+    timezone: str | None = None
+    window_kind: str | None = None
+    rolling_hours: int | None = None
+    paused: bool = False
+    paused_reason: str | None = None
+    log_channel_id: int | None = None
+    allowed_providers: tuple[str, ...] | None = None
+    max_resolution: str | None = None
+    max_count: int | None = None
+    max_in_flight: int | None = None
+
+
+@dataclass(frozen=True)
+class LimitRule:
+    """Units per window for one scope; ``units`` None = unlimited."""
+
+    scope: ScopeKind
+    scope_id: int
+    units: int | None
+    updated_by: int
+    updated_at: float
+
+
+@dataclass(frozen=True)
+class ResolvedLimit:
+    """The limit that applies to a member and where it came from (scope "default" = the bot's config)."""
+
+    units: int | None
+    scope: ScopeKind | Literal["default"]
+    scope_id: int | None = None
+
+
+@dataclass(frozen=True)
+class Block:
+    user_id: int
+    reason: str
+    until: float | None
+    blocked_by: int
+    created_at: float
+
+
+@dataclass(frozen=True)
+class AuditEntry:
+    id: int
+    guild_id: int
+    actor_id: int
+    action: str
+    target: str | None
+    details: dict[str, Any]
+    reason: str | None
+    created_at: float
+
+
+@dataclass(frozen=True)
+class Decision:
+    """A request may go ahead: pass ``limit`` to ``JobEngine.enqueue(quota_limit=...)``."""
+
+    provider_name: str
+    units: int
+    limit: ResolvedLimit
+    balance: Balance
+    in_flight: int
+    in_flight_cap: int
+
+    @property
+    def quota_limit(self) -> int | None:
+        return self.limit.units
+
+    @property
+    def resets_at(self) -> datetime:
+        return self.balance.resets_at
+
+
+@dataclass(frozen=True)
+class MemberStatus:
+    """What /quota shows about one member."""
+
+    limit: ResolvedLimit
+    balance: Balance
+    in_flight: int
+    in_flight_cap: int
+    block: Block | None = None
+    paused: bool = False

@@ -1,0 +1,187 @@
+"""Decides whether a member may generate, and with which allowance, before anything is queued.
+
+Order of refusals: guild not allowlisted, blocked, paused, wrong channel, provider not allowed,
+resolution/count over the server's max, banned word, too many jobs in flight, quota. The allowance
+comes from the most specific scope that has a rule: user > role > channel > guild > config default;
+among a member's roles the most generous wins (unlimited beats any number). Moderators skip the
+pause and channel rules so they can test, nothing else. The quota test here is a courtesy (a clean
+refusal before any work); the binding check is ``Ledger.reserve`` inside the enqueue transaction.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping, Sequence
+
+from bot.config import QuotaSection, Settings
+from bot.errors import InvalidRequest, NotAllowed, TooManyJobs
+from bot.moderation.models import Decision, MemberContext, MemberStatus, ResolvedLimit
+from bot.moderation.store import ModerationStore
+from bot.providers.base import GenerationRequest
+from bot.quota import Clock, Ledger
+from bot.sizes import RESOLUTIONS
+from bot.storage import Database
+
+
+def banned_word_in(prompt: str, words: Iterable[str]) -> str | None:
+    """The first banned word (or phrase) the prompt contains as a whole word, ignoring case."""
+    for word in words:
+        body = r"\s+".join(re.escape(part) for part in word.split())
+        if body and re.search(rf"(?<!\w){body}(?!\w)", prompt, flags=re.IGNORECASE):
+            return word
+    return None
+
+
+def most_generous(limits: Iterable[int | None]) -> int | None:
+    """None (unlimited) beats every number; otherwise the largest. Needs at least one value."""
+    values = list(limits)
+    return None if None in values else max(v for v in values if v is not None)
+
+
+class PolicyService:
+    def __init__(
+        self,
+        db: Database,
+        ledger: Ledger,
+        config: QuotaSection,
+        *,
+        provider_weights: Mapping[str, int] | None = None,
+        default_provider: str | None = None,
+        clock: Clock | None = None,
+    ) -> None:
+        self.db = db
+        self.ledger = ledger
+        self.config = config
+        self.store = ModerationStore(db)
+        self.provider_weights = dict(provider_weights or {})
+        self.default_provider = default_provider
+        self.clock = clock or ledger.clock
+
+    @classmethod
+    def for_settings(cls, db: Database, ledger: Ledger, settings: Settings) -> PolicyService:
+        return cls(
+            db,
+            ledger,
+            settings.quota,
+            provider_weights={name: cfg.cost_weight for name, cfg in settings.providers.items()},
+            default_provider=settings.generation.default_provider,
+        )
+
+    # -- the check before /imagine ------------------------------------------------------------------
+    async def check(self, ctx: MemberContext, request: GenerationRequest, provider_name: str | None) -> Decision:
+        """Refuse with a domain error, or say which allowance applies (pass it to ``enqueue``)."""
+        name = provider_name or self.default_provider or ""
+        self.ensure_guild_allowed(ctx.guild_id)
+        if ctx.guild_id is not None:
+            await self._check_guild_rules(ctx, ctx.guild_id, request, name)
+        in_flight, cap = await self._in_flight(ctx)
+        if in_flight >= cap:
+            raise TooManyJobs(
+                f"You already have {in_flight} picture job{'s' if in_flight != 1 else ''} in progress here "
+                f"(the limit is {cap}); please wait for one to finish."
+            )
+        limit = await self.resolve_limit(ctx)
+        units = self.ledger.units_for(request.count, request.resolution, self.provider_weights.get(name, 1))
+        balance = await self.ledger.check_allowance(
+            self.db.conn, guild_id=ctx.guild_id, user_id=ctx.user_id, units=units, limit=limit.units
+        )
+        await self._remember_roles(ctx)
+        return Decision(
+            provider_name=name, units=units, limit=limit, balance=balance, in_flight=in_flight, in_flight_cap=cap
+        )
+
+    def ensure_guild_allowed(self, guild_id: int | None) -> None:
+        allowlist: Sequence[int] = self.config.guild_allowlist
+        if guild_id is not None and allowlist and guild_id not in allowlist:
+            raise NotAllowed("This bot is not enabled on this server. Its owner decides which servers may use it.")
+
+    async def _check_guild_rules(
+        self, ctx: MemberContext, guild_id: int, request: GenerationRequest, provider_name: str
+    ) -> None:
+        now = self.clock()
+        block = await self.store.block_of(guild_id, ctx.user_id, now)
+        if block is not None:
+            until = f" until <t:{int(block.until)}:f>" if block.until is not None else ""
+            raise NotAllowed(
+                f"A moderator has blocked you from making pictures on this server{until}. Reason: {block.reason}"
+            )
+        settings = await self.store.settings(guild_id)
+        if settings.paused and not ctx.is_moderator:
+            why = f" ({settings.paused_reason})" if settings.paused_reason else ""
+            raise NotAllowed(f"Image generation is paused on this server by its moderators{why}. Please try later.")
+        allowed = await self.store.allowed_channels(guild_id)
+        if allowed and not ctx.is_moderator and not set(ctx.channels) & set(allowed):
+            where = ", ".join(f"<#{c}>" for c in allowed)
+            raise NotAllowed(f"Pictures can't be made in this channel; please use {where}.")
+        if settings.allowed_providers is not None and provider_name not in settings.allowed_providers:
+            choices = ", ".join(settings.allowed_providers) or "none at the moment"
+            raise NotAllowed(f"The {provider_name!r} model is not enabled on this server; allowed: {choices}.")
+        if settings.max_resolution and _rank(request.resolution) > _rank(settings.max_resolution):
+            raise InvalidRequest(
+                f"This server allows resolutions up to {settings.max_resolution}; please choose "
+                f"{settings.max_resolution} or lower."
+            )
+        if settings.max_count and request.count > settings.max_count:
+            raise InvalidRequest(f"This server allows at most {settings.max_count} image(s) per request.")
+        word = banned_word_in(request.prompt, await self.store.banned_words(guild_id))
+        if word is not None:
+            raise InvalidRequest(
+                f"Your prompt contains a word that is not allowed on this server: “{word}”. Please rephrase it."
+            )
+
+    async def _in_flight(self, ctx: MemberContext) -> tuple[int, int]:
+        cap = self.config.max_queued_per_user
+        if ctx.guild_id is not None:
+            cap = (await self.store.settings(ctx.guild_id)).max_in_flight or cap
+        return await self.store.in_flight(ctx.guild_id, ctx.user_id), cap
+
+    async def _remember_roles(self, ctx: MemberContext) -> None:
+        """Keep the member's roles as last seen, so usage reports can total per role."""
+        if ctx.guild_id is None:
+            return
+        roles = tuple(sorted(ctx.real_role_ids))
+        if await self.store.member_roles(ctx.guild_id, ctx.user_id) == roles:
+            return
+        async with self.db.transaction() as conn:
+            await self.store.record_roles(conn, ctx.guild_id, ctx.user_id, roles, self.clock())
+
+    # -- allowances ---------------------------------------------------------------------------------
+    async def resolve_limit(self, ctx: MemberContext) -> ResolvedLimit:
+        """The allowance from the most specific scope that has a rule (see the module docstring)."""
+        default = ResolvedLimit(self.config.default_limit or None, "default")  # config 0 = unlimited
+        if ctx.guild_id is None:
+            return default
+        guild = ctx.guild_id
+        users = await self.store.limits_for(guild, "user", [ctx.user_id])
+        if ctx.user_id in users:
+            return ResolvedLimit(users[ctx.user_id], "user", ctx.user_id)
+        roles = await self.store.limits_for(guild, "role", ctx.real_role_ids)
+        if roles:
+            best = most_generous(roles.values())
+            role_id = next(r for r in ctx.real_role_ids if r in roles and roles[r] == best)
+            return ResolvedLimit(best, "role", role_id)
+        channels = await self.store.limits_for(guild, "channel", ctx.channels)
+        for channel_id in ctx.channels:
+            if channel_id in channels:
+                return ResolvedLimit(channels[channel_id], "channel", channel_id)
+        guilds = await self.store.limits_for(guild, "guild", [guild])
+        if guild in guilds:
+            return ResolvedLimit(guilds[guild], "guild", guild)
+        return default
+
+    async def status(self, ctx: MemberContext) -> MemberStatus:
+        """Everything /quota shows: used, left, next reset, in-flight jobs, and any block or pause."""
+        limit = await self.resolve_limit(ctx)
+        balance = await self.ledger.balance(ctx.guild_id, ctx.user_id, limit.units)
+        in_flight, cap = await self._in_flight(ctx)
+        block, paused = None, False
+        if ctx.guild_id is not None:
+            block = await self.store.block_of(ctx.guild_id, ctx.user_id, self.clock())
+            paused = (await self.store.settings(ctx.guild_id)).paused
+        return MemberStatus(
+            limit=limit, balance=balance, in_flight=in_flight, in_flight_cap=cap, block=block, paused=paused
+        )
+
+
+def _rank(resolution: str) -> int:
+    return RESOLUTIONS.index(resolution) if resolution in RESOLUTIONS else len(RESOLUTIONS)

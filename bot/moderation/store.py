@@ -1,0 +1,230 @@
+"""SQL for the moderation tables. Reads use the shared connection; writes take the caller's transaction."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import aiosqlite
+
+from bot.moderation.models import AuditEntry, Block, GuildSettings, LimitRule, ScopeKind
+from bot.storage import Database
+
+#: guild_settings columns a moderator may change (the only names ever formatted into SQL).
+SETTING_COLUMNS = frozenset(
+    {
+        "timezone",
+        "window_kind",
+        "rolling_hours",
+        "paused",
+        "paused_reason",
+        "log_channel_id",
+        "allowed_providers",
+        "max_resolution",
+        "max_count",
+        "max_in_flight",
+    }
+)
+
+
+class ModerationStore:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    # -- reads --------------------------------------------------------------------------------------
+    async def settings(self, guild_id: int, conn: aiosqlite.Connection | None = None) -> GuildSettings:
+        async with (conn or self.db.conn).execute(
+            "SELECT * FROM guild_settings WHERE guild_id = ?", (guild_id,)
+        ) as cursor:
+            row = await cursor.fetchone()
+        if row is None:
+            return GuildSettings(guild_id=guild_id)
+        providers = row["allowed_providers"]
+        return GuildSettings(
+            guild_id=guild_id,
+            timezone=row["timezone"],
+            window_kind=row["window_kind"],
+            rolling_hours=row["rolling_hours"],
+            paused=bool(row["paused"]),
+            paused_reason=row["paused_reason"],
+            log_channel_id=row["log_channel_id"],
+            allowed_providers=tuple(json.loads(providers)) if providers is not None else None,
+            max_resolution=row["max_resolution"],
+            max_count=row["max_count"],
+            max_in_flight=row["max_in_flight"],
+        )
+
+    async def limits(self, guild_id: int, scope: ScopeKind | None = None) -> list[LimitRule]:
+        rows = await self.db.fetchall(
+            "SELECT scope, scope_id, units, updated_by, updated_at FROM quota_limits"
+            " WHERE guild_id = ? AND (? IS NULL OR scope = ?) ORDER BY scope, scope_id",
+            (guild_id, scope, scope),
+        )
+        return [LimitRule(r[0], r[1], r[2], r[3], r[4]) for r in rows]
+
+    async def limits_for(self, guild_id: int, scope: ScopeKind, scope_ids: Iterable[int]) -> dict[int, int | None]:
+        """scope id -> units (None = unlimited) for the ids that have a rule."""
+        ids = list(scope_ids)
+        if not ids:
+            return {}
+        rows = await self.db.fetchall(
+            "SELECT scope_id, units FROM quota_limits WHERE guild_id = ? AND scope = ?"
+            " AND scope_id IN (SELECT value FROM json_each(?))",
+            (guild_id, scope, json.dumps(ids)),
+        )
+        return {int(r[0]): r[1] for r in rows}
+
+    async def block_of(self, guild_id: int, user_id: int, now: float) -> Block | None:
+        """The member's block if it is still in force (an expired block is simply ignored)."""
+        row = await self.db.fetchone(
+            "SELECT user_id, reason, until, blocked_by, created_at FROM member_blocks"
+            " WHERE guild_id = ? AND user_id = ? AND (until IS NULL OR until > ?)",
+            (guild_id, user_id, now),
+        )
+        return Block(row[0], row[1], row[2], row[3], row[4]) if row else None
+
+    async def blocks(self, guild_id: int, now: float) -> list[Block]:
+        rows = await self.db.fetchall(
+            "SELECT user_id, reason, until, blocked_by, created_at FROM member_blocks"
+            " WHERE guild_id = ? AND (until IS NULL OR until > ?) ORDER BY created_at",
+            (guild_id, now),
+        )
+        return [Block(r[0], r[1], r[2], r[3], r[4]) for r in rows]
+
+    async def allowed_channels(self, guild_id: int) -> list[int]:
+        rows = await self.db.fetchall(
+            "SELECT channel_id FROM allowed_channels WHERE guild_id = ? ORDER BY channel_id", (guild_id,)
+        )
+        return [int(r[0]) for r in rows]
+
+    async def banned_words(self, guild_id: int) -> list[str]:
+        rows = await self.db.fetchall("SELECT word FROM banned_words WHERE guild_id = ? ORDER BY word", (guild_id,))
+        return [str(r[0]) for r in rows]
+
+    async def in_flight(self, guild_id: int | None, user_id: int) -> int:
+        row = await self.db.fetchone(
+            "SELECT COUNT(*) FROM jobs WHERE requester_id = ? AND guild_id IS ?"
+            " AND state IN ('queued', 'submitted', 'downloaded', 'posted')",
+            (user_id, guild_id),
+        )
+        return int(row[0]) if row else 0
+
+    async def member_roles(self, guild_id: int, user_id: int) -> tuple[int, ...] | None:
+        row = await self.db.fetchone(
+            "SELECT role_ids FROM member_roles WHERE guild_id = ? AND user_id = ?", (guild_id, user_id)
+        )
+        return tuple(json.loads(row[0])) if row else None
+
+    async def audit(
+        self, guild_id: int, *, since: float | None = None, until: float | None = None, limit: int = 50
+    ) -> list[AuditEntry]:
+        """Newest first."""
+        rows = await self.db.fetchall(
+            "SELECT id, guild_id, actor_id, action, target, details, reason, created_at FROM audit_log"
+            " WHERE guild_id = ? AND created_at >= ? AND created_at < ? ORDER BY created_at DESC, id DESC LIMIT ?",
+            (guild_id, since if since is not None else float("-inf"), until or float("inf"), limit),
+        )
+        return [AuditEntry(r[0], r[1], r[2], r[3], r[4], json.loads(r[5]), r[6], r[7]) for r in rows]
+
+    # -- writes (inside the caller's transaction) ---------------------------------------------------
+    async def update_settings(
+        self, conn: aiosqlite.Connection, guild_id: int, changes: Mapping[str, Any], now: float
+    ) -> None:
+        unknown = set(changes) - SETTING_COLUMNS
+        if unknown:
+            raise ValueError(f"not guild settings: {sorted(unknown)}")
+        columns = list(changes)
+        names = ", ".join(columns)
+        marks = ", ".join("?" for _ in columns)
+        updates = ", ".join(f"{c} = excluded.{c}" for c in columns)
+        await conn.execute(
+            f"INSERT INTO guild_settings (guild_id, {names}, updated_at) VALUES (?, {marks}, ?)"  # noqa: S608 - whitelisted columns
+            f" ON CONFLICT (guild_id) DO UPDATE SET {updates}, updated_at = excluded.updated_at",
+            (guild_id, *changes.values(), now),
+        )
+
+    async def put_limit(
+        self,
+        conn: aiosqlite.Connection,
+        guild_id: int,
+        scope: ScopeKind,
+        scope_id: int,
+        units: int | None,
+        actor_id: int,
+        now: float,
+    ) -> None:
+        await conn.execute(
+            "INSERT INTO quota_limits (guild_id, scope, scope_id, units, updated_by, updated_at)"
+            " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (guild_id, scope, scope_id) DO UPDATE SET"
+            " units = excluded.units, updated_by = excluded.updated_by, updated_at = excluded.updated_at",
+            (guild_id, scope, scope_id, units, actor_id, now),
+        )
+
+    async def delete_limit(self, conn: aiosqlite.Connection, guild_id: int, scope: ScopeKind, scope_id: int) -> bool:
+        cursor = await conn.execute(
+            "DELETE FROM quota_limits WHERE guild_id = ? AND scope = ? AND scope_id = ?", (guild_id, scope, scope_id)
+        )
+        return cursor.rowcount > 0
+
+    async def put_block(self, conn: aiosqlite.Connection, guild_id: int, block: Block) -> None:
+        await conn.execute(
+            "INSERT OR REPLACE INTO member_blocks (guild_id, user_id, reason, until, blocked_by, created_at)"
+            " VALUES (?, ?, ?, ?, ?, ?)",
+            (guild_id, block.user_id, block.reason, block.until, block.blocked_by, block.created_at),
+        )
+
+    async def delete_block(self, conn: aiosqlite.Connection, guild_id: int, user_id: int, now: float) -> bool:
+        """Remove the block; True if one was still in force."""
+        async with conn.execute(
+            "SELECT 1 FROM member_blocks WHERE guild_id = ? AND user_id = ? AND (until IS NULL OR until > ?)",
+            (guild_id, user_id, now),
+        ) as cursor:
+            active = await cursor.fetchone() is not None
+        await conn.execute("DELETE FROM member_blocks WHERE guild_id = ? AND user_id = ?", (guild_id, user_id))
+        return active
+
+    async def replace_channels(self, conn: aiosqlite.Connection, guild_id: int, channel_ids: Iterable[int]) -> None:
+        await conn.execute("DELETE FROM allowed_channels WHERE guild_id = ?", (guild_id,))
+        await conn.executemany(
+            "INSERT OR IGNORE INTO allowed_channels (guild_id, channel_id) VALUES (?, ?)",
+            [(guild_id, channel_id) for channel_id in channel_ids],
+        )
+
+    async def add_word(self, conn: aiosqlite.Connection, guild_id: int, word: str, actor_id: int, now: float) -> bool:
+        cursor = await conn.execute(
+            "INSERT OR IGNORE INTO banned_words (guild_id, word, added_by, added_at) VALUES (?, ?, ?, ?)",
+            (guild_id, word, actor_id, now),
+        )
+        return cursor.rowcount > 0
+
+    async def remove_word(self, conn: aiosqlite.Connection, guild_id: int, word: str) -> bool:
+        cursor = await conn.execute("DELETE FROM banned_words WHERE guild_id = ? AND word = ?", (guild_id, word))
+        return cursor.rowcount > 0
+
+    async def record_roles(
+        self, conn: aiosqlite.Connection, guild_id: int, user_id: int, role_ids: Iterable[int], now: float
+    ) -> None:
+        await conn.execute(
+            "INSERT INTO member_roles (guild_id, user_id, role_ids, seen_at) VALUES (?, ?, ?, ?)"
+            " ON CONFLICT (guild_id, user_id) DO UPDATE SET role_ids = excluded.role_ids, seen_at = excluded.seen_at",
+            (guild_id, user_id, json.dumps(sorted(role_ids)), now),
+        )
+
+    async def append_audit(
+        self,
+        conn: aiosqlite.Connection,
+        *,
+        guild_id: int,
+        actor_id: int,
+        action: str,
+        target: str | None,
+        details: Mapping[str, Any],
+        reason: str | None,
+        now: float,
+    ) -> None:
+        await conn.execute(
+            "INSERT INTO audit_log (guild_id, actor_id, action, target, details, reason, created_at)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (guild_id, actor_id, action, target, json.dumps(dict(details), sort_keys=True), reason, now),
+        )

@@ -1,0 +1,141 @@
+"""The real ``seedream-bot run`` process against the fake Discord: start, answer, SIGTERM, SIGKILL + restart."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sys
+from pathlib import Path
+
+import aiosqlite
+
+from tests.fakediscord import FakeDiscord, FakeGuild
+
+SECRET = "fake-bot-token-do-not-log-7f3a9c"
+
+
+def write_config(fake: FakeDiscord, guild: FakeGuild, tmp_path: Path, delay: float = 0.0) -> Path:
+    config = tmp_path / "config.toml"
+    config.write_text(
+        f"""
+[discord]
+api_base = "{fake.api_base}"
+attachment_hosts = ["{fake.base_url}"]
+command_guilds = [{guild.id}]
+guild_ready_timeout = 0.05
+status_edit_seconds = 0
+shutdown_grace_seconds = 5
+[storage]
+database = "{tmp_path / "bot.sqlite3"}"
+data_dir = "{tmp_path / "data"}"
+[generation]
+default_resolution = "1K"
+[providers.local]
+kind = "local"
+delay_seconds = {delay}
+"""
+    )
+    return config
+
+
+async def start_process(config: Path, log: Path) -> asyncio.subprocess.Process:
+    env = {**os.environ, "DISCORD_TOKEN": SECRET, "PYTHONUNBUFFERED": "1"}
+    handle = log.open("ab")
+    return await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "bot", "run", "--config", str(config), env=env, stdout=handle, stderr=handle
+    )
+
+
+async def states(tmp_path: Path) -> list[str]:
+    async with aiosqlite.connect(tmp_path / "bot.sqlite3") as conn, conn.execute("SELECT state FROM jobs") as cursor:
+        return [row[0] for row in await cursor.fetchall()]
+
+
+async def world(fake: FakeDiscord):  # type: ignore[no-untyped-def]
+    guild = await fake.add_guild("Process")
+    channel = await fake.add_channel(guild, "art")
+    user = fake.add_user("alice")
+    await fake.add_member(guild, user)
+    return guild, channel, user
+
+
+async def test_run_serves_commands_and_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
+    async with FakeDiscord(token=SECRET) as fake:
+        guild, channel, user = await world(fake)
+        log = tmp_path / "bot.log"
+        process = await start_process(write_config(fake, guild, tmp_path), log)
+        try:
+            await fake.wait_for(lambda: len(fake.commands(guild)) >= 3 or None, timeout=20)
+            await fake.wait_until_connected(timeout=20)
+            handle = await fake.slash_command("imagine", user=user, channel=channel, options={"prompt": "a koala"})
+            await handle.wait_for_response(lambda m: "Queued" in (m.content or ""), timeout=10)
+            await fake.wait_for(
+                lambda: any(m.attachments for t in fake.threads(channel) for m in fake.bot_messages(t)), 10
+            )
+            process.send_signal(signal.SIGTERM)
+            assert await asyncio.wait_for(process.wait(), timeout=20) == 0
+        finally:
+            if process.returncode is None:
+                process.kill()
+        text = log.read_text()
+        assert SECRET not in text  # the token never reaches the logs
+        assert "Traceback" not in text
+        assert await states(tmp_path) == ["done"]
+
+
+async def test_sigkill_mid_burst_then_restart_completes_every_job_once(tmp_path: Path) -> None:
+    async with FakeDiscord(token=SECRET) as fake:
+        guild, channel, _ = await world(fake)
+        users = [fake.add_user(f"member{i}") for i in range(4)]
+        for member in users:
+            await fake.add_member(guild, member)
+        log = tmp_path / "bot.log"
+        process = await start_process(write_config(fake, guild, tmp_path, delay=0.4), log)
+        try:
+            await fake.wait_for(lambda: len(fake.commands(guild)) >= 3 or None, timeout=20)
+            await fake.wait_until_connected(timeout=20)
+            handles = [
+                await fake.slash_command(
+                    "imagine", user=users[i % 4], channel=channel, options={"prompt": f"koala {i}"}
+                )
+                for i in range(12)
+            ]
+            await asyncio.gather(
+                *(h.wait_for_response(lambda m: "Queued" in (m.content or ""), timeout=10) for h in handles)
+            )
+            await fake.wait_for(
+                lambda: any(m.attachments for t in fake.threads(channel) for m in fake.bot_messages(t)), 10
+            )
+            process.kill()  # SIGKILL: no grace, no cleanup
+            await process.wait()
+        finally:
+            if process.returncode is None:
+                process.kill()
+        before = await states(tmp_path)
+        assert before.count("done") < 12, before
+
+        process = await start_process(write_config(fake, guild, tmp_path), log)
+        try:
+
+            def finished() -> bool:
+                posted = [m for t in fake.threads(channel) for m in fake.bot_messages(t) if m.attachments]
+                return len(posted) >= 12
+
+            await fake.wait_for(finished, timeout=30)
+            await asyncio.sleep(0.3)  # let any duplicate show itself
+        finally:
+            process.send_signal(signal.SIGTERM)
+            await asyncio.wait_for(process.wait(), timeout=20)
+        posted = [m for t in fake.threads(channel) for m in fake.bot_messages(t) if m.attachments]
+        job_ids = [e["footer"]["text"].split(" · ")[0] for m in posted for e in m.embeds]
+        assert len(job_ids) == 12 and len(set(job_ids)) == 12  # every job once, none twice
+        assert len(fake.threads(channel)) == 12
+        assert await states(tmp_path) == ["done"] * 12
+        totals = (
+            "SELECT SUM(CASE entry WHEN 'reserve' THEN units ELSE 0 END), SUM(CASE entry WHEN 'commit' THEN units"
+            " ELSE 0 END), SUM(CASE entry WHEN 'refund' THEN units ELSE 0 END) FROM quota_ledger"
+        )
+        async with aiosqlite.connect(tmp_path / "bot.sqlite3") as conn, conn.execute(totals) as cursor:
+            reserved, committed, refunded = await cursor.fetchone()  # type: ignore[misc]
+        assert (reserved, committed, refunded or 0) == (12, 12, 0)  # charged once each, nothing lost
