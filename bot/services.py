@@ -9,9 +9,11 @@ from bot.config import Settings
 from bot.fetch import ImageFetcher
 from bot.images import ImageStore
 from bot.jobs.engine import Clock, JobEngine, ResultSink
+from bot.moderation import ModeratorActions, PolicyService
 from bot.providers.registry import ProviderRegistry
 from bot.quota import Ledger
 from bot.storage import Database
+from bot.usage import UsageService
 
 
 @dataclass
@@ -22,6 +24,9 @@ class Services:
     fetcher: ImageFetcher
     providers: ProviderRegistry
     ledger: Ledger
+    policy: PolicyService
+    moderation: ModeratorActions
+    usage: UsageService
 
     @classmethod
     async def open(cls, settings: Settings) -> Services:
@@ -41,13 +46,24 @@ class Services:
             await db.close()
             raise
         ledger = Ledger(db, settings.quota)
-        return cls(settings=settings, db=db, store=store, fetcher=fetcher, providers=providers, ledger=ledger)
+        return cls(
+            settings=settings,
+            db=db,
+            store=store,
+            fetcher=fetcher,
+            providers=providers,
+            ledger=ledger,
+            policy=PolicyService.for_settings(db, ledger, settings),
+            moderation=ModeratorActions(db, ledger, provider_names=settings.providers.keys()),
+            usage=UsageService(db, ledger, model_labels=UsageService.labels_for(settings)),
+        )
 
     def make_engine(self, sink: ResultSink, clock: Clock | None = None) -> JobEngine:
         gen = self.settings.generation
         if clock is not None:
             self.ledger.clock = clock
             self.ledger.window.clock = clock
+            self.policy.clock = self.moderation.clock = self.usage.clock = clock
         return JobEngine(
             self.db,
             self.providers,

@@ -28,6 +28,7 @@ log = logging.getLogger(__name__)
 DEFAULT_UPLOAD_LIMIT = 10 * 1024 * 1024
 MIN_UPLOAD_LIMIT = 256 * 1024
 FALLBACK_NOTICE = "I can't create a thread here, so I'll post the results in this channel."
+THREAD_ALREADY_CREATED = 160004
 Messageable = discord.TextChannel | discord.Thread | discord.DMChannel | discord.VoiceChannel
 
 
@@ -48,33 +49,83 @@ class DiscordSink:
         return channel
 
     async def prepare(self, job: Job, position: int) -> Job:
-        """Make sure the job has its status message and its thread (or a fallback), saving both."""
+        """Make sure the job has its status message and its thread (or a fallback), saving both.
+
+        With ``delivery["thread_from_message_id"]`` (an edit asked for in a plain message) the thread is
+        opened from the member's own message and the status goes inside it; otherwise the thread hangs off
+        the status message.
+        """
         async with self._locks[job.id]:
             if await self._refresh(job):
                 return job
             delivery = dict(job.delivery)
             channel = await self._channel(int(delivery.get("channel_id") or job.channel_id or 0))
-            status = await channel.send(
-                embed=status_embed(job, position, time.time()),
-                view=status_view(job) or discord.utils.MISSING,
-                allowed_mentions=NO_MENTIONS,
-            )
-            delivery["status_message_id"] = status.id
-            delivery["target_id"] = channel.id
-            if isinstance(channel, discord.TextChannel) and not delivery.get("no_thread"):
-                try:
-                    thread = await channel.create_thread(
-                        name=thread_name(job.request.prompt),
-                        message=status,
-                        auto_archive_duration=self.bot.settings.discord.thread_auto_archive_minutes,
-                    )
-                    delivery["target_id"] = thread.id
-                    delivery["thread_id"] = thread.id
-                except discord.HTTPException as exc:
-                    log.info("job %s: no thread in channel %s (%s); posting in the channel", job.id, channel.id, exc)
-                    delivery["fallback"] = True
+            source = delivery.get("thread_from_message_id")
+            if source:
+                await self._open_off_message(job, position, channel, int(str(source)), delivery)
+            else:
+                await self._open_off_status(job, position, channel, delivery)
             await self.bot.engine.save_delivery(job, delivery)
             return job
+
+    async def _send_status(
+        self, job: Job, position: int, channel: Messageable, reply_to: discord.MessageReference | None = None
+    ) -> discord.Message:
+        return await channel.send(
+            embed=status_embed(job, position, time.time()),
+            view=status_view(job) or discord.utils.MISSING,
+            allowed_mentions=NO_MENTIONS,
+            reference=reply_to,
+        )
+
+    async def _open_off_status(self, job: Job, position: int, channel: Messageable, delivery: dict[str, Any]) -> None:
+        status = await self._send_status(job, position, channel)
+        delivery["status_message_id"] = status.id
+        delivery["target_id"] = channel.id
+        if isinstance(channel, discord.TextChannel) and not delivery.get("no_thread"):
+            try:
+                thread = await channel.create_thread(
+                    name=thread_name(job.request.prompt),
+                    message=status,
+                    auto_archive_duration=self.bot.settings.discord.thread_auto_archive_minutes,
+                )
+                delivery["target_id"] = thread.id
+                delivery["thread_id"] = thread.id
+            except discord.HTTPException as exc:
+                log.info("job %s: no thread in channel %s (%s); posting in the channel", job.id, channel.id, exc)
+                delivery["fallback"] = True
+
+    async def _open_off_message(
+        self, job: Job, position: int, channel: Messageable, message_id: int, delivery: dict[str, Any]
+    ) -> None:
+        """Thread from the member's message, status inside; a reply in the channel when no thread can be made."""
+        if isinstance(channel, discord.TextChannel) and not delivery.get("no_thread"):
+            try:
+                thread = await self._thread_off(job, channel, message_id)
+                status = await self._send_status(job, position, thread)
+                delivery.update(
+                    status_message_id=status.id, status_channel_id=thread.id, target_id=thread.id, thread_id=thread.id
+                )
+                return
+            except (discord.HTTPException, discord.InvalidData) as exc:
+                log.info("job %s: no thread off message %s (%s); replying in the channel", job.id, message_id, exc)
+                delivery["fallback"] = True
+        reference = discord.MessageReference(message_id=message_id, channel_id=channel.id, fail_if_not_exists=False)
+        status = await self._send_status(job, position, channel, reference)
+        delivery.update(status_message_id=status.id, status_channel_id=channel.id, target_id=channel.id)
+
+    async def _thread_off(self, job: Job, channel: discord.TextChannel, message_id: int) -> Messageable:
+        try:
+            return await channel.create_thread(
+                name=thread_name(job.request.prompt),
+                message=discord.Object(id=message_id),
+                auto_archive_duration=self.bot.settings.discord.thread_auto_archive_minutes,
+            )
+        except discord.HTTPException as exc:
+            if exc.code != THREAD_ALREADY_CREATED:
+                raise
+        # A thread made from a message has the message's id: an earlier run (or the member) opened it already.
+        return await self._channel(message_id)
 
     async def _refresh(self, job: Job) -> bool:
         """Pick up delivery ids saved by another holder of the job (the command saves, the worker reads)."""
@@ -105,7 +156,7 @@ class DiscordSink:
     async def _edit_status(self, job: Job, position: int, failure: str | None = None) -> None:
         self._last_edit[job.id] = self.clock()
         status_id = job.delivery.get("status_message_id")
-        channel_id = job.delivery.get("channel_id") or job.channel_id
+        channel_id = job.delivery.get("status_channel_id") or job.delivery.get("channel_id") or job.channel_id
         if not status_id or not channel_id:
             return
         try:
@@ -126,10 +177,12 @@ class DiscordSink:
 
     async def finished(self, job: Job) -> None:
         self._final(job.id)
+        await self._refresh(job)
         await self._edit_status(job, 0)
 
     async def failed(self, job: Job, message: str) -> None:
         self._final(job.id)
+        await self._refresh(job)
         failure = "Cancelled." if job.state == JobState.CANCELLED else f"This job did not complete: {message}"
         await self._edit_status(job, 0, failure)
         target = job.delivery.get("thread_id")

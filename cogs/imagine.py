@@ -14,6 +14,7 @@ from discord.ext import commands
 from bot.errors import InvalidRequest, NotAllowed, SeedreamError
 from bot.fetch import fetch_all
 from bot.jobs import Job, JobState
+from bot.moderation import Decision, MemberContext
 from bot.prompts import clean_prompt
 from bot.providers.base import Capabilities, GenerationRequest, StoredImage
 from cogs.errors import reply, reply_error
@@ -148,8 +149,25 @@ class Imagine(commands.Cog):
         if interaction.guild_id is None and self.bot.settings.discord.guilds_only:
             raise NotAllowed("I only make pictures inside servers, not in direct messages.")
 
-    def quota_limit(self) -> int | None:
-        return self.bot.settings.quota.default_limit or None
+    @staticmethod
+    def member_context(
+        guild_id: int | None, user: discord.User | discord.Member, channel: object, is_mod: bool
+    ) -> MemberContext:
+        """The ids the policy needs; a thread follows its parent channel's rules."""
+        roles = tuple(role.id for role in user.roles) if isinstance(user, discord.Member) else ()
+        parent = channel.parent_id if isinstance(channel, discord.Thread) else None
+        return MemberContext(
+            guild_id=guild_id,
+            user_id=user.id,
+            role_ids=roles,
+            channel_id=getattr(channel, "id", None),
+            is_moderator=is_mod,
+            parent_channel_id=parent,
+        )
+
+    async def admit(self, ctx: MemberContext, request: GenerationRequest, provider: str | None) -> Decision:
+        """Every rule a server set (blocks, pause, channels, banned words, limits) before anything is queued."""
+        return await self.bot.services.policy.check(ctx, request, provider)
 
     async def imagine(
         self,
@@ -214,14 +232,18 @@ class Imagine(commands.Cog):
     ) -> Job:
         """Queue a job (quota reserved in the same transaction), open its status message, say where."""
         engine = self.bot.engine
+        ctx = self.member_context(
+            interaction.guild_id, interaction.user, interaction.channel, is_moderator(interaction)
+        )
+        decision = await self.admit(ctx, request, provider)
         job, position = await engine.enqueue(
             kind=kind,
             requester_id=interaction.user.id,
             guild_id=interaction.guild_id,
             channel_id=interaction.channel_id,
-            provider_name=provider,
+            provider_name=decision.provider_name,
             request=request,
-            quota_limit=self.quota_limit(),
+            quota_limit=decision.quota_limit,
             delivery={"channel_id": interaction.channel_id},
             parent_job_id=parent.id if parent else None,
         )

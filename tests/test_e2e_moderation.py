@@ -1,0 +1,178 @@
+"""Quotas and moderation end to end: what members and moderators see through the fake Discord."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+from pathlib import Path
+
+import aiosqlite
+from PIL import Image
+
+from tests.botrunner import bot_settings, running_bot
+from tests.fakediscord import FakeDiscord, FakeMessage, Perm
+
+
+class Server:
+    async def build(self, fake: FakeDiscord) -> Server:
+        self.fake = fake
+        self.guild = await fake.add_guild("Mods")
+        self.channel = await fake.add_channel(self.guild, "art")
+        self.mod_role = await fake.add_role(self.guild, "Moderators", Perm.MANAGE_GUILD)
+        self.small = await fake.add_role(self.guild, "Small", 0)
+        self.big = await fake.add_role(self.guild, "Big", 0)
+        self.mod = fake.add_user("mod")
+        self.alice = fake.add_user("alice")
+        self.bob = fake.add_user("bob")
+        await fake.add_member(self.guild, self.mod, roles=[self.mod_role])
+        await fake.add_member(self.guild, self.alice, roles=[self.small, self.big])
+        await fake.add_member(self.guild, self.bob)
+        return self
+
+    async def run(self, name: str, user, **options) -> FakeMessage:  # type: ignore[no-untyped-def]
+        handle = await self.fake.slash_command(name, user=user, channel=self.channel, options=options)
+        return await handle.wait_for_response(lambda m: bool(m.content) and "thinking" not in m.content, timeout=10)
+
+    async def imagine(self, user, prompt: str = "a koala", **options) -> str:  # type: ignore[no-untyped-def]
+        return (await self.run("imagine", user, prompt=prompt, **options)).content
+
+
+async def ledger(tmp_path: Path, user_id: int) -> dict[str, int]:
+    query = "SELECT entry, SUM(units) FROM quota_ledger WHERE user_id = ? GROUP BY entry"
+    async with aiosqlite.connect(tmp_path / "bot.sqlite3") as conn, conn.execute(query, (user_id,)) as cursor:
+        return {row[0]: row[1] for row in await cursor.fetchall()}
+
+
+async def jobs_of(tmp_path: Path, user_id: int) -> list[str]:
+    query = "SELECT state FROM jobs WHERE requester_id = ? ORDER BY created_at"
+    async with aiosqlite.connect(tmp_path / "bot.sqlite3") as conn, conn.execute(query, (user_id,)) as cursor:
+        return [row[0] for row in await cursor.fetchall()]
+
+
+async def test_over_quota_is_refused_with_the_reset_time_and_nothing_queued(tmp_path: Path) -> None:
+    async with FakeDiscord() as fake:
+        server = await Server().build(fake)
+        async with running_bot(fake, bot_settings(fake, server.guild, tmp_path, quota={"default_limit": 3})):
+            assert "Queued" in await server.imagine(server.bob, count=2)
+            refusal = await server.imagine(server.bob, count=2)
+            assert "1 of 3 left" in refusal and "<t:" in refusal  # when it resets, as a Discord timestamp
+            assert len(await jobs_of(tmp_path, server.bob.id)) == 1
+            quota = await server.run("quota", server.bob)
+            assert "2 of 3 used, 1 left" in quota.content and quota.flags & 64
+
+
+async def test_roles_resolve_to_the_most_generous_and_members_cannot_moderate(tmp_path: Path) -> None:
+    async with FakeDiscord() as fake:
+        server = await Server().build(fake)
+        async with running_bot(fake, bot_settings(fake, server.guild, tmp_path)):
+            refused = await server.run("seedream-admin limits set", server.alice, scope="guild", units=100)
+            assert "Manage Server" in refused.content
+            await server.run("seedream-admin limits set", server.mod, scope="role", units=2, role=server.small)
+            await server.run("seedream-admin limits set", server.mod, scope="role", units=5, role=server.big)
+            await server.run("seedream-admin limits set", server.mod, scope="guild", units=1)
+            assert "of 5" in (await server.run("quota", server.alice)).content
+            assert "of 1" in (await server.run("quota", server.bob)).content
+            shown = await server.run("seedream-admin limits show", server.mod)
+            assert f"<@&{server.big.id}>: 5" in shown.content
+
+
+async def test_blocked_members_and_banned_words_are_refused(tmp_path: Path) -> None:
+    async with FakeDiscord() as fake:
+        server = await Server().build(fake)
+        async with running_bot(fake, bot_settings(fake, server.guild, tmp_path)):
+            await server.run("seedream-admin block", server.mod, member=server.bob, reason="spam")
+            assert "spam" in await server.imagine(server.bob)
+            await server.run("seedream-admin banned-words add", server.mod, words="gore, blood")
+            refusal = await server.imagine(server.alice, prompt="lots of GORE here")
+            assert "gore" in refusal.lower() and "Queued" not in refusal
+            assert "Queued" in await server.imagine(server.alice, prompt="a gorgeous sunset")
+            await server.run("seedream-admin unblock", server.mod, member=server.bob)
+            assert "Queued" in await server.imagine(server.bob)
+
+
+async def test_pause_stops_new_jobs_but_running_ones_finish(tmp_path: Path) -> None:
+    async with FakeDiscord() as fake:
+        server = await Server().build(fake)
+        slow = bot_settings(fake, server.guild, tmp_path, providers={"local": {"kind": "local", "delay_seconds": 0.8}})
+        async with running_bot(fake, slow):
+            assert "Queued" in await server.imagine(server.alice)
+            await server.run("seedream-admin pause", server.mod, reason="budget")
+            assert "paused" in (await server.imagine(server.bob)).lower()
+            async with asyncio.timeout(10):
+                while await jobs_of(tmp_path, server.alice.id) != ["done"]:
+                    await asyncio.sleep(0.05)
+            assert await jobs_of(tmp_path, server.bob.id) == []
+
+
+async def test_cancel_refunds_exactly(tmp_path: Path) -> None:
+    async with FakeDiscord() as fake:
+        server = await Server().build(fake)
+        slow = bot_settings(fake, server.guild, tmp_path, providers={"local": {"kind": "local", "delay_seconds": 5}})
+        async with running_bot(fake, slow):
+            await server.imagine(server.alice, count=3)
+            status = await fake.wait_for(
+                lambda: next((m for m in fake.bot_messages(server.channel) if m.components), None), timeout=5
+            )
+            cancel = status.components[0]["components"][0]["custom_id"]
+            assert ":cancel:" in cancel
+            refused = await fake.click_button(status, cancel, user=server.bob)
+            assert "Only" in (await refused.wait_for_response()).content
+            handle = await fake.click_button(status, cancel, user=server.alice)
+            assert "Cancelled" in (await handle.wait_for_response(lambda m: "Cancelled" in (m.content or ""))).content
+            assert await ledger(tmp_path, server.alice.id) == {"reserve": 3, "refund": 3}
+            assert await jobs_of(tmp_path, server.alice.id) == ["cancelled"]
+
+
+async def test_usage_chart_is_a_png_and_actions_are_audited(tmp_path: Path) -> None:
+    async with FakeDiscord() as fake:
+        server = await Server().build(fake)
+        async with running_bot(fake, bot_settings(fake, server.guild, tmp_path)):
+            await server.imagine(server.alice, count=2)
+            await fake.wait_for(
+                lambda: any(m.attachments for t in fake.threads(server.channel) for m in fake.bot_messages(t)), 10
+            )
+            await server.run("seedream-admin refund", server.mod, member=server.alice, amount=1, reason="blurry")
+            handle = await fake.slash_command(
+                "seedream-admin usage", user=server.mod, channel=server.channel, options={"period": "day"}
+            )
+            report = await handle.wait_for_response(lambda m: bool(m.attachments), timeout=20)
+            files = {a.filename: a for a in report.attachments}
+            with Image.open(io.BytesIO(files["usage-day.png"].data)) as chart:
+                assert chart.format == "PNG" and chart.width >= 300
+            assert b"alice" in files["usage-day.csv"].data
+            assert b"refund" in files["audit-day.csv"].data and b"blurry" in files["audit-day.csv"].data
+            await asyncio.sleep(0)
+
+
+async def test_provider_failure_refunds_exactly_and_says_why(tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    from tests.fakeproviders.common import Fault
+    from tests.fakeproviders.novita import FakeNovitaServer
+
+    monkeypatch.setenv("E2E_NOVITA_KEY", FakeNovitaServer.api_key)
+    async with FakeDiscord() as fake, FakeNovitaServer() as novita:
+        server = await Server().build(fake)
+        novita.inject("create", Fault(400, {"code": 400, "reason": "ILLEGAL_PROMPT", "message": "no", "metadata": {}}))
+        settings = bot_settings(
+            fake,
+            server.guild,
+            tmp_path,
+            generation={"default_provider": "novita", "default_resolution": "2K"},
+            providers={
+                "novita": {
+                    "kind": "novita",
+                    "base_url": novita.base_url,
+                    "api_key_env": "E2E_NOVITA_KEY",
+                    "retry_base_seconds": 0.01,
+                }
+            },
+        )
+        async with running_bot(fake, settings):
+            assert "Queued" in await server.imagine(server.alice, count=2)
+            async with asyncio.timeout(10):
+                while await jobs_of(tmp_path, server.alice.id) != ["failed"]:
+                    await asyncio.sleep(0.05)
+            assert await ledger(tmp_path, server.alice.id) == {"reserve": 2, "refund": 2}
+            thread = fake.threads(server.channel)[0]
+            notice = await fake.wait_for(lambda: next((m for m in fake.bot_messages(thread) if m.content), None), 5)
+            assert "refused" in notice.content.lower() or "blocked" in notice.content.lower()
+            assert notice.allowed_mentions == {"parse": []}
