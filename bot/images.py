@@ -47,7 +47,9 @@ def _probe(path: Path, max_pixels: int) -> tuple[str, int, int]:
             img.load()  # a full decode catches truncated files
     except ImageRejected:
         raise
-    except (UnidentifiedImageError, Image.DecompressionBombError):
+    except Image.DecompressionBombError:
+        raise ImageRejected(f"That image has more pixels than the {max_pixels:,} we accept.") from None
+    except UnidentifiedImageError:
         raise ImageRejected("That file is not an image we can read (PNG, JPEG or WebP, please).") from None
     except (OSError, SyntaxError, ValueError):
         raise ImageRejected("That image is damaged or truncated and cannot be read.") from None
