@@ -177,6 +177,9 @@ class FileSink:
     async def failed(self, job: Job, message: str) -> None:
         self.error = message
 
+    async def alert(self, job: Job, message: str) -> None:
+        print(f"warning: {message}", file=sys.stderr)
+
 
 async def status(settings: Settings) -> int:
     async with await Services.open(settings) as services:

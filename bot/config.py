@@ -99,6 +99,8 @@ class ProviderSection(Section):
 
     max_concurrent: int = Field(default=4, ge=1, le=100)
     cost_weight: int = Field(default=1, ge=0)
+    #: After "out of credit" the provider is paused this long (or until a moderator resumes it).
+    credit_cooldown_minutes: float = Field(default=30.0, gt=0)
     timeout_seconds: float = Field(default=120.0, gt=0)
     api_key_env: str | None = None
 

@@ -105,3 +105,9 @@ class NotAllowed(SeedreamError):
     """The member may not do this (not theirs, blocked, wrong channel, paused)."""
 
     code = "not_allowed"
+
+
+class StorageFull(SeedreamError):
+    """The bot's disk is full: the job cannot keep its images, so it is failed and refunded."""
+
+    code = "storage_full"

@@ -7,6 +7,7 @@ File names are generated (uuid), never taken from user input.
 from __future__ import annotations
 
 import asyncio
+import errno
 import hashlib
 import io
 import os
@@ -17,7 +18,7 @@ from pathlib import Path
 
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from bot.errors import ImageRejected
+from bot.errors import ImageRejected, StorageFull
 from bot.providers.base import StoredImage
 
 #: Formats we accept from members and providers, with the extension and MIME type we store them under.
@@ -29,6 +30,10 @@ ACCEPTED_FORMATS: dict[str, tuple[str, str]] = {
     "BMP": ("bmp", "image/bmp"),
     "TIFF": ("tiff", "image/tiff"),
 }
+
+
+_DISK_FULL = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}
+DISK_FULL_MESSAGE = "The bot's disk is full, so your images could not be saved; your credits were refunded."
 
 
 def _probe(path: Path, max_pixels: int) -> tuple[str, int, int]:
@@ -107,6 +112,11 @@ class ImageStore:
             suffix, mime = ACCEPTED_FORMATS[fmt]
             final = tmp.with_suffix(f".{suffix}")
             os.replace(tmp, final)
+        except OSError as exc:
+            tmp.unlink(missing_ok=True)
+            if exc.errno in _DISK_FULL:
+                raise StorageFull(DISK_FULL_MESSAGE, detail=str(exc)) from None
+            raise
         except BaseException:
             tmp.unlink(missing_ok=True)
             raise
@@ -134,7 +144,13 @@ class ImageStore:
             os.replace(tmp, path)
             return hashlib.sha256(data).hexdigest(), len(data)
 
-        sha, size = await asyncio.to_thread(encode)
+        try:
+            sha, size = await asyncio.to_thread(encode)
+        except OSError as exc:
+            path.with_suffix(".part").unlink(missing_ok=True)
+            if exc.errno in _DISK_FULL:
+                raise StorageFull(DISK_FULL_MESSAGE, detail=str(exc)) from None
+            raise
         return StoredImage(
             path=path,
             sha256=sha,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -10,6 +11,7 @@ from bot.fetch import ImageFetcher
 from bot.images import ImageStore
 from bot.jobs.engine import Clock, JobEngine, ResultSink
 from bot.moderation import ModeratorActions, PolicyService
+from bot.provider_health import ProviderHealth
 from bot.providers.registry import ProviderRegistry
 from bot.quota import Ledger
 from bot.storage import Database
@@ -64,6 +66,10 @@ class Services:
             self.ledger.clock = clock
             self.ledger.window.clock = clock
             self.policy.clock = self.moderation.clock = self.usage.clock = clock
+        health = ProviderHealth(
+            {name: cfg.credit_cooldown_minutes * 60 for name, cfg in self.settings.providers.items()},
+            clock or time.time,
+        )
         return JobEngine(
             self.db,
             self.providers,
@@ -72,6 +78,7 @@ class Services:
             workers=gen.workers,
             per_user_in_flight=gen.per_user_in_flight,
             max_queued_per_user=self.settings.quota.max_queued_per_user,
+            health=health,
             **({"clock": clock} if clock else {}),
         )
 

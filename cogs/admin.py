@@ -212,7 +212,10 @@ class Admin(commands.Cog):
     async def resume(self, interaction: discord.Interaction, reason: str | None = None) -> None:
         guild_id = require_manage_server(interaction)
         await self.moderation.resume(guild_id, interaction.user.id, reason)
-        await self._done(interaction, guild_id, "Generation is resumed.")
+        providers = self.bot.engine.health.resume()
+        self.bot.engine.wake()
+        extra = f" Providers paused for credit are back: {', '.join(providers)}." if providers else ""
+        await self._done(interaction, guild_id, f"Generation is resumed.{extra}")
 
     @admin.command(name="log-channel", description="Where moderation events and provider billing problems are posted")
     async def log_channel(self, interaction: discord.Interaction, channel: discord.TextChannel | None = None) -> None:

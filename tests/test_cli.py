@@ -105,3 +105,32 @@ def test_core_never_imports_discord() -> None:
     done = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=False)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "[]"
+
+
+def test_disk_full_fails_the_job_cleanly_and_refunds(tmp_path: Path) -> None:
+    """A file-size limit makes every image write fail like a full disk would (EFBIG)."""
+    script = (
+        "import asyncio, resource, signal, sys\n"
+        "from bot.storage import Database\n"
+        "async def migrate():\n"
+        "    async with Database('seedream-bot.sqlite3') as db:\n"
+        "        await db.migrate()\n"
+        "asyncio.run(migrate())\n"  # the database exists already; only the images will not fit
+        "signal.signal(signal.SIGXFSZ, signal.SIG_IGN)\n"
+        "resource.setrlimit(resource.RLIMIT_FSIZE, (230_000, 230_000))\n"
+        "from bot.cli import main\n"
+        "sys.exit(main(['generate', 'a koala', '--resolution', '4K', '--count', '2']))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], cwd=tmp_path, capture_output=True, text=True, timeout=120, check=False
+    )
+    assert done.returncode == 1, done.stderr
+    assert "disk is full" in done.stderr and "refunded" in done.stderr
+    assert "Traceback" not in done.stderr
+    import sqlite3
+
+    with sqlite3.connect(tmp_path / "seedream-bot.sqlite3") as conn:
+        assert conn.execute("SELECT state, error FROM jobs").fetchone()[0] == "failed"
+        entries = dict(conn.execute("SELECT entry, SUM(units) FROM quota_ledger GROUP BY entry").fetchall())
+    assert entries == {"reserve": 4, "refund": 4}  # two 4K images at 2 credits each, all given back
+    assert not list((tmp_path / "data").rglob("*.part"))

@@ -47,6 +47,7 @@ class RecordingSink:
     def __init__(self) -> None:
         self.delivered: list[str] = []
         self.failures: list[tuple[str, str]] = []
+        self.alerts: list[str] = []
         self.finished_ids: list[str] = []
         self.next_message = 1000
         self.crash_after_first_message = False
@@ -67,6 +68,9 @@ class RecordingSink:
 
     async def failed(self, job: Job, message: str) -> None:
         self.failures.append((job.id, message))
+
+    async def alert(self, job: Job, message: str) -> None:
+        self.alerts.append(message)
 
 
 def make_engine(
@@ -261,3 +265,38 @@ async def test_restart_during_submit_never_resubmits_a_billing_provider(db: Data
     assert failed.error is not None and failed.error.startswith("interrupted")
     assert await balance(db, job.id) == {"reserve": 2, "refund": 2}
     assert sink.failures and "never charged twice" in sink.failures[0][1]
+
+
+async def test_out_of_credit_pauses_the_provider_and_tells_moderators_once(db: Database, store: ImageStore) -> None:
+    from bot.errors import NotAllowed, OutOfCredit
+    from bot.provider_health import ProviderHealth
+
+    now = [1000.0]
+    provider = CountingProvider(store, fail=OutOfCredit("The account is out of credit; a moderator has to top it up."))
+    sink = RecordingSink()
+    registry = ProviderRegistry({"local": provider}, "local")
+    health = ProviderHealth({"local": 600.0}, clock=lambda: now[0])
+    engine = JobEngine(
+        db,
+        registry,
+        Ledger(db, QuotaSection()),
+        sink,
+        workers=2,
+        per_user_in_flight=2,
+        max_queued_per_user=10,
+        health=health,
+    )
+    await engine.start()
+    first = await enqueue(engine, user=12)
+    await wait_state(db, first.id, JobState.FAILED)
+    with pytest.raises(NotAllowed, match="ran out of credit"):
+        await enqueue(engine, user=13)  # refused before any quota is reserved
+    assert len(sink.alerts) == 1 and "out of credit" in sink.alerts[0]
+    assert await balance(db, first.id) == {"reserve": 1, "refund": 1}
+
+    now[0] += 601  # the cool-down passes
+    provider.fail = None
+    later = await enqueue(engine, user=13)
+    await wait_state(db, later.id, JobState.DONE)
+    await engine.stop()
+    assert len(sink.alerts) == 1

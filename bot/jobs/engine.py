@@ -19,9 +19,10 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Protocol
 
-from bot.errors import InvalidRequest, NotAllowed, SeedreamError, TooManyJobs
+from bot.errors import InvalidRequest, NotAllowed, OutOfCredit, SeedreamError, TooManyJobs
 from bot.jobs.models import FINAL_STATES, Job, JobState, new_job_id
 from bot.jobs.repository import JobRepository
+from bot.provider_health import ProviderHealth
 from bot.providers.base import GenerationRequest
 from bot.providers.registry import ProviderRegistry
 from bot.quota import Ledger
@@ -48,6 +49,9 @@ class ResultSink(Protocol):
 
     async def failed(self, job: Job, message: str) -> None: ...
 
+    async def alert(self, job: Job, message: str) -> None:
+        """Tell the server's moderators about a problem they must fix (e.g. the provider is out of credit)."""
+
 
 class JobEngine:
     def __init__(
@@ -61,8 +65,10 @@ class JobEngine:
         per_user_in_flight: int,
         max_queued_per_user: int,
         clock: Clock = time.time,
+        health: ProviderHealth | None = None,
     ) -> None:
         self.db = db
+        self.health = health or ProviderHealth({}, clock)
         self.jobs = JobRepository(db)
         self.providers = providers
         self.ledger = ledger
@@ -139,6 +145,7 @@ class JobEngine:
         if not self._accepting:
             raise NotAllowed("The bot is restarting; please try again in a minute.")
         provider = self.providers.get(provider_name)
+        self.health.ensure_available(provider.name)
         provider.capabilities.check(request)
         weight = getattr(getattr(provider, "config", None), "cost_weight", 1)
         now = self.clock()
@@ -194,7 +201,8 @@ class JobEngine:
     # -- dispatching --------------------------------------------------------------------------------
     async def _dispatch_loop(self) -> None:
         while True:
-            await self._wake.wait()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), timeout=30)  # also notices an expired credit pause
             self._wake.clear()
             try:
                 await self._dispatch_once()
@@ -232,6 +240,9 @@ class JobEngine:
             return False
 
     def _provider_full(self, name: str) -> bool:
+        """No free slot, or paused for credit (its queued jobs wait for the resume or the cool-down)."""
+        if self.health.is_paused(name):
+            return True
         try:
             return self.providers.get(name).slots.locked()
         except SeedreamError:
@@ -268,6 +279,8 @@ class JobEngine:
         except SeedreamError as exc:
             log.warning("job %s failed: %s (%s)", job.id, exc.code, exc)
             await self._finish_failed(job, JobState.FAILED, exc.code, exc.user_message)
+            if isinstance(exc, OutOfCredit) and self.health.pause_for_credit(job.provider):
+                await self._alert(job, f"The {job.provider} account is out of credit: {exc.user_message}")
         except Exception:
             log.exception("job %s failed unexpectedly", job.id)
             await self._finish_failed(
@@ -321,6 +334,12 @@ class JobEngine:
     async def save_delivery(self, job: Job, delivery: dict[str, object]) -> None:
         """Persist where the job's messages are (status message, thread) as soon as they exist."""
         await self._set(job, delivery=delivery)
+
+    async def _alert(self, job: Job, message: str) -> None:
+        try:
+            await self.sink.alert(job, message)
+        except Exception:
+            log.exception("job %s: could not alert the moderators", job.id)
 
     async def _record_message(self, job: Job, message_id: int) -> None:
         job.posted_message_ids = [*job.posted_message_ids, message_id]
