@@ -71,11 +71,12 @@ class DiscordSink:
     async def _send_status(
         self, job: Job, position: int, channel: Messageable, reply_to: discord.MessageReference | None = None
     ) -> discord.Message:
+        reply: dict[str, Any] = {"reference": reply_to} if reply_to is not None else {}
         return await channel.send(
             embed=status_embed(job, position, time.time()),
             view=status_view(job) or discord.utils.MISSING,
             allowed_mentions=NO_MENTIONS,
-            reference=reply_to,
+            **reply,
         )
 
     async def _open_off_status(self, job: Job, position: int, channel: Messageable, delivery: dict[str, Any]) -> None:
@@ -192,6 +193,20 @@ class DiscordSink:
                 await channel.send(f"<@{job.requester_id}> {message}", allowed_mentions=NO_MENTIONS)
             except discord.HTTPException as exc:
                 log.info("job %s: failure notice not posted (%s)", job.id, exc)
+
+    async def alert(self, job: Job, message: str) -> None:
+        """Problems only moderators can fix go to the server's log channel (set with /seedream-admin)."""
+        if job.guild_id is None:
+            return
+        settings = await self.bot.services.policy.store.settings(job.guild_id)
+        if not settings.log_channel_id:
+            log.warning("guild %s has no log channel for: %s", job.guild_id, message)
+            return
+        try:
+            channel = self.bot.get_partial_messageable(settings.log_channel_id)
+            await channel.send(f"⚠️ {message}", allowed_mentions=NO_MENTIONS)
+        except discord.HTTPException as exc:
+            log.info("guild %s: log channel not writable (%s)", job.guild_id, exc)
 
     # -- results ------------------------------------------------------------------------------------
     async def deliver(self, job: Job, record_message: RecordMessage) -> None:
