@@ -90,6 +90,12 @@ class QuotaSection(Section):
     guild_allowlist: list[int] = []  # empty = every guild may use the bot
 
 
+class MetricsSection(Section):
+    enabled: bool = False
+    host: str = "127.0.0.1"
+    port: int = Field(default=9108, ge=0, le=65535)
+
+
 class LoggingSection(Section):
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
@@ -198,6 +204,7 @@ class Settings(Section):
     generation: GenerationSection = GenerationSection()
     quota: QuotaSection = QuotaSection()
     logging: LoggingSection = LoggingSection()
+    metrics: MetricsSection = MetricsSection()
     providers: dict[str, ProviderConfig] = Field(default_factory=_default_providers)
 
     @model_validator(mode="after")

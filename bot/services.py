@@ -10,6 +10,7 @@ from bot.config import Settings
 from bot.fetch import ImageFetcher
 from bot.images import ImageStore
 from bot.jobs.engine import Clock, JobEngine, ResultSink
+from bot.metrics import Metrics
 from bot.moderation import ModeratorActions, PolicyService
 from bot.provider_health import ProviderHealth
 from bot.providers.registry import ProviderRegistry
@@ -29,6 +30,7 @@ class Services:
     policy: PolicyService
     moderation: ModeratorActions
     usage: UsageService
+    metrics: Metrics
 
     @classmethod
     async def open(cls, settings: Settings) -> Services:
@@ -58,6 +60,7 @@ class Services:
             policy=PolicyService.for_settings(db, ledger, settings),
             moderation=ModeratorActions(db, ledger, provider_names=settings.providers.keys()),
             usage=UsageService(db, ledger, model_labels=UsageService.labels_for(settings)),
+            metrics=Metrics(settings.metrics.enabled),
         )
 
     def make_engine(self, sink: ResultSink, clock: Clock | None = None) -> JobEngine:
@@ -79,10 +82,12 @@ class Services:
             per_user_in_flight=gen.per_user_in_flight,
             max_queued_per_user=self.settings.quota.max_queued_per_user,
             health=health,
+            metrics=self.metrics,
             **({"clock": clock} if clock else {}),
         )
 
     async def close(self) -> None:
+        self.metrics.close()
         await self.providers.close()
         await self.fetcher.close()
         await self.db.close()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+import time
 from collections.abc import Callable
 
 import discord
@@ -12,6 +13,7 @@ from discord.ext import commands
 
 from bot.config import Settings
 from bot.jobs.engine import JobEngine
+from bot.retention import remove_old_images
 from bot.services import Services
 from cogs import EXTENSIONS
 from cogs.delivery import DiscordSink
@@ -38,6 +40,7 @@ class SeedreamBot(commands.Bot):
         self.settings = settings
         self.sink = DiscordSink(self, edit_interval=settings.discord.status_edit_seconds)
         self.engine: JobEngine = services.make_engine(self.sink)
+        self._maintenance: asyncio.Task[None] | None = None
 
     async def setup_hook(self) -> None:
         await adopt_gateway(self, self.settings.discord.api_base)
@@ -45,9 +48,27 @@ class SeedreamBot(commands.Bot):
             await self.load_extension(extension)
         await self.sync_commands()
         await self.engine.start()
+        if self.settings.metrics.enabled:
+            self.services.metrics.serve(self.settings.metrics.host, self.settings.metrics.port)
+        self._maintenance = asyncio.create_task(self._maintain(), name="maintenance")
+
+    async def _maintain(self) -> None:
+        """Every minute: refresh the metrics gauges; every day: remove images past their retention."""
+        last_cleanup = 0.0
+        while True:
+            try:
+                self.services.metrics.set_states(await self.engine.counts_by_state())
+                if time.monotonic() - last_cleanup >= 86400 or not last_cleanup:
+                    last_cleanup = time.monotonic()
+                    await remove_old_images(self.settings.data_dir, self.settings.storage.retention_days)
+            except Exception:
+                log.exception("maintenance failed; trying again later")
+            await asyncio.sleep(60)
 
     async def close(self) -> None:
         """Stop taking work, let running jobs reach a saved state, then disconnect."""
+        if self._maintenance is not None:
+            self._maintenance.cancel()
         await self.engine.stop(self.settings.discord.shutdown_grace_seconds)
         await super().close()
 

@@ -11,7 +11,7 @@ from discord import app_commands
 from discord.app_commands import Choice
 from discord.ext import commands
 
-from bot.errors import InvalidRequest, NotAllowed, SeedreamError
+from bot.errors import InvalidRequest, NotAllowed, QuotaExceeded, SeedreamError
 from bot.fetch import fetch_all
 from bot.jobs import Job, JobState
 from bot.moderation import Decision, MemberContext
@@ -235,7 +235,11 @@ class Imagine(commands.Cog):
         ctx = self.member_context(
             interaction.guild_id, interaction.user, interaction.channel, is_moderator(interaction)
         )
-        decision = await self.admit(ctx, request, provider)
+        try:
+            decision = await self.admit(ctx, request, provider)
+        except QuotaExceeded:
+            self.bot.services.metrics.quota_refused()
+            raise
         job, position = await engine.enqueue(
             kind=kind,
             requester_id=interaction.user.id,
@@ -279,7 +283,11 @@ class Imagine(commands.Cog):
         if reference is not None:
             if not 0 <= reference < len(parent.results):
                 raise InvalidRequest("That image is no longer available.")
-            request.references = [parent.results[reference]]
+            image = parent.results[reference]
+            if not image.path.exists():
+                days = self.bot.settings.storage.retention_days
+                raise InvalidRequest(f"That image is older than {days} days and has been cleaned up; post it again.")
+            request.references = [image]
         if prompt is not None:
             text = clean_prompt(prompt)
             if not text:

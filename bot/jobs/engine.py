@@ -19,9 +19,10 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Protocol
 
-from bot.errors import InvalidRequest, NotAllowed, OutOfCredit, SeedreamError, TooManyJobs
+from bot.errors import InvalidRequest, NotAllowed, OutOfCredit, QuotaExceeded, SeedreamError, TooManyJobs
 from bot.jobs.models import FINAL_STATES, Job, JobState, new_job_id
 from bot.jobs.repository import JobRepository
+from bot.metrics import Metrics
 from bot.provider_health import ProviderHealth
 from bot.providers.base import GenerationRequest
 from bot.providers.registry import ProviderRegistry
@@ -66,8 +67,10 @@ class JobEngine:
         max_queued_per_user: int,
         clock: Clock = time.time,
         health: ProviderHealth | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         self.db = db
+        self.metrics = metrics or Metrics()
         self.health = health or ProviderHealth({}, clock)
         self.jobs = JobRepository(db)
         self.providers = providers
@@ -120,6 +123,10 @@ class JobEngine:
         await self._run(job)
         return await self.jobs.get(job.id) or job
 
+    async def counts_by_state(self) -> dict[str, int]:
+        rows = await self.db.fetchall("SELECT state, COUNT(*) FROM jobs GROUP BY state")
+        return {row[0]: row[1] for row in rows}
+
     def wake(self) -> None:
         self._wake.set()
 
@@ -170,9 +177,18 @@ class JobEngine:
                     f"You already have {self.max_queued_per_user} jobs waiting; please let some finish first."
                 )
             await self.jobs.insert(conn, job)
-            await self.ledger.reserve(
-                conn, guild_id=guild_id, user_id=requester_id, job_id=job.id, units=job.cost_units, limit=quota_limit
-            )
+            try:
+                await self.ledger.reserve(
+                    conn,
+                    guild_id=guild_id,
+                    user_id=requester_id,
+                    job_id=job.id,
+                    units=job.cost_units,
+                    limit=quota_limit,
+                )
+            except QuotaExceeded:
+                self.metrics.quota_refused()
+                raise
         position = await self.jobs.position(job)
         log.info("job %s queued by %s on %s (position %d)", job.id, requester_id, provider.name, position)
         self.wake()
@@ -313,6 +329,7 @@ class JobEngine:
                     raise RuntimeError(f"job {job.id} is submitted but has no saved submission")
                 result = await provider.collect(job.request, job.submission)
             generated = len(result.images)
+            self.metrics.images_generated(provider.name, generated, self.clock() - (job.started_at or job.created_at))
             async with self.db.transaction() as conn:
                 await self.jobs.save_results(conn, job.id, result.images, self.clock())
                 await self.jobs.update(
@@ -328,6 +345,7 @@ class JobEngine:
             await self._set(job, state=JobState.POSTED)
         if job.state == JobState.POSTED:
             await self._set(job, state=JobState.DONE, finished_at=self.clock())
+            self.metrics.job_ended(JobState.DONE.value)
             log.info("job %s done", job.id)
             await self.sink.finished(job)
 
@@ -357,6 +375,7 @@ class JobEngine:
             )
             await self.ledger.settle(conn, job.id, 0, note=code)
         job.state, job.error = state, f"{code}: {message}"
+        self.metrics.job_ended(state.value, code)
         if notify:
             try:
                 await self.sink.failed(job, message)
