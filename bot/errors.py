@@ -111,3 +111,13 @@ class StorageFull(SeedreamError):
     """The bot's disk is full: the job cannot keep its images, so it is failed and refunded."""
 
     code = "storage_full"
+
+
+class DeliveryFailed(SeedreamError):
+    """The results could not be posted (channel gone, permission lost, chat service failing)."""
+
+    code = "delivery_failed"
+
+    def __init__(self, user_message: str, *, retryable: bool, detail: str | None = None) -> None:
+        super().__init__(user_message, detail=detail)
+        self.retryable = retryable

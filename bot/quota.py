@@ -248,6 +248,18 @@ class Ledger:
         if open_units - commit:
             await self._append(conn, guild_id, user_id, job_id, "refund", open_units - commit, note)
 
+    async def refund_everything(self, conn: aiosqlite.Connection, job_id: str, note: str | None = None) -> None:
+        """Give back all a job still holds, committed units included: its images never reached the member."""
+        async with conn.execute(
+            "SELECT guild_id, user_id, SUM(CASE entry WHEN 'reserve' THEN units ELSE 0 END),"
+            " SUM(CASE entry WHEN 'refund' THEN units ELSE 0 END)"
+            " FROM quota_ledger WHERE job_id = ? GROUP BY guild_id, user_id",
+            (job_id,),
+        ) as cursor:
+            row = await cursor.fetchone()
+        if row is not None and int(row[2] or 0) > int(row[3] or 0):
+            await self._append(conn, row[0], row[1], job_id, "refund", int(row[2] or 0) - int(row[3] or 0), note)
+
     async def refund_manually(
         self, conn: aiosqlite.Connection, *, guild_id: int | None, user_id: int, units: int, actor_id: int, note: str
     ) -> None:

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import discord
 
+from bot.errors import DeliveryFailed
 from bot.jobs import Job, JobState
 from bot.jobs.engine import RecordMessage
 from bot.uploads import UploadFile, plan_parts
@@ -210,6 +211,31 @@ class DiscordSink:
 
     # -- results ------------------------------------------------------------------------------------
     async def deliver(self, job: Job, record_message: RecordMessage) -> None:
+        """Post the results; Discord's answers become DeliveryFailed (retryable or not) for the engine."""
+        try:
+            await self._deliver(job, record_message)
+        except discord.NotFound as exc:
+            raise DeliveryFailed(
+                "The channel for this job no longer exists, so the pictures could not be posted; "
+                "your credits were refunded.",
+                retryable=False,
+                detail=str(exc),
+            ) from None
+        except discord.Forbidden as exc:
+            raise DeliveryFailed(
+                "I am no longer allowed to post there, so the pictures could not be posted; "
+                "your credits were refunded.",
+                retryable=False,
+                detail=str(exc),
+            ) from None
+        except discord.HTTPException as exc:
+            raise DeliveryFailed(
+                "Discord had a problem while I was posting your pictures.",
+                retryable=exc.status >= 500 or exc.status == 429,
+                detail=str(exc),
+            ) from None
+
+    async def _deliver(self, job: Job, record_message: RecordMessage) -> None:
         """Post the results in as many messages as the upload limit needs, resuming after what was posted.
 
         Progress is counted in images (``delivery.posted_images``), so a smaller limit learnt from a 413

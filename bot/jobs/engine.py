@@ -19,7 +19,15 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Protocol
 
-from bot.errors import InvalidRequest, NotAllowed, OutOfCredit, QuotaExceeded, SeedreamError, TooManyJobs
+from bot.errors import (
+    DeliveryFailed,
+    InvalidRequest,
+    NotAllowed,
+    OutOfCredit,
+    QuotaExceeded,
+    SeedreamError,
+    TooManyJobs,
+)
 from bot.jobs.models import FINAL_STATES, Job, JobState, new_job_id
 from bot.jobs.repository import JobRepository
 from bot.metrics import Metrics
@@ -32,6 +40,7 @@ from bot.storage import Database
 log = logging.getLogger(__name__)
 Clock = Callable[[], float]
 RecordMessage = Callable[[int], Awaitable[None]]
+DELIVERY_ATTEMPTS = 5
 INTERRUPTED_MESSAGE = (
     "The bot restarted while sending your request to the image provider. To make sure you are never charged "
     "twice it was not sent again, and your credits were refunded; please try again."
@@ -341,13 +350,25 @@ class JobEngine:
             log.info("job %s downloaded %d image(s)", job.id, generated)
             await self.sink.progress(job, 0)
         if job.state == JobState.DOWNLOADED:
-            await self.sink.deliver(job, lambda message_id: self._record_message(job, message_id))
+            await self._deliver(job)
             await self._set(job, state=JobState.POSTED)
         if job.state == JobState.POSTED:
             await self._set(job, state=JobState.DONE, finished_at=self.clock())
             self.metrics.job_ended(JobState.DONE.value)
             log.info("job %s done", job.id)
             await self.sink.finished(job)
+
+    async def _deliver(self, job: Job) -> None:
+        """Post the results, retrying while the chat service says "try again" (5xx, rate limits)."""
+        for attempt in range(1, DELIVERY_ATTEMPTS + 1):
+            try:
+                await self.sink.deliver(job, lambda message_id: self._record_message(job, message_id))
+                return
+            except DeliveryFailed as exc:
+                if not exc.retryable or attempt == DELIVERY_ATTEMPTS:
+                    raise
+                log.warning("job %s: posting failed (%s); attempt %d of %d", job.id, exc, attempt, DELIVERY_ATTEMPTS)
+                await asyncio.sleep(min(60.0, 2.0**attempt))
 
     async def save_delivery(self, job: Job, delivery: dict[str, object]) -> None:
         """Persist where the job's messages are (status message, thread) as soon as they exist."""
@@ -365,7 +386,7 @@ class JobEngine:
             await self.jobs.update(conn, job.id, self.clock(), posted_message_ids=job.posted_message_ids)
 
     async def _finish_failed(self, job: Job, state: JobState, code: str, message: str, *, notify: bool = True) -> None:
-        """End a job that will not complete: record why and refund every unit not generated."""
+        """End a job that will not complete: record why and refund what the member did not receive."""
         async with self.db.transaction() as conn:
             current = await self.jobs.get(job.id)
             if current is None or current.state in FINAL_STATES:
@@ -373,7 +394,10 @@ class JobEngine:
             await self.jobs.update(
                 conn, job.id, self.clock(), state=state, error=f"{code}: {message}", finished_at=self.clock()
             )
-            await self.ledger.settle(conn, job.id, 0, note=code)
+            if current.state == JobState.DOWNLOADED:
+                await self.ledger.refund_everything(conn, job.id, note=code)  # made, but never delivered
+            else:
+                await self.ledger.settle(conn, job.id, 0, note=code)
         job.state, job.error = state, f"{code}: {message}"
         self.metrics.job_ended(state.value, code)
         if notify:
