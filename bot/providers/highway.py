@@ -10,14 +10,12 @@ read as Novita's reasons, ByteDance's codes or an OpenAI-style ``error`` object 
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import Any, ClassVar
 
-from bot.config import HighwayConfig
 from bot.errors import SeedreamError
-from bot.images import ImageStore
-from bot.providers.http import default_error
-from bot.providers.novita import V3_MODEL_RULES, novita_reason_error, parse_images
-from bot.providers.seedream_v3 import ParsedAnswer, SeedreamV3Provider, bytedance_code_error, capabilities_for
+from bot.providers.http import ErrorMapper, default_error
+from bot.providers.novita import NovitaProvider, novita_reason_error
+from bot.providers.seedream_v3 import bytedance_code_error
 
 log = logging.getLogger(__name__)
 
@@ -42,28 +40,8 @@ def map_highway_error(status: int, body: Any, text: str, headers: Any) -> Seedre
     return default_error(status, body, text, headers)
 
 
-class HighwayProvider(SeedreamV3Provider):
+class HighwayProvider(NovitaProvider):
+    """Same request and answer as Novita (same platform and documents); only the error bodies differ."""
+
     kind = "highway"
-
-    def __init__(
-        self, name: str, config: HighwayConfig, store: ImageStore, *, retry_base_seconds: float | None = None
-    ) -> None:
-        rules = V3_MODEL_RULES[config.model]
-        super().__init__(
-            name,
-            config,
-            store,
-            rules=rules,
-            capabilities=capabilities_for(self.kind, config.model, rules),
-            watermark=config.watermark,
-            map_error=map_highway_error,
-            retry_base_seconds=retry_base_seconds or config.retry_base_seconds,
-        )
-        self._create_url = f"{config.base_url}/v3/{config.model}"
-
-    @property
-    def create_url(self) -> str:
-        return self._create_url
-
-    def parse_answer(self, body: Any) -> ParsedAnswer:
-        return parse_images(body)
+    error_mapper: ClassVar[ErrorMapper] = staticmethod(map_highway_error)

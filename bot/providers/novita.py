@@ -9,9 +9,9 @@ billed and is not repeated (see ``seedream_v3``). The two models name their fiel
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import Any, ClassVar
 
-from bot.config import NovitaConfig
+from bot.config import HighwayConfig, NovitaConfig
 from bot.errors import (
     BadApiKey,
     ContentBlocked,
@@ -23,7 +23,7 @@ from bot.errors import (
     SeedreamError,
 )
 from bot.images import ImageStore
-from bot.providers.http import default_error, retry_after_seconds
+from bot.providers.http import ErrorMapper, default_error, retry_after_seconds
 from bot.providers.seedream_v3 import (
     ModelRules,
     ParsedAnswer,
@@ -127,9 +127,16 @@ def _item_url(item: Any) -> str | None:
 
 class NovitaProvider(SeedreamV3Provider):
     kind = "novita"
+    #: How this API's error bodies map onto ours (HighwayAPI shares everything else).
+    error_mapper: ClassVar[ErrorMapper] = staticmethod(map_novita_error)
 
     def __init__(
-        self, name: str, config: NovitaConfig, store: ImageStore, *, retry_base_seconds: float | None = None
+        self,
+        name: str,
+        config: NovitaConfig | HighwayConfig,
+        store: ImageStore,
+        *,
+        retry_base_seconds: float | None = None,
     ) -> None:
         rules = V3_MODEL_RULES[config.model]
         super().__init__(
@@ -139,7 +146,7 @@ class NovitaProvider(SeedreamV3Provider):
             rules=rules,
             capabilities=capabilities_for(self.kind, config.model, rules),
             watermark=config.watermark,
-            map_error=map_novita_error,
+            map_error=type(self).error_mapper,
             retry_base_seconds=retry_base_seconds or config.retry_base_seconds,
         )
         self._create_url = f"{config.base_url}/v3/{config.model}"
