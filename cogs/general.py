@@ -1,25 +1,53 @@
-"""General commands that need no job engine."""
+"""/help: what the bot can do here, the limits that apply, and the member's remaining allowance."""
 
 from __future__ import annotations
+
+from typing import TYPE_CHECKING
 
 import discord
 from discord import app_commands
 from discord.ext import commands
 
-from cogs.app import SeedreamBot
+from cogs.errors import reply
+from cogs.imagine import Imagine, is_moderator
+
+if TYPE_CHECKING:
+    from cogs.app import SeedreamBot
 
 
 class General(commands.Cog):
     def __init__(self, bot: SeedreamBot) -> None:
         self.bot = bot
 
-    @app_commands.command(name="help", description="What this bot can do here")
-    async def help(self, interaction: discord.Interaction[SeedreamBot]) -> None:
-        providers = ", ".join(self.bot.services.providers.names())
-        await interaction.response.send_message(
-            f"I make pictures with ByteDance's Seedream models.\nProviders configured here: {providers}.",
-            ephemeral=True,
-        )
+    @app_commands.command(name="help", description="What this bot can do here, its limits and your allowance")
+    async def help(self, interaction: discord.Interaction) -> None:
+        services = self.bot.services
+        providers = []
+        for provider in services.providers:
+            caps = provider.capabilities
+            providers.append(
+                f"• **{provider.name}** ({caps.model}): up to {caps.max_count} images, {', '.join(caps.resolutions)}, "
+                f"{caps.max_references} reference images"
+            )
+        lines = [
+            "I make pictures with ByteDance's Seedream models.",
+            "• `/imagine` a prompt (attach images to edit or blend them); results arrive in a thread with "
+            "Reroll, Vary, Edit and Delete buttons.",
+            "• Reply to a picture and mention me with what to change, or use **Apps → Edit with Seedream** on it.",
+            "• `/jobs` lists your recent pictures; `/quota` shows your allowance.",
+            "",
+            "Providers here:",
+            *providers,
+        ]
+        if interaction.guild_id is not None:
+            ctx = Imagine.member_context(
+                interaction.guild_id, interaction.user, interaction.channel, is_moderator(interaction)
+            )
+            status = await services.policy.status(ctx)
+            balance = status.balance
+            left = "unlimited" if balance.limit is None else f"{balance.left} of {balance.limit} credits left"
+            lines += ["", f"Your allowance: {left}; it resets <t:{int(balance.resets_at.timestamp())}:R>."]
+        await reply(interaction, "\n".join(lines))
 
 
 async def setup(bot: SeedreamBot) -> None:

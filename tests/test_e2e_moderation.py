@@ -176,3 +176,12 @@ async def test_provider_failure_refunds_exactly_and_says_why(tmp_path: Path, mon
             notice = await fake.wait_for(lambda: next((m for m in fake.bot_messages(thread) if m.content), None), 5)
             assert "refused" in notice.content.lower() or "blocked" in notice.content.lower()
             assert notice.allowed_mentions == {"parse": []}
+
+
+async def test_help_shows_what_is_possible_and_the_allowance(tmp_path: Path) -> None:
+    async with FakeDiscord() as fake:
+        server = await Server().build(fake)
+        async with running_bot(fake, bot_settings(fake, server.guild, tmp_path, quota={"default_limit": 7})):
+            text = (await server.run("help", server.bob)).content
+            assert "/imagine" in text and "Edit with Seedream" in text and "local" in text
+            assert "7 of 7 credits left" in text
