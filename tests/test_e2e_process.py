@@ -73,6 +73,13 @@ async def test_run_serves_commands_and_stops_cleanly_on_sigterm(tmp_path: Path) 
             await fake.wait_for(
                 lambda: any(m.attachments for t in fake.threads(channel) for m in fake.bot_messages(t)), 10
             )
+            status = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "bot", "status", "--config", str(tmp_path / "config.toml"),
+                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+            )  # fmt: skip
+            out, _ = await status.communicate()
+            assert status.returncode == 0 and b"queue depth: 0" in out  # a second process reads while the bot runs
+            assert b"locked" not in out
             process.send_signal(signal.SIGTERM)
             assert await asyncio.wait_for(process.wait(), timeout=20) == 0
         finally:
