@@ -253,7 +253,7 @@ class Imagine(commands.Cog):
         )
         try:
             await self.bot.sink.prepare(job, position)
-        except discord.HTTPException as exc:
+        except (discord.HTTPException, discord.InvalidData) as exc:  # InvalidData: e.g. a forum, not a chat
             log.info("job %s: cannot post in channel %s (%s)", job.id, interaction.channel_id, exc)
             await engine.cancel(job.id)
             raise NotAllowed(
