@@ -11,7 +11,7 @@ from discord import app_commands
 from discord.app_commands import Choice
 from discord.ext import commands
 
-from bot.errors import InvalidRequest, NotAllowed, QuotaExceeded, SeedreamError
+from bot.errors import InvalidRequest, NotAllowed, QuotaExceeded
 from bot.fetch import fetch_all
 from bot.jobs import Job, JobState
 from bot.moderation import Decision, MemberContext
@@ -360,6 +360,3 @@ class Imagine(commands.Cog):
 
 async def setup(bot: SeedreamBot) -> None:
     await bot.add_cog(Imagine(bot))
-
-
-__all__ = ["Imagine", "SeedreamError"]
