@@ -176,6 +176,21 @@ class Provider(ABC):
     async def collect(self, request: GenerationRequest, submission: Submission) -> GenerationResult:
         """Wait for the submission to finish and store its images (safe to call again after a restart)."""
 
+    async def encode_reference(self, image: StoredImage) -> tuple[bytes, str]:
+        """A stored reference re-encoded within this provider's declared limits: (bytes, MIME type)."""
+        from bot.images import encode_for_provider  # bot.images imports this module
+
+        caps = self.capabilities
+        return await asyncio.to_thread(
+            encode_for_provider,
+            image,
+            formats=caps.reference_formats,
+            max_bytes=caps.reference_max_bytes,
+            max_pixels=caps.reference_max_pixels,
+            ratio_range=caps.reference_ratio_range,
+            min_side=caps.reference_min_side,
+        )
+
     async def generate(self, request: GenerationRequest) -> GenerationResult:
         """Check, submit and collect in one go (the CLI path; the job engine persists between steps)."""
         self.capabilities.check(request)

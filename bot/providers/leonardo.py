@@ -38,7 +38,7 @@ from bot.errors import (
     ResultExpired,
     SeedreamError,
 )
-from bot.images import ImageStore, encode_for_provider
+from bot.images import ImageStore
 from bot.providers.base import Capabilities, GenerationRequest, GenerationResult, Provider, StoredImage, Submission
 from bot.providers.http import ProviderHttp, default_error
 
@@ -285,14 +285,7 @@ class LeonardoProvider(Provider):
         return await self._upload(image), "UPLOADED"
 
     async def _upload(self, image: StoredImage) -> str:
-        caps = self.capabilities
-        data, mime = await asyncio.to_thread(
-            encode_for_provider,
-            image,
-            formats=caps.reference_formats,
-            max_bytes=caps.reference_max_bytes,
-            max_pixels=caps.reference_max_pixels,
-        )
+        data, mime = await self.encode_reference(image)
         answer = await self.http.request_json("POST", self._v1("init-image"), json={"extension": EXTENSIONS[mime]})
         slot = _upload_slot(answer)
         retrying = AsyncRetrying(

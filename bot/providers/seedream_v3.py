@@ -36,7 +36,7 @@ from bot.errors import (
     ResultExpired,
     SeedreamError,
 )
-from bot.images import ImageStore, encode_for_provider
+from bot.images import ImageStore
 from bot.providers.base import (
     Capabilities,
     GenerationRequest,
@@ -290,18 +290,8 @@ class SeedreamV3Provider(Provider):
         )
 
     async def _reference_uri(self, image: StoredImage) -> str:
-        """A stored reference re-encoded within the API's limits, as a data URI (never a link that expires)."""
-        caps = self.capabilities
-        data, mime = await asyncio.to_thread(
-            encode_for_provider,
-            image,
-            formats=caps.reference_formats,
-            max_bytes=caps.reference_max_bytes,
-            max_pixels=caps.reference_max_pixels,
-            ratio_range=caps.reference_ratio_range,
-            min_side=caps.reference_min_side,
-        )
-        return data_uri(data, mime)
+        """A reference we hold, re-encoded within the API's limits, as a data URI (never a link that expires)."""
+        return data_uri(*await self.encode_reference(image))
 
     async def submit(self, request: GenerationRequest) -> Submission:
         self.capabilities.check(request)

@@ -38,7 +38,7 @@ from bot.errors import (
     RateLimited,
     SeedreamError,
 )
-from bot.images import ImageStore, encode_for_provider
+from bot.images import ImageStore
 from bot.providers.base import Capabilities, GenerationRequest, GenerationResult, Provider, StoredImage, Submission
 from bot.providers.http import NotAccepted, ProviderHttp, default_error, retry_after_seconds
 from bot.providers.seedream_v3 import bytedance_code_error, clean_message, data_uri, prompt_for
@@ -232,18 +232,8 @@ class TaskApiProvider(Provider):
 
     # -- submit ------------------------------------------------------------------------------------
     async def _reference_uri(self, image: StoredImage) -> str:
-        """A reference we hold, re-encoded within the documented limits, as a data URI."""
-        caps = self.capabilities
-        data, mime = await asyncio.to_thread(
-            encode_for_provider,
-            image,
-            formats=caps.reference_formats,
-            max_bytes=caps.reference_max_bytes,
-            max_pixels=caps.reference_max_pixels,
-            ratio_range=caps.reference_ratio_range,
-            min_side=caps.reference_min_side,
-        )
-        return data_uri(data, mime)
+        """A reference we hold, re-encoded within the API's limits, as a data URI (never a link that expires)."""
+        return data_uri(*await self.encode_reference(image))
 
     def _body(self, request: GenerationRequest, n: int, references: list[str]) -> dict[str, Any]:
         body: dict[str, Any] = {
