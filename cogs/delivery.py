@@ -81,21 +81,34 @@ class DiscordSink:
         )
 
     async def _open_off_status(self, job: Job, position: int, channel: Messageable, delivery: dict[str, Any]) -> None:
-        status = await self._send_status(job, position, channel)
+        # "opening" is saved before the status message is sent: if the process dies before its id is saved,
+        # the next run finds that message (and its thread) instead of opening a second one.
+        status = await self._earlier_status(job, channel) if delivery.get("opening") else None
+        if status is None:
+            delivery["opening"] = True
+            await self.bot.engine.save_delivery(job, delivery)
+            status = await self._send_status(job, position, channel)
         delivery["status_message_id"] = status.id
         delivery["target_id"] = channel.id
         if isinstance(channel, discord.TextChannel) and not delivery.get("no_thread"):
             try:
-                thread = await channel.create_thread(
-                    name=thread_name(job.request.prompt),
-                    message=status,
-                    auto_archive_duration=self.bot.settings.discord.thread_auto_archive_minutes,
-                )
+                thread = await self._thread_off(job, channel, status.id)
                 delivery["target_id"] = thread.id
                 delivery["thread_id"] = thread.id
-            except discord.HTTPException as exc:
+            except (discord.HTTPException, discord.InvalidData) as exc:
                 log.info("job %s: no thread in channel %s (%s); posting in the channel", job.id, channel.id, exc)
                 delivery["fallback"] = True
+
+    async def _earlier_status(self, job: Job, channel: Messageable) -> discord.Message | None:
+        try:
+            async for message in channel.history(limit=50):
+                if message.author.id == getattr(self.bot.user, "id", None) and any(
+                    (embed.footer.text or "") == f"job {job.id}" for embed in message.embeds
+                ):
+                    return message
+        except discord.HTTPException as exc:
+            log.info("job %s: could not look for an earlier status message (%s)", job.id, exc)
+        return None
 
     async def _open_off_message(
         self, job: Job, position: int, channel: Messageable, message_id: int, delivery: dict[str, Any]
@@ -249,9 +262,12 @@ class DiscordSink:
         total = len(job.results)
         posted = int(job.delivery.get("posted_images", 0))
         if job.delivery.get("posting_started"):
+            # What is already in the channel is the truth: the process may have died after sending a part,
+            # or after recording its message id but before counting its images.
             for message_id, last in await self._find_posted(target, job, posted):
-                await record_message(message_id)
-                posted = last
+                if message_id not in job.posted_message_ids:
+                    await record_message(message_id)
+                posted = max(posted, last)
         await self.bot.engine.save_delivery(job, {**job.delivery, "posting_started": True, "posted_images": posted})
         while posted < total:
             parts = await asyncio.to_thread(plan_parts, job.results[posted:], job.id, limit, posted + 1)
@@ -289,7 +305,7 @@ class DiscordSink:
         return notes
 
     async def _find_posted(self, target: Messageable, job: Job, posted: int) -> list[tuple[int, int]]:
-        """Messages a previous run sent but could not record (it died between send and save), in order."""
+        """Parts a previous run posted beyond ``posted`` images (recorded or not), in order."""
         found: list[tuple[int, int]] = []
         marker = f"job {job.id} · images "
         try:
@@ -300,7 +316,7 @@ class DiscordSink:
                     footer = embed.footer.text or ""
                     if footer.startswith(marker):
                         last = int(footer[len(marker) :].split(" of ")[0].split("–")[-1])
-                        if last > posted and message.id not in job.posted_message_ids:
+                        if last > posted:
                             found.append((message.id, last))
         except discord.HTTPException as exc:
             log.info("job %s: could not read back earlier posts (%s)", job.id, exc)
