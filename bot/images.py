@@ -37,7 +37,12 @@ DISK_FULL_MESSAGE = "The bot's disk is full, so your images could not be saved; 
 
 
 def _probe(path: Path, max_pixels: int) -> tuple[str, int, int]:
-    """Return (format, width, height) after a full decode; refuse bombs before decoding."""
+    """Return (format, width, height) of a readable, complete image; refuse bombs before reading pixels.
+
+    PNG: every chunk's CRC and the IEND marker are checked without inflating the pixels (a full decode
+    costs ~50 ms and 12 MB per 2K result, 48 MB at 4K). JPEG: decoded at 1/8 scale, which still reads
+    the whole stream. Other formats: full decode.
+    """
     try:
         with Image.open(path) as img:
             fmt = img.format or ""
@@ -48,8 +53,14 @@ def _probe(path: Path, max_pixels: int) -> tuple[str, int, int]:
                 raise ImageRejected(
                     f"That image is {width}×{height} pixels, more than the {max_pixels:,} pixels we accept."
                 )
-            img.seek(0)
-            img.load()  # a full decode catches truncated files
+            if fmt == "PNG":
+                img.verify()  # truncated or corrupted chunks fail here
+            elif fmt == "JPEG":
+                img.draft("RGB", (max(1, width // 8), max(1, height // 8)))
+                img.load()
+            else:
+                img.seek(0)
+                img.load()  # a full decode catches truncated files
     except ImageRejected:
         raise
     except Image.DecompressionBombError:

@@ -19,7 +19,7 @@ import aiosqlite
 
 from bot.config import QuotaSection
 from bot.errors import QuotaExceeded
-from bot.storage import Database
+from bot.storage import Database, fetch_all, fetch_one
 
 Clock = Callable[[], float]
 WINDOW_KINDS: tuple[str, ...] = ("daily", "weekly", "monthly", "rolling")
@@ -141,10 +141,11 @@ class Ledger:
         """The guild's own window (kind, time zone) where it set one, else the config's."""
         if guild_id is None:
             return Window(self.config, self.clock)
-        async with (conn or self.db.conn).execute(
-            "SELECT window_kind, timezone, rolling_hours FROM guild_settings WHERE guild_id = ?", (guild_id,)
-        ) as cursor:
-            row = await cursor.fetchone()
+        row = await fetch_one(
+            conn or self.db.conn,
+            "SELECT window_kind, timezone, rolling_hours FROM guild_settings WHERE guild_id = ?",
+            (guild_id,),
+        )
         if row is None:
             return Window(self.config, self.clock)
         return Window(self.config, self.clock, kind=row[0], timezone=row[1], rolling_hours=row[2])
@@ -166,16 +167,14 @@ class Ledger:
         """Units a moderator may hand back now: what was charged this window, minus jobs still running."""
         conn = conn or self.db.conn
         start, _ = (await self.window_for(guild_id, conn)).bounds()
-        async with conn.execute(_OPEN_SQL, (guild_id, user_id, start)) as cursor:
-            row = await cursor.fetchone()
+        row = await fetch_one(conn, _OPEN_SQL, (guild_id, user_id, start))
         open_units = int(row[0]) if row else 0
         return max(0, await self._used_since(conn, guild_id, user_id, start) - open_units)
 
     async def global_used(self, conn: aiosqlite.Connection | None = None) -> int:
         """Units the whole bot spent in today's calendar day (config time zone), for the global cap."""
         start, _ = calendar_bounds("daily", self.config.timezone, self.clock())
-        async with (conn or self.db.conn).execute(_GLOBAL_USED_SQL, (start, start)) as cursor:
-            row = await cursor.fetchone()
+        row = await fetch_one(conn or self.db.conn, _GLOBAL_USED_SQL, (start, start))
         return int(row[0]) if row else 0
 
     async def check_allowance(
@@ -229,13 +228,13 @@ class Ledger:
         self, conn: aiosqlite.Connection, job_id: str, generated_units: int, note: str | None = None
     ) -> None:
         """Commit what was generated and refund the rest of the job's reservation (idempotent)."""
-        async with conn.execute(
+        row = await fetch_one(
+            conn,
             "SELECT guild_id, user_id, SUM(CASE entry WHEN 'reserve' THEN units ELSE 0 END),"
             " SUM(CASE entry WHEN 'commit' THEN units WHEN 'refund' THEN units ELSE 0 END)"
             " FROM quota_ledger WHERE job_id = ? GROUP BY guild_id, user_id",
             (job_id,),
-        ) as cursor:
-            row = await cursor.fetchone()
+        )
         if row is None:
             return
         guild_id, user_id, reserved, settled = row[0], row[1], int(row[2] or 0), int(row[3] or 0)
@@ -250,13 +249,13 @@ class Ledger:
 
     async def refund_everything(self, conn: aiosqlite.Connection, job_id: str, note: str | None = None) -> None:
         """Give back all a job still holds, committed units included: its images never reached the member."""
-        async with conn.execute(
+        row = await fetch_one(
+            conn,
             "SELECT guild_id, user_id, SUM(CASE entry WHEN 'reserve' THEN units ELSE 0 END),"
             " SUM(CASE entry WHEN 'refund' THEN units ELSE 0 END)"
             " FROM quota_ledger WHERE job_id = ? GROUP BY guild_id, user_id",
             (job_id,),
-        ) as cursor:
-            row = await cursor.fetchone()
+        )
         if row is not None and int(row[2] or 0) > int(row[3] or 0):
             await self._append(conn, row[0], row[1], job_id, "refund", int(row[2] or 0) - int(row[3] or 0), note)
 
@@ -267,8 +266,7 @@ class Ledger:
         await self._append(conn, guild_id, user_id, None, "refund", units, note, actor_id)
 
     async def _used_since(self, conn: aiosqlite.Connection, guild_id: int | None, user_id: int, start: float) -> int:
-        async with conn.execute(_USED_SQL, (guild_id, user_id, start, start)) as cursor:
-            row = await cursor.fetchone()
+        row = await fetch_one(conn, _USED_SQL, (guild_id, user_id, start, start))
         # Below zero only when a manual refund outlives the job it refunded in a rolling window: no credit.
         return max(0, int(row[0])) if row else 0
 
@@ -280,8 +278,7 @@ class Ledger:
         if window.is_rolling:
             span = window.rolling_hours * 3600
             freed = 0
-            async with conn.execute(_HOLDINGS_SQL, (guild_id, user_id, start, start)) as cursor:
-                rows = await cursor.fetchall()
+            rows = await fetch_all(conn, _HOLDINGS_SQL, (guild_id, user_id, start, start))
             for at, units in rows:
                 freed += int(units)
                 if freed >= needed:

@@ -8,6 +8,7 @@ import signal
 import time
 from collections.abc import Callable
 
+import aiohttp
 import discord
 from discord.ext import commands
 
@@ -21,6 +22,7 @@ from cogs.endpoints import adopt_gateway, use_api_base
 from cogs.errors import SeedreamTree
 
 log = logging.getLogger(__name__)
+HTTP_CONNECTIONS = 32
 
 
 class SeedreamBot(commands.Bot):
@@ -35,6 +37,9 @@ class SeedreamBot(commands.Bot):
             help_command=None,
             tree_cls=SeedreamTree,
             guild_ready_timeout=settings.discord.guild_ready_timeout,
+            # A bounded keep-alive pool: a burst of interaction callbacks reuses warm connections instead of
+            # opening one socket (and one TLS handshake) each, as discord.py's default limit=0 does.
+            connector=aiohttp.TCPConnector(limit=HTTP_CONNECTIONS),
         )
         self.services = services
         self.settings = settings

@@ -11,7 +11,7 @@ import aiosqlite
 
 from bot.jobs.models import ACTIVE_STATES, Job, JobState
 from bot.providers.base import StoredImage, Submission
-from bot.storage import Database
+from bot.storage import Database, fetch_one
 
 # Kept literal so the SQL is a constant; the assert keeps it in step with the enum.
 assert {s.value for s in ACTIVE_STATES} == {"queued", "submitted", "downloaded", "posted"}
@@ -122,12 +122,12 @@ class JobRepository:
         return int(row[0]) if row else 0
 
     async def count_queued_for(self, conn: aiosqlite.Connection, requester_id: int) -> int:
-        async with conn.execute(
+        row = await fetch_one(
+            conn,
             "SELECT COUNT(*) FROM jobs WHERE requester_id = ?"
             " AND state IN ('queued', 'submitted', 'downloaded', 'posted')",
             (requester_id,),
-        ) as cursor:
-            row = await cursor.fetchone()
+        )
         return int(row[0]) if row else 0
 
     async def update(self, conn: aiosqlite.Connection, job_id: str, now: float, **fields: Any) -> None:

@@ -9,7 +9,7 @@ from typing import Any
 import aiosqlite
 
 from bot.moderation.models import AuditEntry, Block, GuildSettings, LimitRule, ScopeKind
-from bot.storage import Database
+from bot.storage import Database, fetch_one
 
 #: guild_settings columns a moderator may change (the only names ever formatted into SQL).
 SETTING_COLUMNS = frozenset(
@@ -34,10 +34,7 @@ class ModerationStore:
 
     # -- reads --------------------------------------------------------------------------------------
     async def settings(self, guild_id: int, conn: aiosqlite.Connection | None = None) -> GuildSettings:
-        async with (conn or self.db.conn).execute(
-            "SELECT * FROM guild_settings WHERE guild_id = ?", (guild_id,)
-        ) as cursor:
-            row = await cursor.fetchone()
+        row = await fetch_one(conn or self.db.conn, "SELECT * FROM guild_settings WHERE guild_id = ?", (guild_id,))
         if row is None:
             return GuildSettings(guild_id=guild_id)
         providers = row["allowed_providers"]
@@ -176,11 +173,14 @@ class ModerationStore:
 
     async def delete_block(self, conn: aiosqlite.Connection, guild_id: int, user_id: int, now: float) -> bool:
         """Remove the block; True if one was still in force."""
-        async with conn.execute(
-            "SELECT 1 FROM member_blocks WHERE guild_id = ? AND user_id = ? AND (until IS NULL OR until > ?)",
-            (guild_id, user_id, now),
-        ) as cursor:
-            active = await cursor.fetchone() is not None
+        active = (
+            await fetch_one(
+                conn,
+                "SELECT 1 FROM member_blocks WHERE guild_id = ? AND user_id = ? AND (until IS NULL OR until > ?)",
+                (guild_id, user_id, now),
+            )
+            is not None
+        )
         await conn.execute("DELETE FROM member_blocks WHERE guild_id = ? AND user_id = ?", (guild_id, user_id))
         return active
 

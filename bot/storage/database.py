@@ -55,6 +55,21 @@ def split_statements(script: str) -> list[str]:
     return statements
 
 
+async def fetch_all(conn: aiosqlite.Connection, sql: str, params: Sequence[Any] = ()) -> list[aiosqlite.Row]:
+    """Run a query and read its rows in one call on the database thread.
+
+    ``async with conn.execute(...) as cursor: await cursor.fetchone()`` is three thread hops (execute,
+    fetch, close), each queued behind every other query on the one aiosqlite thread.
+    """
+    return list(await conn.execute_fetchall(sql, params))
+
+
+async def fetch_one(conn: aiosqlite.Connection, sql: str, params: Sequence[Any] = ()) -> aiosqlite.Row | None:
+    """The first row of a query (or None), in one database-thread hop."""
+    rows = await conn.execute_fetchall(sql, params)
+    return next(iter(rows), None)
+
+
 class Database:
     def __init__(self, path: Path | str) -> None:
         self.path = str(path)
@@ -105,13 +120,10 @@ class Database:
                 await conn.execute("COMMIT")
 
     async def fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[aiosqlite.Row]:
-        async with self.conn.execute(sql, params) as cursor:
-            return list(await cursor.fetchall())
+        return await fetch_all(self.conn, sql, params)
 
     async def fetchone(self, sql: str, params: Sequence[Any] = ()) -> aiosqlite.Row | None:
-        async with self.conn.execute(sql, params) as cursor:
-            row: aiosqlite.Row | None = await cursor.fetchone()
-            return row
+        return await fetch_one(self.conn, sql, params)
 
     async def schema_version(self) -> int:
         exists = await self.fetchone("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'schema_version'")

@@ -1,0 +1,100 @@
+"""N concurrent /imagine through the fake gateway: INTERACTION_CREATE on the wire -> callback received.
+
+Run: python bench/ack_latency.py [--sizes 50,200,500] [--rounds 3] [--patch NAME]
+
+The bot is the real ``python -m bot run`` in its own process (in production Discord is elsewhere; run in
+this process it would be charged for the fake's work). N commands from 50 members in one channel are
+dispatched at once; the latency is the fake's own clock from the frame leaving its websocket to the
+callback POST arriving (``InteractionHandle.ack_latency``). The jobs really run (local provider, 1K), so
+later acknowledgements compete with earlier commands' policy checks, queueing and status messages.
+Each size runs ``--rounds`` times on a fresh fake, bot and database, alternating the code as it is and
+the proposed fix (``connector`` in _botproc.py: a bounded keep-alive connection pool); percentiles are
+over all rounds' samples, ratios are fix / as is.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+from typing import Any
+
+import _common as c
+
+from tests.fakediscord import FakeDiscord
+
+TARGET_P99 = 0.100
+
+
+async def one_round(n: int, patches: list[str]) -> dict[str, Any]:
+    with c.workdir(f"ack{n}") as tmp:
+        async with FakeDiscord(token=c.BOT_TOKEN) as fake:
+            world = await c.World(fake).build(users=50)
+            settings = c.settings_for(
+                fake, world.guild, tmp, discord={"status_edit_seconds": 5.0, "shutdown_grace_seconds": 0}
+            )
+            async with c.bot_process(fake, settings, tmp, patches=patches):
+                await asyncio.sleep(0.5)  # let start-up settle (command sync, READY)
+                handles = await asyncio.gather(
+                    *(
+                        fake.slash_command(
+                            "imagine",
+                            user=world.users[i % len(world.users)],
+                            channel=world.channels[0],
+                            options={"prompt": f"a koala number {i}"},
+                        )
+                        for i in range(n)
+                    )
+                )
+                await c.poll(lambda: all(h.callback_at is not None for h in handles), timeout=30)
+                spread = max(h.dispatched_at for h in handles) - min(h.dispatched_at for h in handles)
+    refused = sum(1 for h in handles for a in h.attempts if a.status >= 400)
+    return {"acks": [h.ack_latency for h in handles], "refused": refused, "spread": spread}
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--sizes", default="50,200,500")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--patch", action="append", default=None, help="proposed fixes from _botproc.py")
+    args = parser.parse_args()
+    fixes = args.patch if args.patch is not None else ["connector"]
+    variants = {"as is": [], "+" + "+".join(fixes): fixes}
+    c.header("ack_latency: N concurrent /imagine, bot in its own process")
+    rows, result = [], {}
+    for n in [int(s) for s in args.sizes.split(",")]:
+        acks: dict[str, list[float]] = {label: [] for label in variants}
+        refused, spread = 0, []
+        for _ in range(args.rounds):
+            for label, patches in variants.items():
+                r = await one_round(n, patches)
+                acks[label] += r["acks"]
+                refused += r["refused"]
+                spread.append(r["spread"])
+        base = c.summary(acks["as is"])
+        for label, samples in acks.items():
+            s = c.summary(samples)
+            result[n, label] = s
+            rows.append(
+                [
+                    n,
+                    label,
+                    c.ms(s["median"]),
+                    c.ms(s["p99"]),
+                    c.ms(s["max"]),
+                    f"x{s['p99'] / base['p99']:.2f}",
+                    c.ms(max(spread)),
+                    refused,
+                ]
+            )
+    print(c.table(["N", "bot", "ack p50 ms", "ack p99 ms", "ack max ms", "p99 vs as is", "burst ms", "refused"], rows))
+    n, label = max(k[0] for k in result), list(variants)[1]
+    now, fixed = result[n, "as is"], result[n, label]
+    verdict = "PASS" if now["p99"] < TARGET_P99 else "MISS"
+    print(
+        f"\nSUMMARY ack_latency: p99 {c.ms(now['p99'])} ms at N={n} (target < {c.ms(TARGET_P99)} ms) {verdict}; "
+        f"{c.ms(fixed['p99'])} ms with {label[1:]} (x{fixed['p99'] / now['p99']:.2f}); Discord allows 3000 ms"
+    )
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
