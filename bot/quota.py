@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import aiosqlite
@@ -33,6 +34,11 @@ SELECT COALESCE({_NET}, 0) FROM quota_ledger AS l
 LEFT JOIN quota_ledger AS r ON r.job_id = l.job_id AND r.entry = 'reserve'
 WHERE l.guild_id IS ? AND l.user_id = ? AND {_IN_WINDOW}
 """  # noqa: S608 - constant fragments only
+_RESERVE_IF_FITS_SQL = f"""
+INSERT INTO quota_ledger (guild_id, user_id, job_id, entry, units, note, actor_id, created_at)
+SELECT ?, ?, ?, 'reserve', ?, NULL, NULL, ?
+WHERE ? IS NULL OR MAX(0, ({_USED_SQL})) + ? <= ?
+"""
 _GLOBAL_USED_SQL = f"""
 SELECT COALESCE({_NET}, 0) FROM quota_ledger AS l
 LEFT JOIN quota_ledger AS r ON r.job_id = l.job_id AND r.entry = 'reserve'
@@ -133,6 +139,11 @@ class Ledger:
         self.config = config
         self.clock = clock
         self.window = Window(config, clock)
+        # Guild window settings change only through ModeratorActions.set_window, which calls forget_window.
+        self._guild_windows: dict[int, tuple[Any, ...] | None] = {}
+
+    def forget_window(self, guild_id: int) -> None:
+        self._guild_windows.pop(guild_id, None)
 
     def units_for(self, count: int, resolution: str, provider_weight: int) -> int:
         return count * provider_weight * self.config.resolution_weights.get(resolution, 1)
@@ -141,11 +152,15 @@ class Ledger:
         """The guild's own window (kind, time zone) where it set one, else the config's."""
         if guild_id is None:
             return Window(self.config, self.clock)
-        row = await fetch_one(
-            conn or self.db.conn,
-            "SELECT window_kind, timezone, rolling_hours FROM guild_settings WHERE guild_id = ?",
-            (guild_id,),
-        )
+        if guild_id in self._guild_windows:
+            row = self._guild_windows[guild_id]
+        else:
+            found = await fetch_one(
+                conn or self.db.conn,
+                "SELECT window_kind, timezone, rolling_hours FROM guild_settings WHERE guild_id = ?",
+                (guild_id,),
+            )
+            row = self._guild_windows[guild_id] = tuple(found) if found is not None else None
         if row is None:
             return Window(self.config, self.clock)
         return Window(self.config, self.clock, kind=row[0], timezone=row[1], rolling_hours=row[2])
@@ -221,7 +236,27 @@ class Ledger:
         """Check the allowance and reserve, inside the caller's write transaction (so it is atomic)."""
         if units <= 0:
             return
-        await self._ensure_fits(conn, guild_id, user_id, units, limit)
+        if not self.config.global_daily_cap:
+            # One statement checks the allowance and appends (one database hop on the hot path).
+            start, _ = (await self.window_for(guild_id, conn)).bounds()
+            values = (
+                guild_id,
+                user_id,
+                job_id,
+                units,
+                self.clock(),
+                limit,
+                guild_id,
+                user_id,
+                start,
+                start,
+                units,
+                limit,
+            )
+            cursor = await conn.execute(_RESERVE_IF_FITS_SQL, values)
+            if cursor.rowcount == 1:
+                return
+        await self._ensure_fits(conn, guild_id, user_id, units, limit)  # says why it does not fit
         await self._append(conn, guild_id, user_id, job_id, "reserve", units, None)
 
     async def settle(

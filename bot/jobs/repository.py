@@ -61,6 +61,8 @@ class JobRepository:
     async def _insert_images(
         self, conn: aiosqlite.Connection, job_id: str, role: str, images: Sequence[StoredImage], now: float
     ) -> None:
+        if not images:
+            return
         await conn.executemany(
             "INSERT OR IGNORE INTO job_images (job_id, role, position, path, sha256, size_bytes, width, height, mime,"
             " provider, provider_image_id, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",

@@ -218,6 +218,7 @@ class ModeratorActions:
             raise InvalidRequest("A rolling window lasts between 1 hour and 31 days.")
         changes = {"window_kind": kind, "timezone": timezone, "rolling_hours": rolling_hours}
         await self._set(guild_id, actor_id, "window.set", changes)
+        self.ledger.forget_window(guild_id)
 
     async def set_allowed_providers(self, guild_id: int, actor_id: int, names: Iterable[str] | None) -> None:
         """Which configured providers (each one provider+model) members may choose; None = all."""
