@@ -300,3 +300,15 @@ async def test_out_of_credit_pauses_the_provider_and_tells_moderators_once(db: D
     await wait_state(db, later.id, JobState.DONE)
     await engine.stop()
     assert len(sink.alerts) == 1
+
+
+async def test_stop_never_hangs_when_a_wake_up_races_with_it(db: Database, store: ImageStore) -> None:
+    """A cancel racing with the dispatcher's wake-up used to be lost inside asyncio.wait_for (Python 3.11)."""
+    for attempt in range(50):
+        engine = make_engine(db, CountingProvider(store), RecordingSink(), limit_cap=1000)
+        await engine.start()
+        await asyncio.sleep(0)
+        engine.wake()
+        async with asyncio.timeout(5):
+            await engine.stop(grace_seconds=0.01)
+        assert engine._dispatcher is not None and engine._dispatcher.done(), attempt

@@ -117,9 +117,12 @@ class JobEngine:
         """
         self._accepting = False
         if self._dispatcher is not None:
-            self._dispatcher.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._dispatcher
+            self._wake.set()
+            _, still = await asyncio.wait({self._dispatcher}, timeout=5)
+            for task in still:  # only if a dispatch step itself is stuck
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         tasks = list(self._running.values())
         if tasks:
             _, pending = await asyncio.wait(tasks, timeout=grace_seconds)
@@ -225,10 +228,15 @@ class JobEngine:
 
     # -- dispatching --------------------------------------------------------------------------------
     async def _dispatch_loop(self) -> None:
-        while True:
+        """Runs until ``stop`` clears ``_accepting`` and wakes it (not by cancellation: on Python 3.11 a
+        cancel that races with the wake-up inside ``asyncio.wait_for`` can be lost, and stop would hang)."""
+        while self._accepting:
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout=30)  # also notices an expired credit pause
+                async with asyncio.timeout(30):  # also notices an expired credit pause
+                    await self._wake.wait()
             self._wake.clear()
+            if not self._accepting:
+                return
             try:
                 await self._dispatch_once()
             except Exception:
