@@ -189,43 +189,6 @@ def patch_one_hop() -> None:
     aiosqlite.core.Connection.execute = execute  # type: ignore[method-assign]
 
 
-def reserve_sync(
-    ledger: Any, db: Any, *, guild_id: int | None, user_id: int, job_id: str, units: int, limit: int | None
-) -> bool:
-    """``Ledger.reserve`` as one synchronous function for the database thread: check, then append.
-
-    Same SQL as bot/quota.py (guild window row, ``_USED_SQL``, the global cap); returns False instead of
-    raising when the allowance does not fit (the caller builds the usual message).
-    """
-    from bot import quota
-
-    row = None
-    if guild_id is not None:
-        row = db.execute(
-            "SELECT window_kind, timezone, rolling_hours FROM guild_settings WHERE guild_id = ?", (guild_id,)
-        ).fetchone()
-    window = (
-        quota.Window(ledger.config, ledger.clock, kind=row[0], timezone=row[1], rolling_hours=row[2])
-        if row is not None
-        else quota.Window(ledger.config, ledger.clock)
-    )
-    start = window.bounds()[0]
-    used = max(0, int(db.execute(quota._USED_SQL, (guild_id, user_id, start, start)).fetchone()[0]))
-    if limit is not None and used + units > limit:
-        return False
-    cap = ledger.config.global_daily_cap
-    if cap:
-        day = quota.calendar_bounds("daily", ledger.config.timezone, ledger.clock())[0]
-        if int(db.execute(quota._GLOBAL_USED_SQL, (day, day)).fetchone()[0]) + units > cap:
-            return False
-    db.execute(
-        "INSERT INTO quota_ledger (guild_id, user_id, job_id, entry, units, note, actor_id, created_at)"
-        " VALUES (?, ?, ?, 'reserve', ?, NULL, NULL, ?)",
-        (guild_id, user_id, job_id, units, ledger.clock()),
-    )
-    return True
-
-
 def patch_cheap_probe() -> None:
     """Proposed fix: ``bot/images.py:_probe`` checks a PNG's chunks instead of inflating every pixel.
 

@@ -1,7 +1,8 @@
 """The quota ledger: append-only reserve / commit / refund entries; a balance is a sum, never a counter.
 
-A job reserves ``count × weight`` units before it is queued, inside the same write transaction that
-checks the allowance (BEGIN IMMEDIATE), so concurrent requests, even from another process, can never
+A job reserves ``count × weight`` units before it is queued, in the very INSERT that writes the job
+(the ``jobs_admit`` trigger checks the allowance and appends, migration 0004). SQLite takes the write
+lock before that statement reads, so concurrent requests, even from another process, can never
 overspend. A job's entries count in the window of its reservation; a moderator's manual refund (no
 job) counts in the window it was made in. Each guild may choose its own window kind and time zone
 (``guild_settings``); otherwise the config's ``[quota]`` applies.
@@ -10,7 +11,7 @@ job) counts in the window it was made in. Each guild may choose its own window k
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -19,7 +20,7 @@ from zoneinfo import ZoneInfo
 import aiosqlite
 
 from bot.config import QuotaSection
-from bot.errors import QuotaExceeded
+from bot.errors import QuotaExceeded, TooManyJobs
 from bot.storage import Database, fetch_all, fetch_one
 
 Clock = Callable[[], float]
@@ -34,11 +35,6 @@ SELECT COALESCE({_NET}, 0) FROM quota_ledger AS l
 LEFT JOIN quota_ledger AS r ON r.job_id = l.job_id AND r.entry = 'reserve'
 WHERE l.guild_id IS ? AND l.user_id = ? AND {_IN_WINDOW}
 """  # noqa: S608 - constant fragments only
-_RESERVE_IF_FITS_SQL = f"""
-INSERT INTO quota_ledger (guild_id, user_id, job_id, entry, units, note, actor_id, created_at)
-SELECT ?, ?, ?, 'reserve', ?, NULL, NULL, ?
-WHERE ? IS NULL OR MAX(0, ({_USED_SQL})) + ? <= ?
-"""
 _GLOBAL_USED_SQL = f"""
 SELECT COALESCE({_NET}, 0) FROM quota_ledger AS l
 LEFT JOIN quota_ledger AS r ON r.job_id = l.job_id AND r.entry = 'reserve'
@@ -57,6 +53,27 @@ LEFT JOIN quota_ledger AS r ON r.job_id = l.job_id AND r.entry = 'reserve'
 WHERE l.guild_id IS ? AND l.user_id = ? AND {_IN_WINDOW}
 GROUP BY COALESCE(l.job_id, l.id) ORDER BY at
 """  # noqa: S608 - constant fragments only
+
+
+class AdmissionRefused(Exception):
+    """The ``jobs_admit`` trigger (migration 0004) refused a job: ``queued``, ``allowance`` or ``daily cap``."""
+
+    PREFIX = "admission refused: "
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class Admission:
+    """What a job row carries for the ``jobs_admit`` trigger: the limits it must fit in when it is written."""
+
+    limit: int | None
+    window_start: float
+    queued_cap: int | None = None
+    daily_cap: int | None = None
+    daily_start: float | None = None
 
 
 class AllowanceExceeded(QuotaExceeded):
@@ -223,41 +240,42 @@ class Ledger:
             )
         return window, used
 
-    async def reserve(
+    async def admission(self, guild_id: int | None, limit: int | None, *, queued_cap: int | None = None) -> Admission:
+        """What a new job must fit in, for the ``jobs_admit`` trigger (no database hop once the window is cached)."""
+        start, _ = (await self.window_for(guild_id)).bounds()
+        cap = self.config.global_daily_cap or None
+        daily_start = calendar_bounds("daily", self.config.timezone, self.clock())[0] if cap else None
+        return Admission(limit, start, queued_cap, cap, daily_start)
+
+    async def admit(
         self,
-        conn: aiosqlite.Connection,
+        write: Callable[[Admission], Awaitable[None]],
         *,
         guild_id: int | None,
         user_id: int,
-        job_id: str,
         units: int,
         limit: int | None,
+        queued_cap: int | None = None,
     ) -> None:
-        """Check the allowance and reserve, inside the caller's write transaction (so it is atomic)."""
-        if units <= 0:
-            return
-        if not self.config.global_daily_cap:
-            # One statement checks the allowance and appends (one database hop on the hot path).
-            start, _ = (await self.window_for(guild_id, conn)).bounds()
-            values = (
-                guild_id,
-                user_id,
-                job_id,
-                units,
-                self.clock(),
-                limit,
-                guild_id,
-                user_id,
-                start,
-                start,
-                units,
-                limit,
-            )
-            cursor = await conn.execute(_RESERVE_IF_FITS_SQL, values)
-            if cursor.rowcount == 1:
+        """Write a job with ``write`` and reserve its units in the same statement, or say politely why not.
+
+        ``write`` inserts the job row carrying the ``Admission``; the trigger checks the allowance and
+        appends the reservation, so the hot path is one database hop under the write lock. A refusal
+        is explained afterwards with the usual reads (used, left, reset time); if the allowance was
+        freed in between (a refund landed), the write is tried once more.
+        """
+        for _ in range(2):
+            admission = await self.admission(guild_id, limit, queued_cap=queued_cap)
+            try:
+                await write(admission)
                 return
-        await self._ensure_fits(conn, guild_id, user_id, units, limit)  # says why it does not fit
-        await self._append(conn, guild_id, user_id, job_id, "reserve", units, None)
+            except AdmissionRefused as refused:
+                if refused.reason == "queued":
+                    raise TooManyJobs(
+                        f"You already have {queued_cap} jobs waiting; please let some finish first."
+                    ) from None
+            await self._ensure_fits(self.db.conn, guild_id, user_id, units, limit)
+        raise QuotaExceeded("So many requests arrived at once that I could not fit yours in; please try again.")
 
     async def settle(
         self, conn: aiosqlite.Connection, job_id: str, generated_units: int, note: str | None = None

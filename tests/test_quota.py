@@ -19,7 +19,10 @@ import pytest
 
 from bot.config import QuotaSection
 from bot.errors import InvalidRequest, QuotaExceeded
+from bot.jobs.models import Job, JobState
+from bot.jobs.repository import JobRepository
 from bot.moderation import ModeratorActions
+from bot.providers.base import GenerationRequest, StoredImage
 from bot.quota import AllowanceExceeded, Ledger, Window
 from bot.storage import Database
 
@@ -55,18 +58,28 @@ async def reserve_job(
     limit: int | None = None,
     guild: int | None = GUILD,
     provider: str = "local",
+    references: tuple[StoredImage, ...] = (),
 ) -> str:
-    """Write a job and reserve its units in one transaction, as the engine does."""
-    job_id = f"t{os.getpid()}-{next(_ids)}"
+    """Write a job and reserve its units in one statement, as the engine does."""
     now = ledger.clock()
-    async with db.transaction() as conn:
-        await conn.execute(
-            "INSERT INTO jobs (id, kind, requester_id, guild_id, provider, options, cost_units, created_at, updated_at)"
-            " VALUES (?, 'imagine', ?, ?, ?, '{}', ?, ?, ?)",
-            (job_id, user, guild, provider, units, now, now),
-        )
-        await ledger.reserve(conn, guild_id=guild, user_id=user, job_id=job_id, units=units, limit=limit)
-    return job_id
+    job = Job(
+        id=f"t{os.getpid()}-{next(_ids)}",
+        kind="imagine",
+        requester_id=user,
+        guild_id=guild,
+        channel_id=None,
+        provider=provider,
+        request=GenerationRequest(prompt="a koala", references=list(references)),
+        state=JobState.QUEUED,
+        cost_units=units,
+        created_at=now,
+        updated_at=now,
+    )
+    jobs = JobRepository(db)
+    await ledger.admit(
+        lambda admission: jobs.admit(job, admission), guild_id=guild, user_id=user, units=units, limit=limit
+    )
+    return job.id
 
 
 async def settle(db: Database, ledger: Ledger, job_id: str, generated: int) -> None:
@@ -132,6 +145,16 @@ async def test_over_the_limit_is_refused_with_the_reset_time_and_nothing_is_writ
     assert refused.value.resets_at == at(2025, 6, 3, 0)
     assert f"<t:{int(at(2025, 6, 3, 0).timestamp())}:R>" in refused.value.user_message
     assert await count(db, "SELECT COUNT(*) FROM jobs") == 1  # the refused job was rolled back too
+
+
+async def test_an_edit_refused_for_quota_leaves_neither_job_nor_reference_rows(db: Database) -> None:
+    ledger = make_ledger(db, FakeClock(at(2025, 6, 2)))
+    image = StoredImage(path=Path("ref.png"), sha256="0" * 64, size_bytes=10, width=8, height=8, mime="image/png")
+    kept = await reserve_job(db, ledger, user=5, units=3, limit=4, references=(image,))
+    with pytest.raises(AllowanceExceeded, match="you have 1 of 4 left"):
+        await reserve_job(db, ledger, user=5, units=2, limit=4, references=(image, image))
+    assert await count(db, "SELECT COUNT(*) FROM job_images") == 1
+    assert await count(db, "SELECT COUNT(*) FROM quota_ledger WHERE job_id != ?", (kept,)) == 0
 
 
 # -- manual refunds ----------------------------------------------------------------------------------

@@ -26,7 +26,6 @@ from bot.errors import (
     OutOfCredit,
     QuotaExceeded,
     SeedreamError,
-    TooManyJobs,
 )
 from bot.jobs.models import FINAL_STATES, Job, JobState, new_job_id
 from bot.jobs.repository import JobRepository
@@ -183,24 +182,18 @@ class JobEngine:
             created_at=now,
             updated_at=now,
         )
-        async with self.db.transaction() as conn:
-            if await self.jobs.count_queued_for(conn, requester_id) >= self.max_queued_per_user:
-                raise TooManyJobs(
-                    f"You already have {self.max_queued_per_user} jobs waiting; please let some finish first."
-                )
-            await self.jobs.insert(conn, job)
-            try:
-                await self.ledger.reserve(
-                    conn,
-                    guild_id=guild_id,
-                    user_id=requester_id,
-                    job_id=job.id,
-                    units=job.cost_units,
-                    limit=quota_limit,
-                )
-            except QuotaExceeded:
-                self.metrics.quota_refused()
-                raise
+        try:
+            await self.ledger.admit(
+                lambda admission: self.jobs.admit(job, admission),
+                guild_id=guild_id,
+                user_id=requester_id,
+                units=job.cost_units,
+                limit=quota_limit,
+                queued_cap=self.max_queued_per_user,
+            )
+        except QuotaExceeded:
+            self.metrics.quota_refused()
+            raise
         position = await self.jobs.position(job)
         log.info("job %s queued by %s on %s (position %d)", job.id, requester_id, provider.name, position)
         self.wake()

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Sequence
+import sqlite3
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -11,7 +13,8 @@ import aiosqlite
 
 from bot.jobs.models import ACTIVE_STATES, Job, JobState
 from bot.providers.base import StoredImage, Submission
-from bot.storage import Database, fetch_one
+from bot.quota import Admission, AdmissionRefused
+from bot.storage import Database
 
 # Kept literal so the SQL is a constant; the assert keeps it in step with the enum.
 assert {s.value for s in ACTIVE_STATES} == {"queued", "submitted", "downloaded", "posted"}
@@ -30,33 +33,72 @@ def _image(row: aiosqlite.Row) -> StoredImage:
     )
 
 
+_INSERT_JOB_SQL = (
+    "INSERT INTO jobs (id, kind, requester_id, guild_id, channel_id, provider, options, state, cost_units,"
+    " delivery, parent_job_id, created_at, updated_at, admit_limit, admit_window_start, admit_queued_cap,"
+    " admit_daily_cap, admit_daily_start) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+
+
+def _job_values(job: Job, admission: Admission | None) -> tuple[Any, ...]:
+    options = job.request.model_dump(mode="json", exclude={"references"})
+    admit = (
+        (admission.limit, admission.window_start, admission.queued_cap, admission.daily_cap, admission.daily_start)
+        if admission is not None
+        else (None,) * 5
+    )
+    return (
+        job.id,
+        job.kind,
+        job.requester_id,
+        job.guild_id,
+        job.channel_id,
+        job.provider,
+        json.dumps(options),
+        job.state.value,
+        job.cost_units,
+        json.dumps(job.delivery),
+        job.parent_job_id,
+        job.created_at,
+        job.updated_at,
+        *admit,
+    )
+
+
+@contextmanager
+def _refusals() -> Iterator[None]:
+    """The trigger's RAISE(ABORT, 'admission refused: …') as AdmissionRefused; other errors pass."""
+    try:
+        yield
+    except sqlite3.IntegrityError as exc:
+        message = str(exc)
+        if message.startswith(AdmissionRefused.PREFIX):
+            raise AdmissionRefused(message.removeprefix(AdmissionRefused.PREFIX)) from None
+        raise
+
+
 class JobRepository:
     def __init__(self, db: Database) -> None:
         self.db = db
 
-    async def insert(self, conn: aiosqlite.Connection, job: Job) -> None:
-        """Write a new job and its reference images (inside the caller's transaction)."""
-        options = job.request.model_dump(mode="json", exclude={"references"})
-        await conn.execute(
-            "INSERT INTO jobs (id, kind, requester_id, guild_id, channel_id, provider, options, state, cost_units,"
-            " delivery, parent_job_id, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (
-                job.id,
-                job.kind,
-                job.requester_id,
-                job.guild_id,
-                job.channel_id,
-                job.provider,
-                json.dumps(options),
-                job.state.value,
-                job.cost_units,
-                json.dumps(job.delivery),
-                job.parent_job_id,
-                job.created_at,
-                job.updated_at,
-            ),
-        )
+    async def insert(self, conn: aiosqlite.Connection, job: Job, admission: Admission | None = None) -> None:
+        """Write a new job and its reference images (inside the caller's transaction).
+
+        With an ``admission`` the ``jobs_admit`` trigger also checks the member's allowance and reserves
+        the job's units in the same statement (``AdmissionRefused`` if it does not fit).
+        """
+        with _refusals():
+            await conn.execute(_INSERT_JOB_SQL, _job_values(job, admission))
         await self._insert_images(conn, job.id, "reference", job.request.references, job.created_at)
+
+    async def admit(self, job: Job, admission: Admission) -> None:
+        """Write a new job and reserve its units: one statement (one hop) unless it has reference images."""
+        if job.request.references:
+            async with self.db.transaction() as conn:
+                await self.insert(conn, job, admission)
+            return
+        with _refusals():
+            await self.db.write(_INSERT_JOB_SQL, _job_values(job, admission))
 
     async def _insert_images(
         self, conn: aiosqlite.Connection, job_id: str, role: str, images: Sequence[StoredImage], now: float
@@ -120,15 +162,6 @@ class JobRepository:
         row = await self.db.fetchone(
             "SELECT COUNT(*) FROM jobs WHERE state = 'queued' AND (created_at < ? OR (created_at = ? AND id <= ?))",
             (job.created_at, job.created_at, job.id),
-        )
-        return int(row[0]) if row else 0
-
-    async def count_queued_for(self, conn: aiosqlite.Connection, requester_id: int) -> int:
-        row = await fetch_one(
-            conn,
-            "SELECT COUNT(*) FROM jobs WHERE requester_id = ?"
-            " AND state IN ('queued', 'submitted', 'downloaded', 'posted')",
-            (requester_id,),
         )
         return int(row[0]) if row else 0
 

@@ -119,6 +119,15 @@ class Database:
             else:
                 await conn.execute("COMMIT")
 
+    async def write(self, sql: str, params: Sequence[Any] = ()) -> None:
+        """One statement as its own transaction: one database hop, serialised with ``transaction()``.
+
+        The lock matters even for one statement: run while another task's BEGIN is open on this
+        connection, it would join (and be rolled back with) that task's transaction.
+        """
+        async with self._write_lock:
+            await self.conn.execute(sql, params)
+
     async def fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[aiosqlite.Row]:
         return await fetch_all(self.conn, sql, params)
 
