@@ -126,6 +126,10 @@ def log_to_file(path: Path, level: str = "INFO") -> None:
 
 @contextlib.contextmanager
 def workdir(prefix: str) -> Any:
+    """A fresh folder per run; ``BENCH_KEEP=1`` keeps it (bot.log, the database) for a closer look."""
+    if os.environ.get("BENCH_KEEP"):
+        yield Path(tempfile.mkdtemp(prefix=f"bench-{prefix}-"))
+        return
     with tempfile.TemporaryDirectory(prefix=f"bench-{prefix}-") as tmp:
         yield Path(tmp)
 

@@ -70,6 +70,7 @@ class GenerationSection(Section):
     default_aspect: str = "1:1"
     default_resolution: Literal["1K", "2K", "4K"] = "2K"
     workers: int = Field(default=4, ge=1, le=64)
+    delivery_workers: int = Field(default=8, ge=1, le=64)
     per_user_in_flight: int = Field(default=2, ge=1)
     max_reference_bytes: int = Field(default=20 * 1024 * 1024, ge=1024)
     max_image_pixels: int = Field(default=50_000_000, ge=1_000_000)

@@ -72,6 +72,14 @@ def _probe(path: Path, max_pixels: int) -> tuple[str, int, int]:
     return fmt, width, height
 
 
+def _digest_and_probe(path: Path, max_pixels: int) -> tuple[str, tuple[str, int, int]]:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        while block := handle.read(1024 * 1024):
+            digest.update(block)
+    return digest.hexdigest(), _probe(path, max_pixels)
+
+
 class ImageStore:
     """Owns the image files under ``data_dir/images``."""
 
@@ -107,7 +115,6 @@ class ImageStore:
         """Stream bytes to disk (never all in memory), then validate and move into place."""
         cap = max_bytes or self.max_bytes
         tmp = self._new_path("part")
-        digest = hashlib.sha256()
         size = 0
         try:
             with tmp.open("wb") as handle:
@@ -115,11 +122,11 @@ class ImageStore:
                     size += len(chunk)
                     if size > cap:
                         raise ImageRejected(f"That image is larger than the {cap // (1024 * 1024)} MiB we accept.")
-                    digest.update(chunk)
                     handle.write(chunk)
             if size == 0:
                 raise ImageRejected("That file is empty.")
-            fmt, width, height = await asyncio.to_thread(_probe, tmp, self.max_pixels)
+            # Hashing is done off the event loop, from the page cache, next to the probe.
+            sha256, (fmt, width, height) = await asyncio.to_thread(_digest_and_probe, tmp, self.max_pixels)
             suffix, mime = ACCEPTED_FORMATS[fmt]
             final = tmp.with_suffix(f".{suffix}")
             os.replace(tmp, final)
@@ -133,7 +140,7 @@ class ImageStore:
             raise
         return StoredImage(
             path=final,
-            sha256=digest.hexdigest(),
+            sha256=sha256,
             size_bytes=size,
             width=width,
             height=height,

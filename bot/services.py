@@ -79,6 +79,7 @@ class Services:
             self.ledger,
             sink,
             workers=gen.workers,
+            delivery_workers=gen.delivery_workers,
             per_user_in_flight=gen.per_user_in_flight,
             max_queued_per_user=self.settings.quota.max_queued_per_user,
             health=health,

@@ -75,6 +75,7 @@ class SeedreamBot(commands.Bot):
         if self._maintenance is not None:
             self._maintenance.cancel()
         await self.engine.stop(self.settings.discord.shutdown_grace_seconds)
+        await self.sink.drain(min(5.0, self.settings.discord.shutdown_grace_seconds))
         await super().close()
 
     async def sync_commands(self) -> None:

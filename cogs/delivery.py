@@ -39,8 +39,10 @@ class DiscordSink:
         self.edit_interval = edit_interval
         self.clock = clock
         self._locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
+        self._edit_locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
         self._last_edit: dict[str, float] = {}
         self._pending_edit: dict[str, asyncio.Task[None]] = {}
+        self._closing: set[asyncio.Task[None]] = set()  # final status edits still on their way
 
     # -- where a job's messages go ------------------------------------------------------------------
     async def _channel(self, channel_id: int) -> Messageable:
@@ -73,12 +75,15 @@ class DiscordSink:
         self, job: Job, position: int, channel: Messageable, reply_to: discord.MessageReference | None = None
     ) -> discord.Message:
         reply: dict[str, Any] = {"reference": reply_to} if reply_to is not None else {}
-        return await channel.send(
+        message = await channel.send(
             embed=status_embed(job, position, time.time()),
             view=status_view(job) or discord.utils.MISSING,
             allowed_mentions=NO_MENTIONS,
             **reply,
         )
+        # A fresh status message counts as an edit: a job done within ``edit_interval`` gets only its final one.
+        self._last_edit[job.id] = self.clock()
+        return message
 
     async def _open_off_status(self, job: Job, position: int, channel: Messageable, delivery: dict[str, Any]) -> None:
         # "opening" is saved before the status message is sent: if the process dies before its id is saved,
@@ -152,54 +157,75 @@ class DiscordSink:
 
     # -- progress -----------------------------------------------------------------------------------
     async def progress(self, job: Job, position: int) -> None:
-        if not await self._refresh(job):
+        """Schedule a status edit (at most one per ``edit_interval``); never waits for Discord.
+
+        The worker calling this may hold a provider slot: an edit queued behind the channel's rate
+        limit must not hold it too. The edit shows the job as it is when it is sent.
+        """
+        if job.id in self._pending_edit:
             return
-        now = self.clock()
-        wait = self._last_edit.get(job.id, -1e9) + self.edit_interval - now
-        if wait <= 0:
-            await self._edit_status(job, position)
-        elif job.id not in self._pending_edit:
-            self._pending_edit[job.id] = asyncio.create_task(self._edit_later(job, position, wait))
+        wait = max(0.0, self._last_edit.get(job.id, -1e9) + self.edit_interval - self.clock())
+        self._pending_edit[job.id] = asyncio.create_task(self._edit_later(job, position, wait))
 
     async def _edit_later(self, job: Job, position: int, wait: float) -> None:
         try:
-            await asyncio.sleep(wait)
-            await self._edit_status(job, position)
+            if wait > 0:
+                await asyncio.sleep(wait)
+            if await self._refresh(job):
+                await self._edit_status(job, position)
         finally:
             self._pending_edit.pop(job.id, None)
 
     async def _edit_status(self, job: Job, position: int, failure: str | None = None) -> None:
-        self._last_edit[job.id] = self.clock()
-        status_id = job.delivery.get("status_message_id")
-        channel_id = job.delivery.get("status_channel_id") or job.delivery.get("channel_id") or job.channel_id
-        if not status_id or not channel_id:
-            return
-        try:
-            channel = await self._channel(int(channel_id))
-            message = channel.get_partial_message(int(status_id))
-            await message.edit(
-                embed=status_embed(job, position, time.time(), failure),
-                view=status_view(job) if failure is None else None,
-                allowed_mentions=NO_MENTIONS,
-            )
-        except discord.HTTPException as exc:
-            log.info("job %s: status message not updated (%s)", job.id, exc)
+        async with self._edit_locks[job.id]:  # one edit at a time per job, so the last one sent wins
+            self._last_edit[job.id] = self.clock()
+            status_id = job.delivery.get("status_message_id")
+            channel_id = job.delivery.get("status_channel_id") or job.delivery.get("channel_id") or job.channel_id
+            if not status_id or not channel_id:
+                return
+            try:
+                channel = await self._channel(int(channel_id))
+                message = channel.get_partial_message(int(status_id))
+                await message.edit(
+                    embed=status_embed(job, position, time.time(), failure),
+                    view=status_view(job) if failure is None else None,
+                    allowed_mentions=NO_MENTIONS,
+                )
+            except discord.HTTPException as exc:
+                log.info("job %s: status message not updated (%s)", job.id, exc)
 
-    def _final(self, job_id: str) -> None:
+    async def _final(self, job_id: str) -> None:
+        """Drop a pending progress edit (and wait for one in flight) so the final edit is the last one."""
         task = self._pending_edit.pop(job_id, None)
         if task is not None:
             task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+        self._last_edit.pop(job_id, None)
+        self._locks.pop(job_id, None)
 
     async def finished(self, job: Job) -> None:
-        self._final(job.id)
+        """Mark the status message done in the background: the job's worker does not wait for Discord."""
+        task = asyncio.create_task(self._finish_status(job), name=f"status-{job.id}")
+        self._closing.add(task)
+        task.add_done_callback(self._closing.discard)
+
+    async def _finish_status(self, job: Job) -> None:
+        await self._final(job.id)
         await self._refresh(job)
         await self._edit_status(job, 0)
+        self._edit_locks.pop(job.id, None)
+
+    async def drain(self, timeout: float) -> None:
+        """At shutdown: give the last status edits ``timeout`` seconds to reach Discord."""
+        if self._closing:
+            await asyncio.wait(set(self._closing), timeout=timeout)
 
     async def failed(self, job: Job, message: str) -> None:
-        self._final(job.id)
+        await self._final(job.id)
         await self._refresh(job)
         failure = "Cancelled." if job.state == JobState.CANCELLED else f"This job did not complete: {message}"
         await self._edit_status(job, 0, failure)
+        self._edit_locks.pop(job.id, None)
         target = job.delivery.get("thread_id")
         if target and job.state == JobState.FAILED:
             try:

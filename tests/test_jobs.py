@@ -51,11 +51,14 @@ class RecordingSink:
         self.finished_ids: list[str] = []
         self.next_message = 1000
         self.crash_after_first_message = False
+        self.discord_slow: asyncio.Event | None = None  # set: posting goes on
 
     async def progress(self, job: Job, position: int) -> None:
         return None
 
     async def deliver(self, job: Job, record_message: RecordMessage) -> None:
+        if self.discord_slow is not None:
+            await self.discord_slow.wait()
         for index in range(len(job.posted_message_ids), len(job.results)):
             self.next_message += 1
             await record_message(self.next_message)
@@ -74,7 +77,13 @@ class RecordingSink:
 
 
 def make_engine(
-    db: Database, provider: LocalProvider, sink: RecordingSink, *, workers: int = 4, limit_cap: int = 10
+    db: Database,
+    provider: LocalProvider,
+    sink: RecordingSink,
+    *,
+    workers: int = 4,
+    limit_cap: int = 10,
+    delivery_workers: int = 8,
 ) -> JobEngine:
     registry = ProviderRegistry({"local": provider}, "local")
     return JobEngine(
@@ -85,6 +94,7 @@ def make_engine(
         workers=workers,
         per_user_in_flight=2,
         max_queued_per_user=limit_cap,
+        delivery_workers=delivery_workers,
     )
 
 
@@ -155,6 +165,26 @@ async def test_one_members_burst_does_not_starve_others(db: Database, store: Ima
     finished = sink.finished_ids
     assert finished.index(other.id) <= 1, finished  # served right after the hog's first job
     assert hog[0].id in finished
+
+
+async def test_a_job_waiting_on_discord_frees_its_worker_for_the_next_job(db: Database, store: ImageStore) -> None:
+    sink = RecordingSink()
+    sink.discord_slow = asyncio.Event()
+    provider = CountingProvider(store)
+    engine = make_engine(db, provider, sink, workers=1, delivery_workers=2)
+    await engine.start()
+    jobs = [await enqueue(engine, user=u) for u in (1, 2, 3, 4)]
+    # One worker, two posting slots: three jobs reach Discord while the first still waits to post.
+    for job in jobs[:3]:
+        await wait_state(db, job.id, JobState.DOWNLOADED)
+    await asyncio.sleep(0.1)
+    assert (await JobRepository(db).get(jobs[3].id)).state == JobState.QUEUED  # type: ignore[union-attr]
+    assert provider.submits == 3
+    sink.discord_slow.set()
+    for job in jobs:
+        await wait_state(db, job.id, JobState.DONE)
+    await engine.stop()
+    assert sorted(sink.delivered) == sorted(j.id for j in jobs)
 
 
 async def test_restart_polls_the_saved_task_instead_of_creating_a_new_one(db: Database, store: ImageStore) -> None:

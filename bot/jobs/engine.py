@@ -2,8 +2,10 @@
 
 Fairness: the dispatcher looks only at each member's oldest queued job and prefers the member with
 the fewest running jobs, then the one served least recently (round-robin), so one member's ten jobs
-cannot starve everyone. Caps: ``workers`` jobs at once, ``per_user_in_flight`` per member, and each
-provider's ``max_concurrent``.
+cannot starve everyone. Caps: ``workers`` jobs generating at once, ``per_user_in_flight`` per member,
+and each provider's ``max_concurrent``. Posting is a stage of its own: a job whose images are
+downloaded frees its worker for the next job while it waits for Discord (threads, rate limits,
+uploads), up to ``delivery_workers`` jobs posting at once.
 
 Resumption: on start every unfinished job continues from its last saved state: a submitted task is
 polled (never created again), downloaded images are posted (never regenerated), posted jobs finish.
@@ -73,6 +75,7 @@ class JobEngine:
         workers: int,
         per_user_in_flight: int,
         max_queued_per_user: int,
+        delivery_workers: int = 8,
         clock: Clock = time.time,
         health: ProviderHealth | None = None,
         metrics: Metrics | None = None,
@@ -87,9 +90,11 @@ class JobEngine:
         self.workers = workers
         self.per_user_in_flight = per_user_in_flight
         self.max_queued_per_user = max_queued_per_user
+        self.delivery_workers = delivery_workers
         self.clock = clock
         self._wake = asyncio.Event()
         self._running: dict[str, asyncio.Task[None]] = {}
+        self._generating: set[str] = set()  # running jobs not yet past the provider (they hold a worker)
         self._running_by_user: dict[int, int] = {}
         self._last_served: dict[int, float] = {}
         self._cancelling: set[str] = set()
@@ -238,7 +243,7 @@ class JobEngine:
                 self._wake.set()
 
     async def _dispatch_once(self) -> None:
-        while len(self._running) < self.workers:
+        while len(self._generating) < self.workers and len(self._running) < self.workers + self.delivery_workers:
             candidates = [
                 head
                 for head in await self.jobs.queued_heads()
@@ -277,12 +282,15 @@ class JobEngine:
     def _launch(self, job: Job) -> None:
         self.idle.clear()
         self._running_by_user[job.requester_id] = self._running_by_user.get(job.requester_id, 0) + 1
+        if job.state in (JobState.QUEUED, JobState.SUBMITTED):
+            self._generating.add(job.id)
         task = asyncio.create_task(self._run(job), name=f"job-{job.id}")
         self._running[job.id] = task
         task.add_done_callback(functools.partial(self._done, job))
 
     def _done(self, job: Job, _task: asyncio.Task[None]) -> None:
         self._running.pop(job.id, None)
+        self._generating.discard(job.id)
         self._cancelling.discard(job.id)
         left = self._running_by_user.get(job.requester_id, 1) - 1
         if left:
@@ -314,8 +322,7 @@ class JobEngine:
             )
 
     async def _set(self, job: Job, **fields: object) -> None:
-        async with self.db.transaction() as conn:
-            await self.jobs.update(conn, job.id, self.clock(), **fields)
+        await self.jobs.set(job.id, self.clock(), **fields)
         for name, value in fields.items():
             if hasattr(job, name):
                 setattr(job, name, value)
@@ -328,10 +335,7 @@ class JobEngine:
                     await self._set(job, attempts=job.attempts + 1, started_at=self.clock())
                     await self.sink.progress(job, 0)
                     submission = await provider.submit(job.request)
-                    async with self.db.transaction() as conn:
-                        await self.jobs.update(
-                            conn, job.id, self.clock(), state=JobState.SUBMITTED, provider_task=submission
-                        )
+                    await self.jobs.set(job.id, self.clock(), state=JobState.SUBMITTED, provider_task=submission)
                     job.state, job.submission = JobState.SUBMITTED, submission
                     log.info("job %s submitted to %s", job.id, provider.name)
                     await self.sink.progress(job, 0)
@@ -349,6 +353,7 @@ class JobEngine:
                 await self.ledger.settle(conn, job.id, generated * per_image, note="generated")
             job.state, job.results, job.notices = JobState.DOWNLOADED, result.images, job.notices + result.notices
             log.info("job %s downloaded %d image(s)", job.id, generated)
+            self._free_worker(job)
             await self.sink.progress(job, 0)
         if job.state == JobState.DOWNLOADED:
             await self._deliver(job)
@@ -358,6 +363,12 @@ class JobEngine:
             self.metrics.job_ended(JobState.DONE.value)
             log.info("job %s done", job.id)
             await self.sink.finished(job)
+
+    def _free_worker(self, job: Job) -> None:
+        """The job is past the provider: let the dispatcher start the next one while this one posts."""
+        self._generating.discard(job.id)
+        if self._accepting:
+            self._wake.set()
 
     async def _deliver(self, job: Job) -> None:
         """Post the results, retrying while the chat service says "try again" (5xx, rate limits)."""
@@ -383,8 +394,7 @@ class JobEngine:
 
     async def _record_message(self, job: Job, message_id: int) -> None:
         job.posted_message_ids = [*job.posted_message_ids, message_id]
-        async with self.db.transaction() as conn:
-            await self.jobs.update(conn, job.id, self.clock(), posted_message_ids=job.posted_message_ids)
+        await self.jobs.set(job.id, self.clock(), posted_message_ids=job.posted_message_ids)
 
     async def _finish_failed(self, job: Job, state: JobState, code: str, message: str, *, notify: bool = True) -> None:
         """End a job that will not complete: record why and refund what the member did not receive."""

@@ -65,6 +65,25 @@ def _job_values(job: Job, admission: Admission | None) -> tuple[Any, ...]:
     )
 
 
+_COLUMN_VALUES: dict[str, Callable[[Any], Any]] = {
+    "state": lambda v: v.value if isinstance(v, JobState) else v,
+    "provider_task": lambda v: v.model_dump_json() if isinstance(v, Submission) else v,
+    "error": lambda v: v,
+    "attempts": lambda v: v,
+    "started_at": lambda v: v,
+    "finished_at": lambda v: v,
+    "delivery": json.dumps,
+    "posted_message_ids": json.dumps,
+    "notices": json.dumps,
+}
+
+
+def _update_sql(job_id: str, now: float, fields: dict[str, Any]) -> tuple[str, tuple[Any, ...]]:
+    assignments = ", ".join(f"{name} = ?" for name in fields)
+    values = [_COLUMN_VALUES[name](value) for name, value in fields.items()]
+    return f"UPDATE jobs SET {assignments}, updated_at = ? WHERE id = ?", (*values, now, job_id)  # noqa: S608 - column names are from the fixed table above
+
+
 @contextmanager
 def _refusals() -> Iterator[None]:
     """The trigger's RAISE(ABORT, 'admission refused: …') as AdmissionRefused; other errors pass."""
@@ -166,20 +185,12 @@ class JobRepository:
         return int(row[0]) if row else 0
 
     async def update(self, conn: aiosqlite.Connection, job_id: str, now: float, **fields: Any) -> None:
-        columns: dict[str, Callable[[Any], Any]] = {
-            "state": lambda v: v.value if isinstance(v, JobState) else v,
-            "provider_task": lambda v: v.model_dump_json() if isinstance(v, Submission) else v,
-            "error": lambda v: v,
-            "attempts": lambda v: v,
-            "started_at": lambda v: v,
-            "finished_at": lambda v: v,
-            "delivery": json.dumps,
-            "posted_message_ids": json.dumps,
-            "notices": json.dumps,
-        }
-        assignments = ", ".join(f"{name} = ?" for name in fields)
-        values = [columns[name](value) for name, value in fields.items()]
-        await conn.execute(f"UPDATE jobs SET {assignments}, updated_at = ? WHERE id = ?", (*values, now, job_id))  # noqa: S608 - column names are from the fixed table above
+        """Change some of a job's columns inside the caller's transaction."""
+        await conn.execute(*_update_sql(job_id, now, fields))
+
+    async def set(self, job_id: str, now: float, **fields: Any) -> None:
+        """Change some of a job's columns as a transaction of its own: one statement, one database hop."""
+        await self.db.write(*_update_sql(job_id, now, fields))
 
     async def save_results(
         self, conn: aiosqlite.Connection, job_id: str, images: Sequence[StoredImage], now: float
