@@ -282,28 +282,7 @@ def patch_probe_phases() -> None:
     atexit.register(report)
 
 
-def patch_stdlib_json() -> None:
-    """The shape before orjson: discord.py parses gateway frames and HTTP answers with the stdlib json."""
-    import json
-
-    import discord.utils
-
-    discord.utils._from_json = json.loads
-    discord.utils._to_json = lambda obj: json.dumps(obj, separators=(",", ":"), ensure_ascii=True)
-
-
-def patch_uvloop() -> None:
-    """Proposed fix: run the bot on uvloop (libuv) instead of asyncio's pure-Python selector loop."""
-    import asyncio
-
-    import uvloop
-
-    asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
-
-
 PATCHES = {
-    "stdlib_json": patch_stdlib_json,
-    "uvloop": patch_uvloop,
     "probe_phases": patch_probe_phases,
     "cheap_probe": patch_cheap_probe,
     "one_hop": patch_one_hop,
