@@ -63,7 +63,8 @@ async def test_imagine_posts_images_in_a_thread(tmp_path: Path) -> None:
                 while (await bot.engine.jobs.get(job.id)).state != JobState.DONE:  # type: ignore[union-attr]
                     await asyncio.sleep(0.02)
             status = fake.message(job.delivery["status_message_id"])
-            assert "Done" in status.embeds[0]["description"]
+            # The final edit is sent in the background once the job is done; it must arrive, and stay last.
+            await fake.wait_for(lambda: "Done" in status.embeds[0]["description"] or None, timeout=5)
             assert fake.unknown_routes == []
 
 
