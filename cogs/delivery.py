@@ -194,26 +194,23 @@ class DiscordSink:
             except discord.HTTPException as exc:
                 log.info("job %s: status message not updated (%s)", job.id, exc)
 
-    async def _final(self, job_id: str) -> None:
-        """Drop a pending progress edit (and wait for one in flight) so the final edit is the last one."""
-        task = self._pending_edit.pop(job_id, None)
+    async def _final_edit(self, job: Job, failure: str | None = None) -> None:
+        """The job's last status edit: a pending progress edit is dropped (one in flight finishes) first,
+        and the job's per-job bookkeeping is forgotten after."""
+        task = self._pending_edit.pop(job.id, None)
         if task is not None:
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)
-        self._last_edit.pop(job_id, None)
-        self._locks.pop(job_id, None)
+        await self._refresh(job)
+        await self._edit_status(job, 0, failure)
+        for per_job in (self._last_edit, self._locks, self._edit_locks):
+            per_job.pop(job.id, None)
 
     async def finished(self, job: Job) -> None:
         """Mark the status message done in the background: the job's worker does not wait for Discord."""
-        task = asyncio.create_task(self._finish_status(job), name=f"status-{job.id}")
+        task = asyncio.create_task(self._final_edit(job), name=f"status-{job.id}")
         self._closing.add(task)
         task.add_done_callback(self._closing.discard)
-
-    async def _finish_status(self, job: Job) -> None:
-        await self._final(job.id)
-        await self._refresh(job)
-        await self._edit_status(job, 0)
-        self._edit_locks.pop(job.id, None)
 
     async def drain(self, timeout: float) -> None:
         """At shutdown: give the last status edits ``timeout`` seconds to reach Discord."""
@@ -221,11 +218,8 @@ class DiscordSink:
             await asyncio.wait(set(self._closing), timeout=timeout)
 
     async def failed(self, job: Job, message: str) -> None:
-        await self._final(job.id)
-        await self._refresh(job)
         failure = "Cancelled." if job.state == JobState.CANCELLED else f"This job did not complete: {message}"
-        await self._edit_status(job, 0, failure)
-        self._edit_locks.pop(job.id, None)
+        await self._final_edit(job, failure)
         target = job.delivery.get("thread_id")
         if target and job.state == JobState.FAILED:
             try:
