@@ -7,6 +7,7 @@ import logging
 import signal
 import time
 from collections.abc import Callable
+from typing import Any
 
 import aiohttp
 import discord
@@ -17,6 +18,7 @@ from bot.jobs.engine import JobEngine
 from bot.retention import remove_old_images
 from bot.services import Services
 from cogs import EXTENSIONS
+from cogs.ackfirst import AckFirst
 from cogs.delivery import DiscordSink
 from cogs.endpoints import adopt_gateway, use_api_base
 from cogs.errors import SeedreamTree
@@ -44,8 +46,15 @@ class SeedreamBot(commands.Bot):
         self.services = services
         self.settings = settings
         self.sink = DiscordSink(self, edit_interval=settings.discord.status_edit_seconds)
+        self.ack_first = AckFirst()
         self.engine: JobEngine = services.make_engine(self.sink)
         self._maintenance: asyncio.Task[None] | None = None
+
+    def dispatch(self, event_name: str, /, *args: Any, **kwargs: Any) -> None:
+        # discord.py parses INTERACTION_CREATE and dispatches "interaction" before any command code runs.
+        if event_name == "interaction" and args and isinstance(args[0], discord.Interaction):
+            self.ack_first.received(args[0])
+        super().dispatch(event_name, *args, **kwargs)
 
     async def setup_hook(self) -> None:
         await adopt_gateway(self, self.settings.discord.api_base)

@@ -187,6 +187,7 @@ class Imagine(commands.Cog):
         text = clean_prompt(prompt)
         if not text:
             raise InvalidRequest("Please describe the picture you want: the prompt is empty.")
+        await self.bot.ack_first.after_ack(interaction)
         references = await self._download(attachments)
         gen = self.bot.settings.generation
         request = GenerationRequest(
@@ -230,8 +231,11 @@ class Imagine(commands.Cog):
         provider: str | None,
         parent: Job | None = None,
     ) -> Job:
-        """Queue a job (quota reserved in the same transaction), open its status message, say where."""
+        """Queue a job (quota reserved in the same transaction), open its status message, say where.
+
+        Each slow step first lets waiting interactions be acknowledged (``AckFirst``)."""
         engine = self.bot.engine
+        await self.bot.ack_first.after_ack(interaction)
         ctx = self.member_context(
             interaction.guild_id, interaction.user, interaction.channel, is_moderator(interaction)
         )
@@ -251,6 +255,7 @@ class Imagine(commands.Cog):
             delivery={"channel_id": interaction.channel_id},
             parent_job_id=parent.id if parent else None,
         )
+        await self.bot.ack_first.after_ack(interaction)
         try:
             await self.bot.sink.prepare(job, position)
         except (discord.HTTPException, discord.InvalidData) as exc:  # InvalidData: e.g. a forum, not a chat
