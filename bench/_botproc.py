@@ -282,7 +282,163 @@ def patch_probe_phases() -> None:
     atexit.register(report)
 
 
+def patch_no_checks() -> None:
+    """Diagnostic, not a fix: downloaded results are not probed (what does the check cost?)."""
+    from bot import images
+
+    images._probe = lambda path, max_pixels: ("PNG", 2048, 2048)
+
+
+def patch_no_status() -> None:
+    """Diagnostic, not a fix: no status message, thread or status edits; results go to the channel."""
+    from cogs import delivery
+
+    async def prepare(self: Any, job: Any, position: int) -> Any:
+        if not job.delivery.get("target_id"):
+            job.delivery = {**job.delivery, "status_message_id": 1, "target_id": job.channel_id}
+        return job
+
+    async def nothing(self: Any, *args: Any, **kwargs: Any) -> None:
+        return None
+
+    delivery.DiscordSink.prepare = prepare  # type: ignore[method-assign]
+    delivery.DiscordSink.progress = nothing  # type: ignore[method-assign]
+    delivery.DiscordSink._final_edit = nothing  # type: ignore[method-assign]
+
+
+def patch_cprofile() -> None:
+    """Diagnostic: cProfile the whole bot process; stats are written to ``$BENCH_CPROFILE`` at exit."""
+    import cProfile
+
+    profile = cProfile.Profile()
+    profile.enable()
+    atexit.register(lambda: (profile.disable(), profile.dump_stats(os.environ["BENCH_CPROFILE"])))
+
+
+def patch_no_orjson() -> None:
+    """Diagnostic: hide orjson from discord.py (it uses orjson for JSON when it can import it)."""
+    sys.modules["orjson"] = None  # type: ignore[assignment]
+
+
+def patch_uvloop() -> None:
+    """Candidate: uvloop's event loop (libuv) instead of asyncio's selector loop."""
+    import asyncio
+
+    import uvloop
+
+    asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+
+
+def patch_no_ack_first() -> None:
+    """The code before ``cogs/ackfirst.py``: a command's slow work does not wait for others' acknowledgements."""
+    from cogs import ackfirst
+
+    async def after_ack(self: Any, interaction: Any) -> None:
+        return None
+
+    ackfirst.AckFirst.after_ack = after_ack  # type: ignore[method-assign]
+
+
+def patch_loop_lag() -> None:
+    """Diagnostic: how late the event loop runs a 5 ms timer, and how long each database hop takes
+    (waiting in aiosqlite's queue + running in its thread + getting back to the loop), printed at exit."""
+    import asyncio
+
+    import aiosqlite.core
+
+    lags: list[float] = []
+    hops: list[tuple[float, float]] = []  # (total, inside the thread)
+    execute = aiosqlite.core.Connection._execute
+
+    async def timed(self: Any, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        started = time.perf_counter()
+        inside: list[float] = []
+
+        def run() -> Any:
+            began = time.perf_counter()
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                inside.append(time.perf_counter() - began)
+
+        try:
+            return await execute(self, run)
+        finally:
+            hops.append((time.perf_counter() - started, inside[0] if inside else 0.0))
+
+    aiosqlite.core.Connection._execute = timed  # type: ignore[method-assign]
+
+    async def watch() -> None:
+        while True:
+            started = time.perf_counter()
+            await asyncio.sleep(0.005)
+            lags.append(time.perf_counter() - started - 0.005)
+
+    from bot.jobs import engine
+
+    start = engine.JobEngine.start
+
+    async def started(self: Any) -> None:
+        await start(self)
+        self._lag_watch = asyncio.create_task(watch())
+
+    engine.JobEngine.start = started  # type: ignore[method-assign]
+
+    def q(values: list[float], p: float) -> float:
+        return sorted(values)[min(len(values) - 1, int(len(values) * p))] * 1000 if values else 0.0
+
+    def report() -> None:
+        busy = [v for v in lags if v > 0.001]
+        print(
+            f"loop_lag: {len(lags)} ticks, {len(busy)} late >1ms, p50 {q(lags, 0.5):.1f} p90 {q(lags, 0.9):.1f} "
+            f"p99 {q(lags, 0.99):.1f} max {q(lags, 1):.1f} ms",
+            file=sys.stderr,
+        )
+        total, inside = [h[0] for h in hops], [h[1] for h in hops]
+        print(
+            f"db_hops: {len(hops)} hops, total p50 {q(total, 0.5):.1f} p90 {q(total, 0.9):.1f} "
+            f"p99 {q(total, 0.99):.1f} ms; in thread p50 {q(inside, 0.5):.2f} p99 {q(inside, 0.99):.2f} ms, "
+            f"sum {sum(inside):.2f} s",
+            file=sys.stderr,
+        )
+
+    atexit.register(report)
+
+
+def patch_slow_callbacks() -> None:
+    """Diagnostic: asyncio debug mode logs every event-loop step longer than 3 ms (to bot.log)."""
+    import asyncio
+    import logging
+
+    from bot.jobs import engine
+
+    start = engine.JobEngine.start
+
+    async def started(self: Any) -> None:
+        loop = asyncio.get_running_loop()
+        loop.set_debug(True)
+        loop.slow_callback_duration = 0.003
+        logging.getLogger("asyncio").setLevel(logging.WARNING)
+        await start(self)
+
+    engine.JobEngine.start = started  # type: ignore[method-assign]
+
+
+def patch_switch_fast() -> None:
+    """Candidate: hand the GIL over every 0.5 ms instead of 5 ms (threads waiting on it wait less)."""
+    sys.setswitchinterval(0.0005)
+
+
 PATCHES = {
+    "switch_fast": patch_switch_fast,
+    "slow_callbacks": patch_slow_callbacks,
+    "loop_lag": patch_loop_lag,
+    "no_ack_first": patch_no_ack_first,
+    "no_orjson": patch_no_orjson,
+    "uvloop": patch_uvloop,
+    "cprofile": patch_cprofile,
+    "no_checks": patch_no_checks,
+    "no_status": patch_no_status,
     "probe_phases": patch_probe_phases,
     "cheap_probe": patch_cheap_probe,
     "one_hop": patch_one_hop,
