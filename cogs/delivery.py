@@ -308,8 +308,7 @@ class DiscordSink:
                     continue
                 raise
             posted = last
-            await record_message(message.id)
-            await self.bot.engine.save_delivery(job, {**job.delivery, "posted_images": posted})
+            await record_message(message.id, {**job.delivery, "posted_images": posted})
 
     def _notes(self, job: Job, part: list[UploadFile], first: int) -> list[str]:
         notes = list(job.notices) if first == 1 else []

@@ -18,7 +18,7 @@ import contextlib
 import functools
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from typing import Protocol
 
 from bot.errors import (
@@ -40,7 +40,14 @@ from bot.storage import Database
 
 log = logging.getLogger(__name__)
 Clock = Callable[[], float]
-RecordMessage = Callable[[int], Awaitable[None]]
+
+
+class RecordMessage(Protocol):
+    """Save a posted message's id, and the delivery progress that goes with it, in one write."""
+
+    async def __call__(self, message_id: int, delivery: dict[str, object] | None = None) -> None: ...
+
+
 DELIVERY_ATTEMPTS = 5
 INTERRUPTED_MESSAGE = (
     "The bot restarted while sending your request to the image provider. To make sure you are never charged "
@@ -357,7 +364,7 @@ class JobEngine:
             await self.sink.progress(job, 0)
         if job.state == JobState.DOWNLOADED:
             await self._deliver(job)
-            await self._set(job, state=JobState.POSTED)
+            job.state = JobState.POSTED  # not written on its own: the DONE write below records it
         if job.state == JobState.POSTED:
             await self._set(job, state=JobState.DONE, finished_at=self.clock())
             self.metrics.job_ended(JobState.DONE.value)
@@ -374,7 +381,7 @@ class JobEngine:
         """Post the results, retrying while the chat service says "try again" (5xx, rate limits)."""
         for attempt in range(1, DELIVERY_ATTEMPTS + 1):
             try:
-                await self.sink.deliver(job, lambda message_id: self._record_message(job, message_id))
+                await self.sink.deliver(job, functools.partial(self._record_message, job))
                 return
             except DeliveryFailed as exc:
                 if not exc.retryable or attempt == DELIVERY_ATTEMPTS:
@@ -392,9 +399,11 @@ class JobEngine:
         except Exception:
             log.exception("job %s: could not alert the moderators", job.id)
 
-    async def _record_message(self, job: Job, message_id: int) -> None:
-        job.posted_message_ids = [*job.posted_message_ids, message_id]
-        await self.jobs.set(job.id, self.clock(), posted_message_ids=job.posted_message_ids)
+    async def _record_message(self, job: Job, message_id: int, delivery: dict[str, object] | None = None) -> None:
+        fields: dict[str, object] = {"posted_message_ids": [*job.posted_message_ids, message_id]}
+        if delivery is not None:
+            fields["delivery"] = delivery
+        await self._set(job, **fields)
 
     async def _finish_failed(self, job: Job, state: JobState, code: str, message: str, *, notify: bool = True) -> None:
         """End a job that will not complete: record why and refund what the member did not receive."""
