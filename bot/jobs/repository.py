@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -20,7 +20,30 @@ from bot.storage import Database
 assert {s.value for s in ACTIVE_STATES} == {"queued", "submitted", "downloaded", "posted"}
 
 
-def _image(row: aiosqlite.Row) -> StoredImage:
+#: A job row with its images as a JSON array, so a job loads in one database hop.
+_SELECT_JOBS = (
+    "SELECT jobs.*, (SELECT json_group_array(json_object('role', role, 'position', position, 'path', path,"
+    " 'sha256', sha256, 'size_bytes', size_bytes, 'width', width, 'height', height, 'mime', mime,"
+    " 'provider', provider, 'provider_image_id', provider_image_id))"
+    " FROM job_images WHERE job_images.job_id = jobs.id) AS images FROM jobs"
+)
+_GET_SQL = f"{_SELECT_JOBS} WHERE id = ?"
+_ACTIVE_SQL = f"{_SELECT_JOBS} WHERE state IN ('queued', 'submitted', 'downloaded', 'posted') ORDER BY created_at"
+_RECENT_SQL = f"{_SELECT_JOBS} WHERE requester_id = ? AND guild_id IS ? ORDER BY created_at DESC LIMIT ?"
+_BY_MESSAGE_SQL = (
+    f"{_SELECT_JOBS}, json_each(jobs.posted_message_ids) AS posted WHERE posted.value = ?"
+    f" UNION {_SELECT_JOBS} WHERE json_extract(delivery, '$.status_message_id') = ? LIMIT 1"
+)
+
+
+def _job(row: aiosqlite.Row) -> Job:
+    images = sorted(json.loads(row["images"]), key=lambda image: (image["role"], image["position"]))
+    references = [_image(image) for image in images if image["role"] == "reference"]
+    results = [_image(image) for image in images if image["role"] == "result"]
+    return Job.from_row(row, references, results)
+
+
+def _image(row: Mapping[str, Any]) -> StoredImage:
     return StoredImage(
         path=Path(row["path"]),
         sha256=row["sha256"],
@@ -147,22 +170,12 @@ class JobRepository:
         )
 
     async def get(self, job_id: str) -> Job | None:
-        row = await self.db.fetchone("SELECT * FROM jobs WHERE id = ?", (job_id,))
-        return await self._hydrate(row) if row else None
-
-    async def _hydrate(self, row: aiosqlite.Row) -> Job:
-        images = await self.db.fetchall(
-            "SELECT * FROM job_images WHERE job_id = ? ORDER BY role, position", (row["id"],)
-        )
-        references = [_image(r) for r in images if r["role"] == "reference"]
-        results = [_image(r) for r in images if r["role"] == "result"]
-        return Job.from_row(row, references, results)
+        row = await self.db.fetchone(_GET_SQL, (job_id,))
+        return _job(row) if row else None
 
     async def active(self) -> list[Job]:
-        rows = await self.db.fetchall(
-            "SELECT * FROM jobs WHERE state IN ('queued', 'submitted', 'downloaded', 'posted') ORDER BY created_at"
-        )
-        return [await self._hydrate(r) for r in rows]
+        rows = await self.db.fetchall(_ACTIVE_SQL)
+        return [_job(r) for r in rows]
 
     async def queued_heads(self) -> list[tuple[str, int, str, float]]:
         """The oldest queued job of each member: (job id, requester, provider, created_at)."""
@@ -198,17 +211,13 @@ class JobRepository:
         await self._insert_images(conn, job_id, "result", images, now)
 
     async def recent_for(self, requester_id: int, guild_id: int | None, limit: int = 10) -> list[Job]:
-        rows = await self.db.fetchall(
-            "SELECT * FROM jobs WHERE requester_id = ? AND guild_id IS ? ORDER BY created_at DESC LIMIT ?",
-            (requester_id, guild_id, limit),
-        )
-        return [await self._hydrate(r) for r in rows]
+        rows = await self.db.fetchall(_RECENT_SQL, (requester_id, guild_id, limit))
+        return [_job(r) for r in rows]
 
     async def find_by_message(self, message_id: int) -> Job | None:
         """The job whose result (or status) message this is."""
         row = await self.db.fetchone(
-            "SELECT jobs.* FROM jobs, json_each(jobs.posted_message_ids) AS posted WHERE posted.value = ?"
-            " UNION SELECT * FROM jobs WHERE json_extract(delivery, '$.status_message_id') = ? LIMIT 1",
+            _BY_MESSAGE_SQL,
             (message_id, message_id),
         )
-        return await self._hydrate(row) if row else None
+        return _job(row) if row else None

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
 
@@ -79,6 +79,22 @@ class Block:
     until: float | None
     blocked_by: int
     created_at: float
+
+
+@dataclass(frozen=True)
+class MemberRules:
+    """Every rule that bears on one member's request, read in one statement (``ModerationStore.member_rules``).
+
+    ``limits`` holds only the rows that can apply: the member, their roles, the channel (and its parent), the
+    guild, keyed by (scope, id); ``stored_roles`` are the roles last recorded for usage reports."""
+
+    settings: GuildSettings
+    allowed_channels: tuple[int, ...] = ()
+    banned_words: tuple[str, ...] = ()
+    block: Block | None = None
+    in_flight: int = 0
+    stored_roles: tuple[int, ...] | None = None
+    limits: dict[tuple[str, int], int | None] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,7 @@ from collections.abc import Iterable, Mapping, Sequence
 
 from bot.config import QuotaSection, Settings
 from bot.errors import InvalidRequest, NotAllowed, TooManyJobs
-from bot.moderation.models import Decision, MemberContext, MemberStatus, ResolvedLimit
+from bot.moderation.models import Decision, MemberContext, MemberRules, MemberStatus, ResolvedLimit
 from bot.moderation.store import ModerationStore
 from bot.providers.base import GenerationRequest
 from bot.quota import Clock, Ledger
@@ -56,6 +56,7 @@ class PolicyService:
         self.provider_weights = dict(provider_weights or {})
         self.default_provider = default_provider
         self.clock = clock or ledger.clock
+        self._recorded_roles: dict[tuple[int, int], tuple[int, ...]] = {}  # what this process last wrote
 
     @classmethod
     def for_settings(cls, db: Database, ledger: Ledger, settings: Settings) -> PolicyService:
@@ -72,20 +73,21 @@ class PolicyService:
         """Refuse with a domain error, or say which allowance applies (pass it to ``enqueue``)."""
         name = provider_name or self.default_provider or ""
         self.ensure_guild_allowed(ctx.guild_id)
+        rules = await self._rules(ctx)
         if ctx.guild_id is not None:
-            await self._check_guild_rules(ctx, ctx.guild_id, request, name)
-        in_flight, cap = await self._in_flight(ctx)
+            self._check_guild_rules(ctx, rules, request, name)
+        in_flight, cap = rules.in_flight, self._in_flight_cap(rules)
         if in_flight >= cap:
             raise TooManyJobs(
                 f"You already have {in_flight} picture job{'s' if in_flight != 1 else ''} in progress here "
                 f"(the limit is {cap}); please wait for one to finish."
             )
-        limit = await self.resolve_limit(ctx)
+        limit = self._resolve_limit(ctx, rules)
         units = self.ledger.units_for(request.count, request.resolution, self.provider_weights.get(name, 1))
         balance = await self.ledger.check_allowance(
             self.db.conn, guild_id=ctx.guild_id, user_id=ctx.user_id, units=units, limit=limit.units
         )
-        await self._remember_roles(ctx)
+        await self._remember_roles(ctx, rules)
         return Decision(
             provider_name=name, units=units, limit=limit, balance=balance, in_flight=in_flight, in_flight_cap=cap
         )
@@ -95,21 +97,22 @@ class PolicyService:
         if guild_id is not None and allowlist and guild_id not in allowlist:
             raise NotAllowed("This bot is not enabled on this server. Its owner decides which servers may use it.")
 
-    async def _check_guild_rules(
-        self, ctx: MemberContext, guild_id: int, request: GenerationRequest, provider_name: str
+    async def _rules(self, ctx: MemberContext) -> MemberRules:
+        return await self.store.member_rules(ctx.guild_id, ctx.user_id, ctx.real_role_ids + ctx.channels, self.clock())
+
+    def _check_guild_rules(
+        self, ctx: MemberContext, rules: MemberRules, request: GenerationRequest, provider_name: str
     ) -> None:
-        now = self.clock()
-        block = await self.store.block_of(guild_id, ctx.user_id, now)
+        block, settings = rules.block, rules.settings
         if block is not None:
             until = f" until <t:{int(block.until)}:f>" if block.until is not None else ""
             raise NotAllowed(
                 f"A moderator has blocked you from making pictures on this server{until}. Reason: {block.reason}"
             )
-        settings = await self.store.settings(guild_id)
         if settings.paused and not ctx.is_moderator:
             why = f" ({settings.paused_reason})" if settings.paused_reason else ""
             raise NotAllowed(f"Image generation is paused on this server by its moderators{why}. Please try later.")
-        allowed = await self.store.allowed_channels(guild_id)
+        allowed = rules.allowed_channels
         if allowed and not ctx.is_moderator and not set(ctx.channels) & set(allowed):
             where = ", ".join(f"<#{c}>" for c in allowed)
             raise NotAllowed(f"Pictures can't be made in this channel; please use {where}.")
@@ -123,63 +126,67 @@ class PolicyService:
             )
         if settings.max_count and request.count > settings.max_count:
             raise InvalidRequest(f"This server allows at most {settings.max_count} image(s) per request.")
-        word = banned_word_in(request.prompt, await self.store.banned_words(guild_id))
+        word = banned_word_in(request.prompt, rules.banned_words)
         if word is not None:
             raise InvalidRequest(
                 f"Your prompt contains a word that is not allowed on this server: “{word}”. Please rephrase it."
             )
 
-    async def _in_flight(self, ctx: MemberContext) -> tuple[int, int]:
-        cap = self.config.max_queued_per_user
-        if ctx.guild_id is not None:
-            cap = (await self.store.settings(ctx.guild_id)).max_in_flight or cap
-        return await self.store.in_flight(ctx.guild_id, ctx.user_id), cap
+    def _in_flight_cap(self, rules: MemberRules) -> int:
+        return rules.settings.max_in_flight or self.config.max_queued_per_user
 
-    async def _remember_roles(self, ctx: MemberContext) -> None:
+    async def _remember_roles(self, ctx: MemberContext, rules: MemberRules) -> None:
         """Keep the member's roles as last seen, so usage reports can total per role."""
         if ctx.guild_id is None:
             return
-        roles = tuple(sorted(ctx.real_role_ids))
-        if await self.store.member_roles(ctx.guild_id, ctx.user_id) == roles:
+        roles, member = tuple(sorted(ctx.real_role_ids)), (ctx.guild_id, ctx.user_id)
+        if roles in (rules.stored_roles, self._recorded_roles.get(member)):  # a burst of commands writes once
             return
-        async with self.db.transaction() as conn:
-            await self.store.record_roles(conn, ctx.guild_id, ctx.user_id, roles, self.clock())
+        self._recorded_roles[member] = roles
+        try:
+            async with self.db.transaction() as conn:
+                await self.store.record_roles(conn, ctx.guild_id, ctx.user_id, roles, self.clock())
+        except BaseException:
+            self._recorded_roles.pop(member, None)
+            raise
 
     # -- allowances ---------------------------------------------------------------------------------
     async def resolve_limit(self, ctx: MemberContext) -> ResolvedLimit:
         """The allowance from the most specific scope that has a rule (see the module docstring)."""
+        return self._resolve_limit(ctx, await self._rules(ctx))
+
+    def _resolve_limit(self, ctx: MemberContext, rules: MemberRules) -> ResolvedLimit:
         default = ResolvedLimit(self.config.default_limit or None, "default")  # config 0 = unlimited
         if ctx.guild_id is None:
             return default
-        guild = ctx.guild_id
-        users = await self.store.limits_for(guild, "user", [ctx.user_id])
-        if ctx.user_id in users:
-            return ResolvedLimit(users[ctx.user_id], "user", ctx.user_id)
-        roles = await self.store.limits_for(guild, "role", ctx.real_role_ids)
+        limits = rules.limits
+        if ("user", ctx.user_id) in limits:
+            return ResolvedLimit(limits["user", ctx.user_id], "user", ctx.user_id)
+        roles = {r: limits["role", r] for r in ctx.real_role_ids if ("role", r) in limits}
         if roles:
             best = most_generous(roles.values())
             role_id = next(r for r in ctx.real_role_ids if r in roles and roles[r] == best)
             return ResolvedLimit(best, "role", role_id)
-        channels = await self.store.limits_for(guild, "channel", ctx.channels)
         for channel_id in ctx.channels:
-            if channel_id in channels:
-                return ResolvedLimit(channels[channel_id], "channel", channel_id)
-        guilds = await self.store.limits_for(guild, "guild", [guild])
-        if guild in guilds:
-            return ResolvedLimit(guilds[guild], "guild", guild)
+            if ("channel", channel_id) in limits:
+                return ResolvedLimit(limits["channel", channel_id], "channel", channel_id)
+        if ("guild", ctx.guild_id) in limits:
+            return ResolvedLimit(limits["guild", ctx.guild_id], "guild", ctx.guild_id)
         return default
 
     async def status(self, ctx: MemberContext) -> MemberStatus:
         """Everything /quota shows: used, left, next reset, in-flight jobs, and any block or pause."""
-        limit = await self.resolve_limit(ctx)
+        rules = await self._rules(ctx)
+        limit = self._resolve_limit(ctx, rules)
         balance = await self.ledger.balance(ctx.guild_id, ctx.user_id, limit.units)
-        in_flight, cap = await self._in_flight(ctx)
-        block, paused = None, False
-        if ctx.guild_id is not None:
-            block = await self.store.block_of(ctx.guild_id, ctx.user_id, self.clock())
-            paused = (await self.store.settings(ctx.guild_id)).paused
+        paused = ctx.guild_id is not None and rules.settings.paused
         return MemberStatus(
-            limit=limit, balance=balance, in_flight=in_flight, in_flight_cap=cap, block=block, paused=paused
+            limit=limit,
+            balance=balance,
+            in_flight=rules.in_flight,
+            in_flight_cap=self._in_flight_cap(rules),
+            block=rules.block if ctx.guild_id is not None else None,
+            paused=paused,
         )
 
 

@@ -8,7 +8,7 @@ from typing import Any
 
 import aiosqlite
 
-from bot.moderation.models import AuditEntry, Block, GuildSettings, LimitRule, ScopeKind
+from bot.moderation.models import AuditEntry, Block, GuildSettings, LimitRule, MemberRules, ScopeKind
 from bot.storage import Database, fetch_one
 
 #: guild_settings columns a moderator may change (the only names ever formatted into SQL).
@@ -28,6 +28,26 @@ SETTING_COLUMNS = frozenset(
 )
 
 
+#: One row: the member's guild settings (NULL columns when the guild has none) and, as JSON, everything else
+#: a policy check reads. A statement sees one snapshot, so the rules cannot change half way through a check.
+_MEMBER_RULES_SQL = """
+WITH me (guild, user, now, ids) AS (SELECT ?, ?, ?, ?)
+SELECT s.*,
+    (SELECT json_group_array(channel_id) FROM allowed_channels WHERE guild_id = me.guild) AS channels,
+    (SELECT json_group_array(word) FROM banned_words WHERE guild_id = me.guild) AS words,
+    (SELECT json_array(reason, until, blocked_by, created_at) FROM member_blocks
+        WHERE guild_id = me.guild AND user_id = me.user AND (until IS NULL OR until > me.now)) AS block,
+    (SELECT COUNT(*) FROM jobs WHERE requester_id = me.user AND guild_id IS me.guild
+        AND state IN ('queued', 'submitted', 'downloaded', 'posted')) AS in_flight,
+    (SELECT role_ids FROM member_roles WHERE guild_id = me.guild AND user_id = me.user) AS stored_roles,
+    (SELECT json_group_array(json_array(scope, scope_id, units)) FROM quota_limits
+        WHERE guild_id = me.guild AND ((scope = 'user' AND scope_id = me.user)
+            OR (scope = 'guild' AND scope_id = me.guild)
+            OR (scope IN ('role', 'channel') AND scope_id IN (SELECT value FROM json_each(me.ids))))) AS limits
+FROM me LEFT JOIN guild_settings AS s ON s.guild_id = me.guild
+"""
+
+
 class ModerationStore:
     def __init__(self, db: Database) -> None:
         self.db = db
@@ -35,21 +55,24 @@ class ModerationStore:
     # -- reads --------------------------------------------------------------------------------------
     async def settings(self, guild_id: int, conn: aiosqlite.Connection | None = None) -> GuildSettings:
         row = await fetch_one(conn or self.db.conn, "SELECT * FROM guild_settings WHERE guild_id = ?", (guild_id,))
-        if row is None:
-            return GuildSettings(guild_id=guild_id)
-        providers = row["allowed_providers"]
-        return GuildSettings(
-            guild_id=guild_id,
-            timezone=row["timezone"],
-            window_kind=row["window_kind"],
-            rolling_hours=row["rolling_hours"],
-            paused=bool(row["paused"]),
-            paused_reason=row["paused_reason"],
-            log_channel_id=row["log_channel_id"],
-            allowed_providers=tuple(json.loads(providers)) if providers is not None else None,
-            max_resolution=row["max_resolution"],
-            max_count=row["max_count"],
-            max_in_flight=row["max_in_flight"],
+        return _settings(guild_id, row)
+
+    async def member_rules(
+        self, guild_id: int | None, user_id: int, scope_ids: Iterable[int], now: float
+    ) -> MemberRules:
+        """One database hop for a policy check (it used to take a dozen): settings, channels, words, block,
+        jobs in flight, recorded roles and the limits for ``scope_ids`` (the member's roles and channels)."""
+        row = await fetch_one(self.db.conn, _MEMBER_RULES_SQL, (guild_id, user_id, now, json.dumps(list(scope_ids))))
+        assert row is not None  # the statement always returns its one row
+        block = json.loads(row["block"]) if row["block"] else None
+        return MemberRules(
+            settings=_settings(guild_id or 0, row if row["guild_id"] is not None else None),
+            allowed_channels=tuple(sorted(int(c) for c in json.loads(row["channels"]))),
+            banned_words=tuple(sorted(str(w) for w in json.loads(row["words"]))),
+            block=Block(user_id, block[0], block[1], block[2], block[3]) if block else None,
+            in_flight=int(row["in_flight"]),
+            stored_roles=tuple(json.loads(row["stored_roles"])) if row["stored_roles"] is not None else None,
+            limits={(str(scope), int(scope_id)): units for scope, scope_id, units in json.loads(row["limits"])},
         )
 
     async def limits(self, guild_id: int, scope: ScopeKind | None = None) -> list[LimitRule]:
@@ -59,27 +82,6 @@ class ModerationStore:
             (guild_id, scope, scope),
         )
         return [LimitRule(r[0], r[1], r[2], r[3], r[4]) for r in rows]
-
-    async def limits_for(self, guild_id: int, scope: ScopeKind, scope_ids: Iterable[int]) -> dict[int, int | None]:
-        """scope id -> units (None = unlimited) for the ids that have a rule."""
-        ids = list(scope_ids)
-        if not ids:
-            return {}
-        rows = await self.db.fetchall(
-            "SELECT scope_id, units FROM quota_limits WHERE guild_id = ? AND scope = ?"
-            " AND scope_id IN (SELECT value FROM json_each(?))",
-            (guild_id, scope, json.dumps(ids)),
-        )
-        return {int(r[0]): r[1] for r in rows}
-
-    async def block_of(self, guild_id: int, user_id: int, now: float) -> Block | None:
-        """The member's block if it is still in force (an expired block is simply ignored)."""
-        row = await self.db.fetchone(
-            "SELECT user_id, reason, until, blocked_by, created_at FROM member_blocks"
-            " WHERE guild_id = ? AND user_id = ? AND (until IS NULL OR until > ?)",
-            (guild_id, user_id, now),
-        )
-        return Block(row[0], row[1], row[2], row[3], row[4]) if row else None
 
     async def blocks(self, guild_id: int, now: float) -> list[Block]:
         rows = await self.db.fetchall(
@@ -98,14 +100,6 @@ class ModerationStore:
     async def banned_words(self, guild_id: int) -> list[str]:
         rows = await self.db.fetchall("SELECT word FROM banned_words WHERE guild_id = ? ORDER BY word", (guild_id,))
         return [str(r[0]) for r in rows]
-
-    async def in_flight(self, guild_id: int | None, user_id: int) -> int:
-        row = await self.db.fetchone(
-            "SELECT COUNT(*) FROM jobs WHERE requester_id = ? AND guild_id IS ?"
-            " AND state IN ('queued', 'submitted', 'downloaded', 'posted')",
-            (user_id, guild_id),
-        )
-        return int(row[0]) if row else 0
 
     async def member_roles(self, guild_id: int, user_id: int) -> tuple[int, ...] | None:
         row = await self.db.fetchone(
@@ -228,3 +222,22 @@ class ModerationStore:
             " VALUES (?, ?, ?, ?, ?, ?, ?)",
             (guild_id, actor_id, action, target, json.dumps(dict(details), sort_keys=True), reason, now),
         )
+
+
+def _settings(guild_id: int, row: Any) -> GuildSettings:
+    if row is None:
+        return GuildSettings(guild_id=guild_id)
+    providers = row["allowed_providers"]
+    return GuildSettings(
+        guild_id=guild_id,
+        timezone=row["timezone"],
+        window_kind=row["window_kind"],
+        rolling_hours=row["rolling_hours"],
+        paused=bool(row["paused"]),
+        paused_reason=row["paused_reason"],
+        log_channel_id=row["log_channel_id"],
+        allowed_providers=tuple(json.loads(providers)) if providers is not None else None,
+        max_resolution=row["max_resolution"],
+        max_count=row["max_count"],
+        max_in_flight=row["max_in_flight"],
+    )
