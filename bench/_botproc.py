@@ -429,7 +429,51 @@ def patch_switch_fast() -> None:
     sys.setswitchinterval(0.0005)
 
 
+def patch_gc_pauses() -> None:
+    """Diagnostic: every garbage collection's generation and pause, summed per generation at exit."""
+    import gc
+
+    pauses: list[tuple[int, float]] = []
+    began: list[float] = [0.0]
+
+    def watch(phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            began[0] = time.perf_counter()
+        else:
+            pauses.append((info["generation"], time.perf_counter() - began[0]))
+
+    gc.callbacks.append(watch)
+
+    def report() -> None:
+        for gen in (0, 1, 2):
+            mine = [p for g, p in pauses if g == gen]
+            worst = max(mine, default=0) * 1000
+            total = sum(mine) * 1000
+            print(f"gc_pauses: gen{gen} {len(mine)} runs, {total:.1f} ms, worst {worst:.1f} ms", file=sys.stderr)
+
+    atexit.register(report)
+
+
+def patch_gc_freeze() -> None:
+    """Candidate: after start-up, move every object alive then out of the collector's generations
+    (``gc.freeze``), so a full collection scans only what the bot made since."""
+    import gc
+
+    from bot.jobs import engine
+
+    start = engine.JobEngine.start
+
+    async def started(self: Any) -> None:
+        await start(self)
+        gc.collect()
+        gc.freeze()
+
+    engine.JobEngine.start = started  # type: ignore[method-assign]
+
+
 PATCHES = {
+    "gc_freeze": patch_gc_freeze,
+    "gc_pauses": patch_gc_pauses,
     "switch_fast": patch_switch_fast,
     "slow_callbacks": patch_slow_callbacks,
     "loop_lag": patch_loop_lag,
