@@ -349,6 +349,7 @@ class JobEngine:
                 if job.submission is None:
                     raise RuntimeError(f"job {job.id} is submitted but has no saved submission")
                 result = await provider.collect(job.request, job.submission)
+            self._free_worker(job)  # the images are on disk: recording them need not hold a worker
             generated = len(result.images)
             self.metrics.images_generated(provider.name, generated, self.clock() - (job.started_at or job.created_at))
             async with self.db.transaction() as conn:
@@ -360,7 +361,6 @@ class JobEngine:
                 await self.ledger.settle(conn, job.id, generated * per_image, note="generated")
             job.state, job.results, job.notices = JobState.DOWNLOADED, result.images, job.notices + result.notices
             log.info("job %s downloaded %d image(s)", job.id, generated)
-            self._free_worker(job)
             await self.sink.progress(job, 0)
         if job.state == JobState.DOWNLOADED:
             await self._deliver(job)
