@@ -315,20 +315,6 @@ def patch_cprofile() -> None:
     atexit.register(lambda: (profile.disable(), profile.dump_stats(os.environ["BENCH_CPROFILE"])))
 
 
-def patch_no_orjson() -> None:
-    """Diagnostic: hide orjson from discord.py (it uses orjson for JSON when it can import it)."""
-    sys.modules["orjson"] = None  # type: ignore[assignment]
-
-
-def patch_uvloop() -> None:
-    """Candidate: uvloop's event loop (libuv) instead of asyncio's selector loop."""
-    import asyncio
-
-    import uvloop
-
-    asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
-
-
 def patch_no_ack_first() -> None:
     """The code before ``cogs/ackfirst.py``: a command's slow work does not wait for others' acknowledgements."""
     from cogs import ackfirst
@@ -424,11 +410,6 @@ def patch_slow_callbacks() -> None:
     engine.JobEngine.start = started  # type: ignore[method-assign]
 
 
-def patch_switch_fast() -> None:
-    """Candidate: hand the GIL over every 0.5 ms instead of 5 ms (threads waiting on it wait less)."""
-    sys.setswitchinterval(0.0005)
-
-
 def patch_gc_pauses() -> None:
     """Diagnostic: every garbage collection's generation and pause, summed per generation at exit."""
     import gc
@@ -474,12 +455,9 @@ def patch_gc_freeze() -> None:
 PATCHES = {
     "gc_freeze": patch_gc_freeze,
     "gc_pauses": patch_gc_pauses,
-    "switch_fast": patch_switch_fast,
     "slow_callbacks": patch_slow_callbacks,
     "loop_lag": patch_loop_lag,
     "no_ack_first": patch_no_ack_first,
-    "no_orjson": patch_no_orjson,
-    "uvloop": patch_uvloop,
     "cprofile": patch_cprofile,
     "no_checks": patch_no_checks,
     "no_status": patch_no_status,

@@ -82,27 +82,44 @@ async def _direct_jobs(
                 async with session.post(f"{cfg['novita']}/v3/seedream-4.5", json=body, headers=auth) as response:
                     urls = (await response.json())["images"]
                 paths = await asyncio.gather(*(download(url, folder / f"{i}-{k}.png") for k, url in enumerate(urls)))
-                form = aiohttp.FormData()
-                attachments = [{"id": k, "filename": p.name} for k, p in enumerate(paths)]
-                form.add_field(
-                    "payload_json",
-                    json.dumps({"content": f"job {i}", "attachments": attachments}),
-                    content_type="application/json",
-                )
-                handles = [p.open("rb") for p in paths]
-                for k, (path, handle) in enumerate(zip(paths, handles, strict=True)):
-                    form.add_field(f"files[{k}]", handle, filename=path.name, content_type="image/png")
                 url = f"{cfg['api']}/channels/{cfg['channel']}/messages"
-                async with session.post(url, data=form, headers=bot_auth) as response:
-                    response.raise_for_status()
-                for handle in handles:
-                    handle.close()
+                await post_within_rate_limit(session, url, form_for, paths, i, bot_auth)
                 spans[count].append(time.perf_counter() - started)
 
         started = time.perf_counter()
         await asyncio.gather(*(job(i, n) for i, n in enumerate(counts(cfg["jobs"]))))
         batch = time.perf_counter() - started
     return {"spans": spans, "batch": batch}
+
+
+def form_for(paths: list[Path], i: int) -> tuple[aiohttp.FormData, list[Any]]:
+    form = aiohttp.FormData()
+    attachments = [{"id": k, "filename": p.name} for k, p in enumerate(paths)]
+    form.add_field(
+        "payload_json", json.dumps({"content": f"job {i}", "attachments": attachments}), content_type="application/json"
+    )
+    handles = [p.open("rb") for p in paths]
+    for k, (path, handle) in enumerate(zip(paths, handles, strict=True)):
+        form.add_field(f"files[{k}]", handle, filename=path.name, content_type="image/png")
+    return form, handles
+
+
+async def post_within_rate_limit(
+    session: aiohttp.ClientSession, url: str, make: Any, paths: list[Path], i: int, auth: dict[str, str]
+) -> None:
+    """The script obeys Discord's rate limit too: on a 429 it waits ``retry_after`` and sends again."""
+    while True:
+        form, handles = make(paths, i)
+        try:
+            async with session.post(url, data=form, headers=auth) as response:
+                if response.status == 429:
+                    await asyncio.sleep(float((await response.json())["retry_after"]))
+                    continue
+                response.raise_for_status()
+                return
+        finally:
+            for handle in handles:
+                handle.close()
 
 
 async def run_direct(novita: c.PhotoNovita, jobs: int, concurrency: int) -> dict[str, Any]:
