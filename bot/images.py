@@ -74,7 +74,7 @@ def _probe(path: Path, max_pixels: int) -> tuple[str, int, int]:
 
 
 #: Bytes gathered before one write: the event loop hands the disk a batch at a time, in a thread.
-WRITE_BATCH = 1024 * 1024
+WRITE_BATCH = 256 * 1024
 
 
 def _write_and_hash(handle: BinaryIO, digest: Any, chunks: list[bytes]) -> None:
