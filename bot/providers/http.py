@@ -212,7 +212,7 @@ class ProviderHttp:
                 if kind and not kind.startswith(("image/", "application/octet-stream", "binary/")):
                     raise ProviderUnavailable("The provider's result was not an image.", detail=f"Content-Type {kind}")
                 return await store.save_stream(
-                    response.content.iter_any(),
+                    response.content.iter_chunked(64 * 1024),
                     max_bytes=max_bytes,
                     provider=self.provider,
                     provider_image_id=provider_image_id,
