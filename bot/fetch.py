@@ -81,7 +81,9 @@ class ImageFetcher:
                         raise ImageRejected(
                             f"That image is larger than the {self.max_bytes // (1024 * 1024)} MiB we accept."
                         )
-                    return await self.store.save_stream(response.content.iter_chunked(64 * 1024), max_bytes=self.max_bytes)
+                    return await self.store.save_stream(
+                        response.content.iter_chunked(64 * 1024), max_bytes=self.max_bytes
+                    )
             except (aiohttp.ClientError, TimeoutError):
                 raise ImageRejected("That image could not be downloaded; please try again.") from None
         raise ImageRejected("That image link redirects too many times.")

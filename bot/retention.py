@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import time
@@ -24,8 +25,11 @@ def _remove_older_than(root: Path, cutoff: float) -> int:
                     removed += 1
             except FileNotFoundError:
                 continue
-        if Path(folder) != root and not os.listdir(folder):
-            Path(folder).rmdir()
+        # An empty folder is removed only once it is old too: a fresh one (this month's, just emptied or just
+        # made) may be about to receive a new image, and removing it under the writer would fail that job.
+        if Path(folder) != root and not os.listdir(folder) and os.stat(folder).st_mtime < cutoff:
+            with contextlib.suppress(OSError):  # a file arrived after the listing: keep the folder
+                Path(folder).rmdir()
     return removed
 
 

@@ -33,6 +33,18 @@ async def test_retention_removes_only_old_files(store: ImageStore) -> None:
     assert not old.path.exists() and new.path.exists()
 
 
+async def test_retention_keeps_a_fresh_empty_folder_that_a_new_image_is_about_to_use(store: ImageStore) -> None:
+    old = await store.save_bytes(_png())
+    month_ago = time.time() - 31 * 86400
+    os.utime(old.path, (month_ago, month_ago))
+    folder = old.path.parent
+    assert await remove_old_images(store.root.parent, retention_days=30) == 1
+    assert folder.is_dir()  # emptied just now, so not old: the next image of this month goes here
+    os.utime(folder, (month_ago, month_ago))
+    assert await remove_old_images(store.root.parent, retention_days=30) == 0
+    assert not folder.exists()  # empty and old: a past month's folder
+
+
 async def test_metrics_endpoint_reports_jobs_images_and_queue(db: Database, store: ImageStore) -> None:
     metrics = Metrics(enabled=True)
     port = metrics.serve("127.0.0.1", 0)
