@@ -4,8 +4,9 @@ Order of refusals: guild not allowlisted, blocked, paused, wrong channel, provid
 resolution/count over the server's max, banned word, too many jobs in flight, quota. The allowance
 comes from the most specific scope that has a rule: user > role > channel > guild > config default;
 among a member's roles the most generous wins (unlimited beats any number). Moderators skip the
-pause and channel rules so they can test, nothing else. The quota test here is a courtesy (a clean
-refusal before any work); the binding check is ``Ledger.reserve`` inside the enqueue transaction.
+pause and channel rules so they can test, nothing else. Every rule is read in one statement
+(``ModerationStore.member_rules``). The quota test here is a courtesy (a clean refusal before any work);
+the binding check is the admission trigger that runs when the job row is inserted (``Ledger.admit``).
 """
 
 from __future__ import annotations
