@@ -173,8 +173,17 @@ class ProviderHttp:
         except aiohttp.ClientConnectorError as exc:
             raise NotAccepted("The image provider cannot be reached right now.", detail=str(exc)) from None
         except TimeoutError:
-            message = "The image provider did not answer in time; please try again later."
-            raise ProviderTimeout(message, detail=f"timeout on {method} {_path(url)}") from None
+            if not create:
+                message = "The image provider did not answer in time; please try again later."
+                raise ProviderTimeout(message, detail=f"timeout on {method} {_path(url)}") from None
+            # A create that timed out may be running (and billed) at the provider: it is never sent again.
+            error = ProviderTimeout(
+                "The image provider did not answer in time. The request was not repeated because it may "
+                "already have been charged; please try again later.",
+                detail=f"timeout on {method} {_path(url)}",
+            )
+            error.retryable = False
+            raise error from None
         except aiohttp.ClientError as exc:
             # The request may have reached the provider: unsafe to retry a create.
             raise ProviderUnavailable("The image provider connection failed.", detail=repr(exc)) from None

@@ -265,13 +265,13 @@ class LeonardoProvider(Provider):
                 "POST", f"{self.config.base_url}/v2/generations", create=True, json=body
             )
         except ProviderTimeout as exc:
-            # There is no lookup by request: the job may be running (and billed), so never create again.
+            # There is no lookup by request: the job may be running (and billed); say so in Leonardo's terms.
             error = ProviderTimeout(
                 "Leonardo did not confirm the generation in time; we did not send it again, so you are not "
                 "charged twice.",
                 detail=exc.detail,
             )
-            error.retryable = False  # tells the job engine not to submit again either
+            error.retryable = exc.retryable
             raise error from None
 
     def _generated_id(self, image: StoredImage) -> str | None:

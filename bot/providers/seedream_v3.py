@@ -30,7 +30,6 @@ from bot.errors import (
     ImageRejected,
     InvalidRequest,
     OutOfCredit,
-    ProviderTimeout,
     ProviderUnavailable,
     RateLimited,
     ResultExpired,
@@ -304,14 +303,7 @@ class SeedreamV3Provider(Provider):
             watermark=self.watermark,
         )
         body.update(self.extra_fields())
-        try:
-            answer_body = await self.http.request_json("POST", self.create_url, create=True, json=body)
-        except ProviderTimeout as exc:
-            raise ProviderTimeout(
-                "The image provider did not answer in time. The request was not repeated because it may "
-                "already have been charged; please try again later.",
-                detail=exc.detail,
-            ) from None
+        answer_body = await self.http.request_json("POST", self.create_url, create=True, json=body)
         answer = self.parse_answer(answer_body)
         if not answer.urls:
             raise self.nothing_generated(answer)

@@ -251,14 +251,7 @@ class TaskApiProvider(Provider):
 
     async def _create(self, body: dict[str, Any]) -> str:
         url = f"{self.config.base_url}/v1/images/generations"
-        try:
-            answer = await self.http.request_json("POST", url, create=True, json=body)
-        except ProviderTimeout as exc:
-            raise ProviderTimeout(
-                "The image provider did not answer in time. The request was not repeated because it may "
-                "already have been charged; please try again later.",
-                detail=exc.detail,
-            ) from None
+        answer = await self.http.request_json("POST", url, create=True, json=body)
         self._raise_envelope_error(answer)
         data = answer.get("data") if isinstance(answer, dict) else None
         for item in data if isinstance(data, list) else [data]:
