@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from pathlib import Path
 from typing import Any
 
 import aiosqlite
@@ -38,22 +37,10 @@ _BY_MESSAGE_SQL = (
 
 def _job(row: aiosqlite.Row) -> Job:
     images = sorted(json.loads(row["images"]), key=lambda image: (image["role"], image["position"]))
-    references = [_image(image) for image in images if image["role"] == "reference"]
-    results = [_image(image) for image in images if image["role"] == "result"]
+    # The JSON objects carry StoredImage's fields by name (plus role and position, which pydantic ignores).
+    references = [StoredImage.model_validate(image) for image in images if image["role"] == "reference"]
+    results = [StoredImage.model_validate(image) for image in images if image["role"] == "result"]
     return Job.from_row(row, references, results)
-
-
-def _image(row: Mapping[str, Any]) -> StoredImage:
-    return StoredImage(
-        path=Path(row["path"]),
-        sha256=row["sha256"],
-        size_bytes=row["size_bytes"],
-        width=row["width"],
-        height=row["height"],
-        mime=row["mime"],
-        provider=row["provider"],
-        provider_image_id=row["provider_image_id"],
-    )
 
 
 _INSERT_JOB_SQL = (
