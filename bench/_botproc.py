@@ -102,6 +102,19 @@ def after_load(extension: str, apply: Any) -> None:
     commands.Bot.load_extension = load_extension  # type: ignore[method-assign]
 
 
+def on_engine_start(apply: Any) -> None:
+    """Run ``apply()`` on the bot's event loop once the job engine has started (the bot is up)."""
+    from bot.jobs import engine
+
+    start = engine.JobEngine.start
+
+    async def started(self: Any) -> None:
+        await start(self)
+        apply()
+
+    engine.JobEngine.start = started  # type: ignore[method-assign]
+
+
 def patch_ack_only() -> None:
     """Diagnostic floor, not a fix: /imagine returns right after its defer (no policy, queue or posting)."""
 
@@ -360,15 +373,8 @@ def patch_loop_lag() -> None:
             await asyncio.sleep(0.005)
             lags.append(time.perf_counter() - started - 0.005)
 
-    from bot.jobs import engine
-
-    start = engine.JobEngine.start
-
-    async def started(self: Any) -> None:
-        await start(self)
-        self._lag_watch = asyncio.create_task(watch())
-
-    engine.JobEngine.start = started  # type: ignore[method-assign]
+    watching: list[asyncio.Task[None]] = []
+    on_engine_start(lambda: watching.append(asyncio.create_task(watch())))
 
     def q(values: list[float], p: float) -> float:
         return sorted(values)[min(len(values) - 1, int(len(values) * p))] * 1000 if values else 0.0
@@ -396,18 +402,13 @@ def patch_slow_callbacks() -> None:
     import asyncio
     import logging
 
-    from bot.jobs import engine
-
-    start = engine.JobEngine.start
-
-    async def started(self: Any) -> None:
+    def debug() -> None:
         loop = asyncio.get_running_loop()
         loop.set_debug(True)
         loop.slow_callback_duration = 0.003
         logging.getLogger("asyncio").setLevel(logging.WARNING)
-        await start(self)
 
-    engine.JobEngine.start = started  # type: ignore[method-assign]
+    on_engine_start(debug)
 
 
 def patch_gc_pauses() -> None:
@@ -440,16 +441,7 @@ def patch_gc_freeze() -> None:
     (``gc.freeze``), so a full collection scans only what the bot made since."""
     import gc
 
-    from bot.jobs import engine
-
-    start = engine.JobEngine.start
-
-    async def started(self: Any) -> None:
-        await start(self)
-        gc.collect()
-        gc.freeze()
-
-    engine.JobEngine.start = started  # type: ignore[method-assign]
+    on_engine_start(lambda: (gc.collect(), gc.freeze()))
 
 
 def patch_no_hash() -> None:
