@@ -11,6 +11,7 @@ from aiohttp import web
 from .constants import ErrorCode
 from .gateway import Gateway
 from .messages import Messages
+from .ratelimits import RateLimiter
 from .rules import DiscordError, not_found
 from .state import FakeChannel, FakeGuild, FakeMessage, RestCall, State, Upload
 
@@ -54,12 +55,6 @@ class Fault:
         return want_path in (template, path)
 
 
-@dataclass
-class Bucket:
-    window_start: float = 0.0
-    count: int = 0
-
-
 class Core:
     """Everything the REST handlers and the harness share."""
 
@@ -68,7 +63,7 @@ class Core:
         self.gateway = gateway
         self.messages = Messages(state, gateway)
         self.faults: list[Fault] = []
-        self.buckets: dict[tuple[str, str], Bucket] = {}
+        self.ratelimits = RateLimiter(state.config)
 
 
 @dataclass

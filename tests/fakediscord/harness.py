@@ -4,6 +4,7 @@ as users (slash commands, clicks, modals, context menus, messages) and assert on
 from __future__ import annotations
 
 import contextlib
+from collections import Counter
 from collections.abc import Callable
 from http import HTTPStatus
 from typing import Any, TypeVar
@@ -56,11 +57,19 @@ class FakeDiscord(UserActions):
         rate_limit: int = 50,
         rate_limit_window: float = 1.0,
         enforce_rate_limits: bool = True,
+        discord_limits: bool = False,
+        message_window: float = 5.0,
+        webhook_window: float = 2.0,
+        global_rate_limit: int = 50,
         privileged_intents: bool = True,
         message_content_enabled: bool = True,
         host: str = "127.0.0.1",
         port: int = 0,
     ) -> None:
+        """`discord_limits=True` enforces Discord's own rate limits (per-channel message buckets, webhook
+        buckets, the global limit; see ratelimits.py); False keeps one generic `rate_limit` bucket per route and
+        major parameter. `message_window` / `webhook_window` shrink those windows for fast tests (the counts stay
+        Discord's); every other knob is on `fake.config`."""
         config = FakeConfig(
             token=token,
             interaction_ack_timeout=interaction_ack_timeout,
@@ -69,6 +78,10 @@ class FakeDiscord(UserActions):
             rate_limit=rate_limit,
             rate_limit_window=rate_limit_window,
             enforce_rate_limits=enforce_rate_limits,
+            discord_limits=discord_limits,
+            message_window=message_window,
+            webhook_window=webhook_window,
+            global_rate_limit=global_rate_limit,
             privileged_intents=privileged_intents,
             message_content_enabled=message_content_enabled,
         )
@@ -315,6 +328,10 @@ class FakeDiscord(UserActions):
         self.core.faults.append(fault)
         return fault
 
+    def reset_rate_limits(self) -> None:
+        """Forget every bucket and the global window, as if no request had been made for a long while."""
+        self.core.ratelimits.reset()
+
     async def drop_gateway(self, code: int = 4000) -> None:
         """Close the bot's websocket with a resumable code; discord.py reconnects and RESUMEs."""
         await self.gateway.drop(code)
@@ -350,6 +367,29 @@ class FakeDiscord(UserActions):
                 continue
             out.append(call)
         return out
+
+    def rate_limited(self, route: str | None = None, *, scope: str | None = None) -> list[RestCall]:
+        """The 429s answered (injected ones too), oldest first. Each call carries `ratelimit_scope` ("user",
+        "global", ...), `bucket` (the X-RateLimit-Bucket hash), `major` and `retry_after`."""
+        return [c for c in self.calls(route, status=429) if scope is None or c.ratelimit_scope == scope]
+
+    def call_counts(
+        self, by: str = "route", *, route: str | None = None, auth: str | None = None, status: int | None = None
+    ) -> Counter[str]:
+        """Count REST calls by "route" (template key; unknown routes as "METHOD path"), "auth" ("bot",
+        "interaction", "webhook", "none"), "bucket" (hash) or "major"; filtered like `calls()` and by auth
+        kind. E.g. `fake.call_counts("auth")["bot"]`, `fake.call_counts(auth="bot")["POST /channels/..."]`."""
+        counts: Counter[str] = Counter()
+        for call in self.calls(route, status=status):
+            if auth is not None and call.auth != auth:
+                continue
+            if by == "route":
+                counts[call.route or f"{call.method} {call.path}"] += 1
+            elif by in ("auth", "bucket", "major"):
+                counts[str(getattr(call, by))] += 1
+            else:
+                raise ValueError(f"cannot count by {by!r}; use route, auth, bucket or major")
+        return counts
 
     @property
     def unknown_routes(self) -> list[RestCall]:

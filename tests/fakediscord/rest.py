@@ -4,18 +4,17 @@ the attachment file server, and the login/guild/user/application-command routes.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import json
 import math
-import time
 from typing import Any
 
 from aiohttp import web
 
 from . import channels, interactions, payloads
 from .constants import ErrorCode
-from .core import Bucket, Core, Ctx, Fault, Route
+from .core import Core, Ctx, Fault, Route
 from .messages import read_body
+from .ratelimits import auth_kind
 from .rules import DiscordError, not_found, unauthorized
 from .state import RestCall
 
@@ -28,35 +27,6 @@ def _json_response(status: int, body: Any, headers: dict[str, str]) -> web.Respo
     # discord.py only parses the body when Content-Type is exactly "application/json" (no charset).
     headers = {**headers, "Content-Type": "application/json"}
     return web.Response(status=status, body=json.dumps(body).encode(), headers=headers)
-
-
-def _major(route: Route, params: dict[str, str]) -> str:
-    for keys in (("channel_id",), ("guild_id",), ("webhook_id", "webhook_token"), ("interaction_id", "token")):
-        if all(k in params for k in keys):
-            return "+".join(params[k] for k in keys)
-    return ""
-
-
-def _ratelimit(core: Core, route: Route, params: dict[str, str]) -> tuple[dict[str, str], float | None]:
-    """Fixed-window bucket per route and major parameter. Returns the headers and, when the bucket is
-    exhausted (and enforcement is on), the retry_after for a 429."""
-    cfg = core.state.config
-    now = time.time()
-    bucket = core.buckets.setdefault((route.key, _major(route, params)), Bucket())
-    if now - bucket.window_start >= cfg.rate_limit_window:
-        bucket.window_start, bucket.count = now, 0
-    bucket.count += 1
-    reset_after = max(bucket.window_start + cfg.rate_limit_window - now, 0.001)
-    headers = {
-        "X-RateLimit-Limit": str(cfg.rate_limit),
-        "X-RateLimit-Remaining": str(max(cfg.rate_limit - bucket.count, 0)),
-        "X-RateLimit-Reset": f"{now + reset_after:.3f}",
-        "X-RateLimit-Reset-After": f"{reset_after:.3f}",
-        "X-RateLimit-Bucket": hashlib.sha1(route.key.encode()).hexdigest()[:32],
-        "Via": "1.1 google",  # discord.py treats a 429 without Via as a Cloudflare ban
-    }
-    over = cfg.enforce_rate_limits and bucket.count > cfg.rate_limit
-    return headers, (reset_after if over else None)
 
 
 def rate_limited(retry_after: float, *, is_global: bool, scope: str, headers: dict[str, str]) -> web.Response:
@@ -72,6 +42,11 @@ def rate_limited(retry_after: float, *, is_global: bool, scope: str, headers: di
         out["X-RateLimit-Remaining"] = "0"
         out["X-RateLimit-Reset-After"] = f"{retry_after:.3f}"
     return _json_response(429, body, out)
+
+
+def _limited(call: RestCall, retry_after: float, scope: str, headers: dict[str, str]) -> web.Response:
+    call.ratelimit_scope, call.retry_after = scope, retry_after
+    return rate_limited(retry_after, is_global=scope == "global", scope=scope, headers=headers)
 
 
 def _take_fault(core: Core, method: str, template: str | None, path: str) -> Fault | None:
@@ -91,6 +66,7 @@ def make_handler(core: Core, route: Route) -> Any:
         state = core.state
         path = "/" + request.path.split("/", 3)[3]
         call = RestCall(request.method, path, route.key, dict(request.query), started=state.now())
+        call.auth = auth_kind(route.template, request.headers.get("Authorization", ""))
         state.rest_log.append(call)
         headers: dict[str, str] = {}
         try:
@@ -98,9 +74,12 @@ def make_handler(core: Core, route: Route) -> Any:
             ctx.body, ctx.uploads = await read_body(request)
             call.json, call.files = ctx.body, ctx.uploads
             fault = _take_fault(core, request.method, route.template, path)
-            headers, over = _ratelimit(core, route, dict(request.match_info))
+            verdict = core.ratelimits.check(route.method, route.template, dict(request.match_info), call.auth)
+            call.bucket, call.major = verdict.shape.hash, verdict.shape.major
+            headers = {**verdict.headers, "Via": "1.1 google"}  # discord.py treats a 429 without Via as a ban
             if fault is not None and fault.kind == "429":
                 call.injected = "429-global" if fault.is_global else "429"
+                call.ratelimit_scope, call.retry_after = fault.scope, fault.retry_after
                 return _finish(
                     call,
                     rate_limited(fault.retry_after, is_global=fault.is_global, scope=fault.scope, headers=headers),
@@ -109,10 +88,12 @@ def make_handler(core: Core, route: Route) -> Any:
             if fault is not None:
                 call.injected = "error"
                 raise DiscordError(fault.status, fault.code, fault.message, fault.errors)
+            if verdict.retry_after is not None and verdict.scope == "global":
+                return _finish(call, _limited(call, verdict.retry_after, "global", {}), core)
             if route.auth and not _authorized(core, request):
                 raise unauthorized()
-            if over is not None:
-                return _finish(call, rate_limited(over, is_global=False, scope="user", headers=headers), core)
+            if verdict.retry_after is not None:
+                return _finish(call, _limited(call, verdict.retry_after, "user", headers), core)
             status, body = await route.handler(ctx)
         except DiscordError as err:
             call.code = err.code
@@ -141,6 +122,7 @@ def make_unknown_handler(core: Core) -> Any:
             parts = path.split("/", 3)
             path = "/" + parts[3] if len(parts) > 3 else "/"
         call = RestCall(request.method, path, None, dict(request.query), started=core.state.now())
+        call.auth = auth_kind("", request.headers.get("Authorization", ""))
         core.state.rest_log.append(call)
         try:
             call.json, call.files = await read_body(request)

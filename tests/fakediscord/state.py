@@ -40,9 +40,20 @@ class FakeConfig:
     interaction_ack_timeout: float = 3.0
     interaction_token_ttl: float = 15 * 60.0
     heartbeat_interval_ms: int = 41250
-    rate_limit: int = 50  # X-RateLimit-Limit per bucket and window
+    rate_limit: int = 50  # X-RateLimit-Limit per bucket and window (the generic per-route limit)
     rate_limit_window: float = 1.0
-    enforce_rate_limits: bool = True
+    enforce_rate_limits: bool = True  # False: headers are still sent, but nothing is answered with 429
+    # Discord's own limits (see ratelimits.py). False: one generic bucket per route and major parameter and
+    # no global limit (the fake's behaviour before these existed).
+    discord_limits: bool = False
+    message_limit: int = 5  # POST .../messages per channel, and separately PATCH .../messages/{id} per channel
+    message_window: float = 5.0
+    message_delete_limit: int = 5  # DELETE .../messages/{id} per channel
+    message_delete_window: float = 1.0
+    webhook_limit: int = 5  # every /webhooks/{id}/{token}... call, per webhook id + token
+    webhook_window: float = 2.0
+    global_rate_limit: int = 50  # bot-token requests per window, all routes but interaction/webhook-token ones
+    global_rate_limit_window: float = 1.0
     privileged_intents: bool = True  # whether the application may ask for privileged intents
     message_content_enabled: bool = True  # application flag: REST reads return content
     replay_buffer: int = 5000
@@ -257,6 +268,11 @@ class RestCall:
     started: float = 0.0
     finished: float = 0.0
     injected: str | None = None  # "429", "429-global", "error" when a fault was injected
+    auth: str = "none"  # "bot" (Authorization: Bot ...), "interaction" (callback), "webhook" (token in path), "none"
+    bucket: str | None = None  # X-RateLimit-Bucket answered (the bucket's shape; None for unknown routes)
+    major: str = ""  # the major parameter(s) that, with the bucket, identify the rate-limit bucket
+    ratelimit_scope: str | None = None  # on a 429: "user" (per route), "global" or as injected
+    retry_after: float | None = None  # on a 429: the retry_after answered
 
 
 @dataclass

@@ -175,8 +175,10 @@ def _restore_discord_endpoints() -> Any:
     Route.BASE, discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY = base, gateway
 
 
-async def start_bot(world: World, intents: discord.Intents | None = None) -> FakeBot:
-    bot = FakeBot(world.fake.api_base, world.guild.id, intents)
+async def start_bot(
+    world: World, intents: discord.Intents | None = None, *, bot_class: type[FakeBot] = FakeBot
+) -> FakeBot:
+    bot = bot_class(world.fake.api_base, world.guild.id, intents)
     use_api_base(world.fake.api_base)
     await bot.login(world.fake.token)
     world.bot = bot
