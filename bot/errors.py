@@ -7,6 +7,26 @@ polite ephemeral replies.
 
 from __future__ import annotations
 
+import re
+
+#: The query string of a link (signed links carry credentials and signatures there), up to whitespace,
+#: a quote or a closing bracket, so links inside ``repr`` output and XML/JSON bodies are caught too.
+_LINK_QUERY = re.compile(r"""((?:https?|wss?)://[^\s?#'"<>]*)\?[^\s#'"<>)\]]*""", re.IGNORECASE)
+#: Signature-like parameters outside a link (an error body echoing ``X-Amz-Signature=…``).
+_SIGNED_PARAM = re.compile(
+    r"""\b((?:x-(?:amz|tos|goog|oss)-)?(?:signature|credential|security-token)|policy)=[^&\s'"<>]+""",
+    re.IGNORECASE,
+)
+
+
+def redact_links(text: str) -> str:
+    """``text`` with every link's query string replaced by ``?…`` and stray signature parameters masked.
+
+    Result, upload and attachment links are signed in their query; logs and error details keep the
+    scheme, host and path (enough to tell which link failed) and never the credentials.
+    """
+    return _SIGNED_PARAM.sub(r"\1=…", _LINK_QUERY.sub(r"\1?…", text))
+
 
 class SeedreamError(Exception):
     """Base of every error a user may be told about."""
@@ -15,6 +35,7 @@ class SeedreamError(Exception):
     code = "error"
 
     def __init__(self, user_message: str, *, detail: str | None = None) -> None:
+        detail = redact_links(detail) if detail is not None else None
         super().__init__(detail or user_message)
         self.user_message = user_message
         self.detail = detail
@@ -83,10 +104,52 @@ class BadApiKey(ProviderError):
     code = "bad_api_key"
 
 
+class ProviderRejected(InvalidRequest, ProviderError):
+    """The provider refused the request itself as invalid (a validation error, e.g. a prompt over its limit).
+
+    Sending the same request again gets the same answer, so it is never retried, and nothing was made,
+    so nothing is charged. The message says what the provider objected to and what to change, and
+    deliberately does not suggest trying again. Build it with ``because`` for a consistent sentence.
+    """
+
+    code = "provider_rejected"
+    retryable = False
+
+    @classmethod
+    def because(cls, provider: str, reason: str, *, detail: str | None = None) -> ProviderRejected:
+        """``provider`` (as the member should read it, e.g. "Leonardo") refused the request for ``reason``."""
+        reason = reason.strip().rstrip(".") or "no reason given"
+        return cls(f"{provider} refused the request as invalid ({reason}). {_change_hint(reason)}", detail=detail)
+
+
+def _change_hint(reason: str) -> str:
+    """What the member should change, guessed from the provider's reason; never "try again"."""
+    lowered = reason.lower()
+    if "prompt" in lowered:
+        change = "Change the prompt (shorter or reworded)"
+    elif any(word in lowered for word in ("size", "pixel", "dimension", "width", "height", "resolution", "aspect")):
+        change = "Choose another aspect ratio or resolution"
+    elif any(word in lowered for word in ("image", "reference", "file")):
+        change = "Use other or fewer reference images"
+    else:
+        change = "Change the request"
+    return f"{change}; the same request would be refused again."
+
+
 class ResultExpired(ProviderError):
     """A result link had expired or vanished before we could download it."""
 
     code = "result_expired"
+
+
+class ResultRefused(ProviderError):
+    """The provider's storage refused a result link (HTTP 403) that had not expired.
+
+    Signed links are checked byte for byte; a link that was altered on the way, or signed wrongly by
+    the provider, is refused. Trying again with the same link cannot help.
+    """
+
+    code = "result_refused"
 
 
 class QuotaExceeded(SeedreamError):

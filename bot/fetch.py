@@ -2,11 +2,16 @@
 
 An origin is scheme://host[:port]; all three must match an entry of ``attachment_hosts``. Redirects
 are followed by hand so each hop is checked again.
+
+Attachment links are signed (Discord's ``ex``/``is``/``hm`` parameters) and are requested byte for
+byte as written (``exact_url``: aiohttp would otherwise re-quote escapes such as ``%2F``). Logs name
+a link by its path only, never its signed query.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 from urllib.parse import urljoin, urlsplit
 
 import aiohttp
@@ -14,6 +19,9 @@ import aiohttp
 from bot.errors import ImageRejected
 from bot.images import ImageStore
 from bot.providers.base import StoredImage
+from bot.providers.links import exact_url, without_query
+
+log = logging.getLogger(__name__)
 
 MAX_REDIRECTS = 3
 _DEFAULT_PORTS = {"http": 80, "https": 443}
@@ -52,7 +60,7 @@ class ImageFetcher:
     @property
     def session(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
-            self._session = aiohttp.ClientSession(timeout=self.timeout)
+            self._session = aiohttp.ClientSession(timeout=self.timeout, requote_redirect_url=False)
         return self._session
 
     async def close(self) -> None:
@@ -67,12 +75,14 @@ class ImageFetcher:
                     f"Images are only fetched from {', '.join(sorted(h for h in self.allowed if h))}; "
                     f"{origin_of(url) or 'that link'} is not one of them."
                 )
+            log.debug("fetching image %s", without_query(url))
             try:
-                async with self.session.get(url, allow_redirects=False) as response:
+                async with self.session.get(exact_url(url), allow_redirects=False) as response:
                     if response.status in (301, 302, 303, 307, 308):
                         url = urljoin(url, response.headers.get("Location", ""))
                         continue
                     if response.status != 200:
+                        log.info("image %s answered HTTP %s", without_query(url), response.status)
                         raise ImageRejected(
                             "That image could not be downloaded (it may have expired); please attach it again."
                         )

@@ -1,4 +1,4 @@
-"""Helpers the Novita, HighwayAPI and Ark provider tests share: references, data URIs, the CLI run."""
+"""Helpers the provider tests share: references, data URIs, the CLI run, every provider against its fake."""
 
 from __future__ import annotations
 
@@ -7,11 +7,28 @@ import base64
 import io
 import re
 from pathlib import Path
+from typing import Any
 
 from PIL import Image
 
+from bot.config import ArkConfig, HighwayConfig, LeonardoConfig, NovitaConfig, QuotaSection, TaskApiConfig
 from bot.images import ImageStore
-from bot.providers.base import StoredImage
+from bot.jobs import Job
+from bot.jobs.engine import JobEngine, ResultSink
+from bot.providers.ark import ArkProvider
+from bot.providers.base import GenerationRequest, Provider, StoredImage
+from bot.providers.highway import HighwayProvider
+from bot.providers.leonardo import LeonardoProvider
+from bot.providers.novita import NovitaProvider
+from bot.providers.registry import ProviderRegistry
+from bot.providers.taskapi import TaskApiProvider
+from bot.quota import Ledger
+from bot.storage import Database
+from tests.fakeproviders.ark import FakeArkServer
+from tests.fakeproviders.common import FakeProviderServer
+from tests.fakeproviders.leonardo import FakeLeonardo
+from tests.fakeproviders.novita import FakeNovitaServer
+from tests.fakeproviders.taskapi import FakeTaskApi
 
 KEY_ENV = "TEST_PROVIDER_API_KEY"
 
@@ -57,3 +74,65 @@ api_key_env = "{KEY_ENV}"
     # main runs its own event loop; ours keeps serving the fake meanwhile.
     code = await asyncio.to_thread(main, ["generate", *argv, "--config", str(config), "--out", str(out)])
     return code, sorted(out.iterdir()) if out.exists() else []
+
+
+# -- every remote provider against its fake, for the tests that go through all of them --------------------
+REMOTE_KINDS = ("leonardo", "novita", "highway", "ark", "taskapi")
+
+
+def fake_for(kind: str) -> FakeProviderServer:
+    """A fresh (not yet started) fake server for a provider kind."""
+    if kind == "leonardo":
+        return FakeLeonardo()
+    if kind in ("novita", "highway"):
+        return FakeNovitaServer()
+    if kind == "ark":
+        return FakeArkServer()
+    if kind == "taskapi":
+        fake = FakeTaskApi()
+        fake.polls_before_done = 1
+        return fake
+    raise ValueError(kind)
+
+
+def provider_for(kind: str, server: FakeProviderServer, store: ImageStore, key_env: str = KEY_ENV) -> Provider:
+    """A provider of ``kind`` pointed at its running fake, with quick polls and retries."""
+    common: dict[str, Any] = {
+        "api_key_env": key_env,
+        "timeout_seconds": 5.0,
+        "max_attempts": 3,
+        "retry_base_seconds": 0.001,
+        "poll_interval_seconds": 0.01,
+    }
+    if kind == "leonardo":
+        return LeonardoProvider(kind, LeonardoConfig(base_url=server.base_url, **common), store)
+    if kind == "novita":
+        return NovitaProvider(kind, NovitaConfig(base_url=server.base_url, **common), store)
+    if kind == "highway":
+        return HighwayProvider(kind, HighwayConfig(base_url=server.base_url, **common), store)
+    if kind == "ark":
+        return ArkProvider(kind, ArkConfig(base_url=f"{server.base_url}/api/v3", **common), store)
+    if kind == "taskapi":
+        return TaskApiProvider(kind, TaskApiConfig(base_url=server.base_url, **common), store)
+    raise ValueError(kind)
+
+
+def engine_for(db: Database, provider: Provider, sink: ResultSink) -> JobEngine:
+    """The real job engine, ledger and SQLite around one provider."""
+    registry = ProviderRegistry({provider.name: provider}, provider.name)
+    return JobEngine(
+        db, registry, Ledger(db, QuotaSection()), sink, workers=2, per_user_in_flight=2, max_queued_per_user=10
+    )
+
+
+async def enqueue(engine: JobEngine, request: GenerationRequest, *, user: int = 1, guild: int = 1) -> Job:
+    job, _ = await engine.enqueue(
+        kind="imagine",
+        requester_id=user,
+        guild_id=guild,
+        channel_id=2,
+        provider_name=None,
+        request=request,
+        quota_limit=None,
+    )
+    return job

@@ -16,6 +16,7 @@ from bot.errors import (
     ContentBlocked,
     InvalidRequest,
     OutOfCredit,
+    ProviderRejected,
     ProviderTimeout,
     ProviderUnavailable,
     RateLimited,
@@ -170,7 +171,7 @@ async def test_unservable_requests_are_refused_before_any_call(
 @pytest.mark.parametrize(
     ("fault", "error"),
     [
-        (ark_error(400, "InvalidParameter"), InvalidRequest),
+        (ark_error(400, "InvalidParameter"), ProviderRejected),
         (ark_error(400, "InputImageSensitiveContentDetected"), ContentBlocked),
         (ark_error(400, "SensitiveContentDetected.Violence"), ContentBlocked),
         (ark_error(400, "InvalidEndpoint.ClosedEndpoint"), ProviderUnavailable),
@@ -202,7 +203,12 @@ async def test_invalid_parameter_says_why(fake: FakeArkServer, make_provider: Ma
     with pytest.raises(InvalidRequest) as caught:
         await make_provider().generate(GenerationRequest(prompt="a cat"))
 
-    assert caught.value.user_message == f"The provider refused the request: {message}"
+    assert caught.value.user_message == (
+        f"The image provider refused the request as invalid ({message.rstrip('.')}). "
+        "Choose another aspect ratio or resolution; the same request would be refused again."
+    )
+    assert isinstance(caught.value, ProviderRejected) and "try again" not in caught.value.user_message
+    assert len(creates(fake)) == 1
 
 
 async def test_real_refusals_from_the_fake(

@@ -17,6 +17,7 @@ from bot.errors import (
     ContentBlocked,
     InvalidRequest,
     OutOfCredit,
+    ProviderRejected,
     ProviderTimeout,
     ProviderUnavailable,
     RateLimited,
@@ -137,7 +138,7 @@ async def test_unservable_requests_are_refused_before_any_call(
     [
         (Fault(400, {"code": 400, "reason": "ILLEGAL_PROMPT", "message": "no"}), ContentBlocked),
         (Fault(400, {"code": 400, "reason": "BILLING_BALANCE_NOT_ENOUGH", "message": "no"}), OutOfCredit),
-        (Fault(400, {"error": {"code": "InvalidParameter", "message": "size is bad", "type": "x"}}), InvalidRequest),
+        (Fault(400, {"error": {"code": "InvalidParameter", "message": "size is bad", "type": "x"}}), ProviderRejected),
         (Fault(403, {"error": {"message": "overdue", "type": "AccountOverdueError"}}), OutOfCredit),
         (Fault(400, {"error": {"code": "OutputImageSensitiveContentDetected", "message": "x"}}), ContentBlocked),
         (Fault(401, {"message": "Unauthorized"}), BadApiKey),

@@ -12,6 +12,7 @@ from typing import Any
 
 import aiohttp
 import pytest
+import yarl
 from PIL import Image
 
 from bot.config import LeonardoConfig
@@ -237,11 +238,14 @@ async def test_fake_s3_refuses_the_auth_header_and_missing_fields(fake: FakeLeon
             data.add_field("file", png_bytes(8, 8), filename="x.png", content_type="image/png")
             return data
 
-        async with session.post(slot["url"], data=form(), headers=headers) as r:
+        upload = yarl.URL(slot["url"], encoded=True)  # the presigned link exactly as given
+        async with session.post(upload, data=form(), headers=headers) as r:
             assert r.status == 403
-        async with session.post(slot["url"], data=form(skip="Policy")) as r:
+        async with session.post(upload, data=form(skip="Policy")) as r:
             assert r.status == 403
-        async with session.post(slot["url"], data=form()) as r:
+        async with session.post(slot["url"], data=form()) as r:  # re-quoted by aiohttp: signature broken
+            assert r.status == 403 and "SignatureDoesNotMatch" in await r.text()
+        async with session.post(upload, data=form()) as r:
             assert r.status == 204
 
 

@@ -19,6 +19,7 @@ from bot.errors import (
     ImageRejected,
     InvalidRequest,
     OutOfCredit,
+    ProviderRejected,
     ProviderTimeout,
     ProviderUnavailable,
     RateLimited,
@@ -210,7 +211,7 @@ async def test_unservable_requests_are_refused_before_any_call(
     ("fault", "error"),
     [
         (novita_error(400, "ILLEGAL_IMAGE_CONTENT"), ContentBlocked),
-        (novita_error(400, "INVALID_REQUEST_BODY", "size is invalid"), InvalidRequest),
+        (novita_error(400, "INVALID_REQUEST_BODY", "size is invalid"), ProviderRejected),
         (novita_error(400, "IMAGE_FILE_EXCEEDS_MAX_SIZE"), ImageRejected),
         (novita_error(403, "BILLING_AUTH_FAILED"), OutOfCredit),
         (novita_error(403, "API_NOT_ALLOWED"), BadApiKey),
@@ -239,7 +240,11 @@ async def test_invalid_request_says_why(fake: FakeNovitaServer, make_provider: M
     with pytest.raises(InvalidRequest) as caught:
         await make_provider().generate(GenerationRequest(prompt="a cat"))
 
-    assert caught.value.user_message == "The provider refused the request: prompt too long, see <link>"
+    assert caught.value.user_message == (
+        "The image provider refused the request as invalid (prompt too long, see <link>). "
+        "Change the prompt (shorter or reworded); the same request would be refused again."
+    )
+    assert isinstance(caught.value, ProviderRejected) and len(creates(fake)) == 1
 
 
 async def test_unknown_error_body_is_logged_without_the_key(

@@ -23,6 +23,7 @@ from bot.errors import (
     ContentBlocked,
     InvalidRequest,
     OutOfCredit,
+    ProviderRejected,
     ProviderTimeout,
     ProviderUnavailable,
     RateLimited,
@@ -386,7 +387,7 @@ async def test_unknown_error_body_is_unavailable_and_logged_without_the_key(
         (
             400,
             {"code": 400, "error": {"message": "n must be a number", "type": "invalid_request_error"}},
-            InvalidRequest,
+            ProviderRejected,
         ),
         (429, None, RateLimited),
         (503, "<html>bad gateway</html>", NotAccepted),

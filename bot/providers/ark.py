@@ -17,7 +17,7 @@ import logging
 from typing import Any
 
 from bot.config import ArkConfig
-from bot.errors import SeedreamError
+from bot.errors import SeedreamError, redact_links
 from bot.images import ImageStore
 from bot.providers.http import default_error
 from bot.providers.seedream_v3 import (
@@ -53,7 +53,7 @@ def map_ark_error(status: int, body: Any, text: str, headers: Any) -> SeedreamEr
         mapped = bytedance_code_error(pair[0], pair[1], headers)
         if mapped is not None:
             return mapped
-    log.warning("ark: unrecognised error body (HTTP %s): %s", status, text[:300])
+    log.warning("ark: unrecognised error body (HTTP %s): %s", status, redact_links(text[:300]))
     return default_error(status, body, text, headers)
 
 

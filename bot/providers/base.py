@@ -9,6 +9,8 @@ restart the engine calls ``collect`` again with the saved submission instead of 
 from __future__ import annotations
 
 import asyncio
+import math
+import re
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from pathlib import Path
@@ -68,8 +70,28 @@ class GenerationResult(BaseModel):
     notices: list[str] = []
 
 
+_CJK = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
+
+
+def number(value: int) -> str:
+    """A count as members read it: 4000, 9999, 10,234 (no separator in four-digit numbers)."""
+    return str(value) if abs(value) < 10_000 else f"{value:,}"
+
+
 class Capabilities(BaseModel):
-    """What one provider+model accepts; ``check`` refuses anything else with a helpful message."""
+    """What one provider+model accepts; ``check`` refuses anything else with a helpful message.
+
+    Prompt length: ``max_prompt_chars`` is a limit the provider *enforces* (Leonardo's v2 schema:
+    1–9999 characters), checked before anything is queued or charged. Where a provider only
+    *recommends* a length (ByteDance's "at most 300 Chinese characters or 600 English words" on
+    Novita, HighwayAPI and Ark) the bot is tolerant: it sends the prompt, and ``prompt_advice``
+    gives the member a notice that the rest may carry less weight. Characters are counted as
+    Python (and JSON Schema's ``maxLength``) count them: code points of the stripped prompt.
+
+    Output size: ``output_pixels`` / ``output_sides`` are the documented windows of the size sent;
+    ``scale_up_to_min_pixels`` means the provider enlarges a smaller size to the window's lower
+    bound (aspect kept) instead of refusing it, and ``dimensions`` already returns the enlarged size.
+    """
 
     model_config = ConfigDict(frozen=True)
 
@@ -90,7 +112,17 @@ class Capabilities(BaseModel):
     seed_range: tuple[int, int] | None = None
     styles: tuple[str, ...] = ()
     prompt_enhance: bool = False
-    max_prompt_chars: int = 4000
+    #: Longest prompt (characters) the provider accepts; None when it documents no hard limit.
+    max_prompt_chars: int | None = None
+    #: Length the provider recommends but does not enforce: English words / CJK characters.
+    recommended_prompt_words: int | None = None
+    recommended_prompt_cjk_chars: int | None = None
+    #: Inclusive total-pixel window of the size sent, where the API documents one.
+    output_pixels: tuple[int, int] | None = None
+    #: Inclusive per-side window (width and height) of the size sent, where the API documents one.
+    output_sides: tuple[int, int] | None = None
+    #: Sizes under ``output_pixels[0]`` are enlarged to it (aspect kept) rather than refused.
+    scale_up_to_min_pixels: bool = False
     #: Aspect "auto" (match the first reference) is only allowed with references.
     auto_aspect_needs_reference: bool = True
 
@@ -100,9 +132,10 @@ class Capabilities(BaseModel):
         prompt = request.prompt.strip()
         if not prompt:
             raise InvalidRequest("Please describe the picture you want: the prompt is empty.")
-        if len(prompt) > self.max_prompt_chars:
+        if self.max_prompt_chars is not None and len(prompt) > self.max_prompt_chars:
             raise InvalidRequest(
-                f"The prompt is {len(prompt)} characters long; {label} accepts at most {self.max_prompt_chars}."
+                f"Your prompt is {number(len(prompt))} characters; {self.kind} takes at most "
+                f"{number(self.max_prompt_chars)}. Please shorten it."
             )
         if request.aspect_ratio not in self.aspect_ratios:
             raise InvalidRequest(
@@ -116,6 +149,7 @@ class Capabilities(BaseModel):
                 f"Resolution {request.resolution} is not available on {label}; "
                 f"choose one of {', '.join(self.resolutions)}."
             )
+        self._check_size(request, label)
         if not 1 <= request.count <= self.max_count:
             raise InvalidRequest(f"{label} makes 1 to {self.max_count} images per request, not {request.count}.")
         if len(request.references) > self.max_references:
@@ -142,13 +176,52 @@ class Capabilities(BaseModel):
         if request.enhance and not self.prompt_enhance:
             raise InvalidRequest(f"{label} cannot enhance prompts; turn 'enhance' off.")
 
+    def _check_size(self, request: GenerationRequest, label: str) -> None:
+        if self.output_pixels is None and self.output_sides is None:
+            return
+        width, height = self.dimensions(request)
+        low, high = self.output_pixels or (1, width * height)
+        side_low, side_high = self.output_sides or (1, max(width, height))
+        if not (low <= width * height <= high and side_low <= min(width, height) and max(width, height) <= side_high):
+            raise InvalidRequest(
+                f"{width}×{height} is outside what {label} renders ({low:,}–{high:,} pixels"
+                + (f", {side_low}–{side_high} per side" if self.output_sides else "")
+                + "); choose another aspect ratio or resolution."
+            )
+
+    def prompt_advice(self, prompt: str) -> str | None:
+        """A notice when the prompt is longer than the provider recommends (not enforced), else None."""
+        words = len(prompt.split())
+        cjk = len(_CJK.findall(prompt))
+        over_words = self.recommended_prompt_words is not None and words > self.recommended_prompt_words
+        over_cjk = self.recommended_prompt_cjk_chars is not None and cjk > self.recommended_prompt_cjk_chars
+        if not (over_words or over_cjk):
+            return None
+        return (
+            f"Your prompt is longer than {self.kind} recommends (about {self.recommended_prompt_words} English words "
+            f"or {self.recommended_prompt_cjk_chars} Chinese characters); the model may give the rest less weight."
+        )
+
     def dimensions(self, request: GenerationRequest) -> tuple[int, int]:
-        """Pixel size for the request; ``auto`` takes the nearest listed ratio of the first reference."""
+        """Pixel size sent for the request; ``auto`` takes the nearest listed ratio of the first reference.
+
+        With ``scale_up_to_min_pixels`` a size under the window is enlarged (aspect kept, sides rounded up
+        to multiples of 16): 1K at 16:9 on a 1024×1024 minimum becomes 1376×768 rather than 1280×720.
+        """
+        width, height = sizes.dimensions(self.aspect_for(request), request.resolution)
+        if self.scale_up_to_min_pixels and self.output_pixels and width * height < self.output_pixels[0]:
+            scale = math.sqrt(self.output_pixels[0] / (width * height))
+            width, height = (math.ceil(side * scale / 16) * 16 for side in (width, height))
+        return width, height
+
+    @staticmethod
+    def aspect_for(request: GenerationRequest) -> str:
+        """The request's aspect ratio; ``auto`` becomes the listed ratio nearest the first reference."""
         aspect = request.aspect_ratio
         if aspect == "auto":
             first = request.references[0] if request.references else None
             aspect = sizes.nearest_aspect(first.width, first.height) if first else "1:1"
-        return sizes.dimensions(aspect, request.resolution)
+        return aspect
 
 
 class Provider(ABC):
@@ -208,6 +281,17 @@ def describe_capabilities(providers: Sequence[Provider]) -> list[dict[str, str]]
     for provider in providers:
         caps = provider.capabilities
         seed = f"{caps.seed_range[0]}–{caps.seed_range[1]}" if caps.seed_range else "—"
+        if caps.max_prompt_chars is not None:
+            prompt = f"≤ {number(caps.max_prompt_chars)} chars"
+        elif caps.recommended_prompt_words is not None:
+            prompt = f"no hard limit ({caps.recommended_prompt_words} words advised)"
+        else:
+            prompt = "no documented limit"
+        pixels = "—"
+        if caps.output_pixels is not None:
+            pixels = f"{caps.output_pixels[0] / 1e6:.2f}–{caps.output_pixels[1] / 1e6:.2f} MP"
+            if caps.output_sides is not None:
+                pixels += f", sides {caps.output_sides[0]}–{caps.output_sides[1]}"
         rows.append(
             {
                 "provider": caps.kind,
@@ -218,6 +302,8 @@ def describe_capabilities(providers: Sequence[Provider]) -> list[dict[str, str]]
                 "references": str(caps.max_references)
                 + (f" (refs+outputs ≤ {caps.max_total_images})" if caps.max_total_images else ""),
                 "seed": seed,
+                "prompt": prompt,
+                "output size": pixels,
                 "styles": ", ".join(caps.styles) or "—",
                 "enhance": "yes" if caps.prompt_enhance else "—",
             }

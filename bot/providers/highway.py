@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 from typing import Any, ClassVar
 
-from bot.errors import SeedreamError
+from bot.errors import SeedreamError, redact_links
 from bot.providers.http import ErrorMapper, default_error
 from bot.providers.novita import NovitaProvider, novita_reason_error
 from bot.providers.seedream_v3 import bytedance_code_error
@@ -36,7 +36,7 @@ def map_highway_error(status: int, body: Any, text: str, headers: Any) -> Seedre
                     mapped = bytedance_code_error(code, str(error.get("message") or ""), headers)
                     if mapped is not None:
                         return mapped
-    log.warning("highway: unrecognised error body (HTTP %s): %s", status, text[:300])
+    log.warning("highway: unrecognised error body (HTTP %s): %s", status, redact_links(text[:300]))
     return default_error(status, body, text, headers)
 
 

@@ -2,7 +2,13 @@
 
 Retry rule: creating a generation is retried only on answers that mean "not accepted" (429, 503,
 connection refused), because any other failure may already have been billed. Polling and downloads
-are retried on every transient failure. Backoff has jitter and honours Retry-After.
+are retried on every transient failure. Backoff has jitter and honours Retry-After. A request the
+provider refused as invalid (``InvalidRequest``, ``ProviderRejected``) or as content
+(``ContentBlocked``) is never retried: the same request gets the same answer.
+
+Links go out exactly as written (``bot.providers.links.exact_url``; redirects are not re-quoted
+either), because signed result and upload links are checked byte for byte. Logs and error details
+name a link by its path only: the query string holds the signature.
 """
 
 from __future__ import annotations
@@ -17,15 +23,21 @@ from tenacity.wait import wait_exponential_jitter
 
 from bot.errors import (
     BadApiKey,
+    ContentBlocked,
+    InvalidRequest,
     ProviderError,
+    ProviderRejected,
     ProviderTimeout,
     ProviderUnavailable,
     RateLimited,
     ResultExpired,
+    ResultRefused,
     SeedreamError,
+    redact_links,
 )
 from bot.images import ImageStore
 from bot.providers.base import StoredImage
+from bot.providers.links import exact_url, without_query
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +72,10 @@ def default_error(status: int, body: Any, text: str, headers: Any) -> SeedreamEr
         )
     if status == 503:
         return NotAccepted("The image provider is unavailable right now; please try again later.", detail=text[:300])
+    if status in (413, 422):
+        # "Payload too large" / "unprocessable": the request itself, whatever the body says.
+        reason = "the request is too large" if status == 413 else "the provider could not process the request"
+        return ProviderRejected.because("The image provider", reason, detail=f"HTTP {status}: {text[:300]}")
     return ProviderUnavailable(
         "The image provider had a problem; please try again later.", detail=f"HTTP {status}: {text[:300]}"
     )
@@ -67,6 +83,8 @@ def default_error(status: int, body: Any, text: str, headers: Any) -> SeedreamEr
 
 def _is_retryable(create: bool) -> Callable[[BaseException], bool]:
     def check(exc: BaseException) -> bool:
+        if isinstance(exc, InvalidRequest | ContentBlocked):  # ProviderRejected included: same request, same no
+            return False
         if create:
             return isinstance(exc, RateLimited | NotAccepted)
         return isinstance(exc, ProviderError) and exc.retryable
@@ -112,7 +130,8 @@ class ProviderHttp:
     @property
     def session(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
-            self._session = aiohttp.ClientSession(timeout=self.timeout)
+            # Redirects from a provider's storage are followed as written too (no re-quoting).
+            self._session = aiohttp.ClientSession(timeout=self.timeout, requote_redirect_url=False)
         return self._session
 
     def auth_headers(self) -> dict[str, str]:
@@ -155,8 +174,10 @@ class ProviderHttp:
         self, method: str, url: str, *, create: bool, json: Any, params: dict[str, str] | None, authorized: bool
     ) -> Any:
         headers = self.auth_headers() if authorized else {}
+        log.debug("%s %s %s", self.provider, method, _path(url))
         try:
-            async with self.session.request(method, url, json=json, params=params, headers=headers) as response:
+            target = exact_url(url)
+            async with self.session.request(method, target, json=json, params=params, headers=headers) as response:
                 text = await response.text()
                 body = _parse_json(text)
                 if response.status >= 400:
@@ -164,7 +185,7 @@ class ProviderHttp:
                     log.warning("%s %s %s -> %s (%s)", self.provider, method, _path(url), response.status, error.code)
                     raise error
                 if body is None and text.strip():
-                    log.warning("%s answered malformed JSON: %r", self.provider, text[:200])
+                    log.warning("%s answered malformed JSON: %r", self.provider, redact_links(text[:200]))
                     raise ProviderUnavailable(
                         "The image provider sent an answer we could not read; please try again later.",
                         detail=f"malformed JSON from {_path(url)}",
@@ -206,9 +227,12 @@ class ProviderHttp:
     async def _download_once(
         self, store: ImageStore, url: str, provider_image_id: str | None, max_bytes: int | None
     ) -> StoredImage:
+        log.debug("%s downloading result %s", self.provider, _path(url))
         try:
-            async with self.session.get(url) as response:
-                if response.status in (403, 404, 410):
+            async with self.session.get(exact_url(url)) as response:
+                if response.status == 403:
+                    raise await self._refused(url, response)
+                if response.status in (404, 410):
                     raise ResultExpired(
                         "The provider's result link had expired before we could fetch it.",
                         detail=f"HTTP {response.status} for result {_path(url)}",
@@ -231,6 +255,23 @@ class ProviderHttp:
         except aiohttp.ClientError as exc:
             raise ProviderUnavailable("The provider's result could not be downloaded.", detail=repr(exc)) from None
 
+    async def _refused(self, url: str, response: aiohttp.ClientResponse) -> ProviderError:
+        """A 403 on a result link: the storage refused the link (e.g. its signature), unless it says "expired"."""
+        text = redact_links((await response.text(errors="replace"))[:500])
+        if "expired" in text.lower():
+            log.warning("%s: result link %s refused as expired (HTTP 403): %s", self.provider, _path(url), text[:200])
+            return ResultExpired(
+                "The provider's result link had expired before we could fetch it.",
+                detail=f"HTTP 403 (expired) for result {_path(url)}",
+            )
+        log.warning(
+            "%s: the provider's storage refused result link %s (HTTP 403): %s", self.provider, _path(url), text[:200]
+        )
+        return ResultRefused(
+            "The provider's storage refused the link to the result, so the image could not be fetched.",
+            detail=f"HTTP 403 (link refused) for result {_path(url)}",
+        )
+
 
 def _parse_json(text: str) -> Any:
     import json
@@ -243,4 +284,4 @@ def _parse_json(text: str) -> Any:
 
 def _path(url: str) -> str:
     """The URL without its query string: signed links carry credentials that must not be logged."""
-    return url.split("?", 1)[0]
+    return without_query(url)

@@ -10,7 +10,13 @@ the v2 OpenAPI schema allows 32–14142 per side with a 2048×2048 default on 4.
 refuses anything under 3,686,400 pixels, which no size inside 1440×1440 reaches. We therefore follow
 the schema per side (32–14142) and Seedream's own pixel window per model: 4.0 921,600–16,777,216
 (1K/2K/4K), 4.5 3,686,400–16,777,216 (2K/4K only). Every aspect × resolution of ``bot.sizes`` for
-those tiers lies inside; ``leonardo_size`` refuses anything that would not.
+those tiers lies inside; the capabilities declare both windows, so anything that would not is refused
+before it is queued (``leonardo_size`` checks again right before the call).
+
+Prompt: the v2 schema takes 1–9999 characters (``MAX_PROMPT_CHARS``), enforced by the capabilities
+before anything is queued or charged. Should Leonardo refuse a request anyway (a ``VALIDATION_ERROR``
+or one of the documented ``validation-failed`` / ``bad-request`` answers), it becomes
+``ProviderRejected``: said plainly, not retried, not charged.
 """
 
 from __future__ import annotations
@@ -33,14 +39,17 @@ from bot.errors import (
     ImageRejected,
     InvalidRequest,
     OutOfCredit,
+    ProviderRejected,
     ProviderTimeout,
     ProviderUnavailable,
     ResultExpired,
     SeedreamError,
+    redact_links,
 )
 from bot.images import ImageStore
 from bot.providers.base import Capabilities, GenerationRequest, GenerationResult, Provider, StoredImage, Submission
 from bot.providers.http import ProviderHttp, default_error
+from bot.providers.links import exact_url, without_query
 
 log = logging.getLogger(__name__)
 
@@ -70,7 +79,24 @@ REFERENCE_MAX_BYTES = 10 * 1024 * 1024
 
 _UNREACHABLE_REFERENCE = ("couldn't access image", "invalid init image id", "failed to find init variation")
 _OUT_OF_CREDIT = ("insufficient", "not enough", "credit", "balance")
-_VALIDATION = ("validation-failed", "bad-request", "unexpected variable", "expecting a value", "expected ")
+#: Codes of a request Leonardo refused as invalid: documented v1 codes, and the v2 schema's (observed).
+_VALIDATION_CODES = frozenset(
+    {"validation-failed", "validation_error", "bad-request", "bad_request", "invalid-json", "bad_user_input"}
+)
+#: Messages of the same, where the code is the generic "unexpected" (e.g. the documented prompt-length answer).
+_VALIDATION_MESSAGES = (
+    "unexpected variable",
+    "expecting a value",
+    "but found",
+    "invalid prompt",
+    "maximum length",
+    "too long",
+    "must be at most",
+    "must be between",
+    "must contain at most",
+    "invalid dimensions",
+    "invalid value for enum",
+)
 
 
 def leonardo_size(model: str, request: GenerationRequest, caps: Capabilities) -> tuple[int, int]:
@@ -83,6 +109,12 @@ def leonardo_size(model: str, request: GenerationRequest, caps: Capabilities) ->
             f"({MIN_PIXELS[model]:,}–{MAX_PIXELS:,} pixels); choose another aspect ratio or resolution."
         )
     return width, height
+
+
+def _is_validation(status: int, code: str, lowered: str) -> bool:
+    if status not in (400, 422):
+        return False
+    return code.lower() in _VALIDATION_CODES or any(phrase in lowered for phrase in _VALIDATION_MESSAGES)
 
 
 def _dict(value: Any) -> dict[str, Any]:
@@ -125,10 +157,14 @@ def leonardo_error(status: int, body: Any, text: str, headers: Any) -> SeedreamE
     if any(phrase in lowered for phrase in _UNREACHABLE_REFERENCE):
         return ImageRejected("A reference image is not available on Leonardo any more.", detail=detail)
     if "too many images" in lowered:
-        return InvalidRequest(f"Leonardo takes at most {MAX_REFERENCES} reference images.", detail=detail)
-    if status in (400, 422) and (code in _VALIDATION or any(p in lowered for p in _VALIDATION)):
-        return InvalidRequest(f"Leonardo rejected the request: {message[:200]}", detail=detail)
-    log.warning("leonardo: unrecognised error HTTP %s: %s", status, text[:500])
+        return ProviderRejected(
+            f"Leonardo refused the request as invalid: it takes at most {MAX_REFERENCES} reference images. "
+            "Use fewer reference images; the same request would be refused again.",
+            detail=detail,
+        )
+    if _is_validation(status, code, lowered):
+        return ProviderRejected.because("Leonardo", message[:200], detail=detail)
+    log.warning("leonardo: unrecognised error HTTP %s: %s", status, redact_links(text[:500]))
     return default_error(status, body, text, headers)
 
 
@@ -149,8 +185,10 @@ def _upload_slot(body: Any) -> _UploadSlot:
         fields = json.loads(slot["fields"]) if isinstance(slot["fields"], str) else slot["fields"]
         return _UploadSlot(str(slot["id"]), str(slot["url"]), {str(k): str(v) for k, v in fields.items()})
     except (TypeError, KeyError, ValueError, AttributeError):
+        # The answer holds the presigned policy and signature: name only what was missing.
+        keys = sorted(slot) if slot else type(body).__name__
         raise ProviderUnavailable(
-            "Leonardo did not give us a place to upload the reference image.", detail=f"init-image answer {body!r:.300}"
+            "Leonardo did not give us a place to upload the reference image.", detail=f"init-image answer: {keys}"
         ) from None
 
 
@@ -203,6 +241,8 @@ class LeonardoProvider(Provider):
             styles=tuple(STYLE_IDS),
             prompt_enhance=True,
             max_prompt_chars=MAX_PROMPT_CHARS,
+            output_pixels=(MIN_PIXELS[config.model], MAX_PIXELS),
+            output_sides=(MIN_SIDE, MAX_SIDE),
         )
 
     @property
@@ -232,7 +272,7 @@ class LeonardoProvider(Provider):
             answer = await self._create(request, width, height, reuse_generated=False)
         generation_id = _generation_id(answer)
         if generation_id is None:
-            log.error("leonardo: create answer without a generation id: %r", answer)
+            log.error("leonardo: create answer without a generation id: %s", redact_links(repr(answer)))
             raise ProviderUnavailable(
                 "Leonardo accepted the request but did not say which generation to wait for.",
                 detail=f"create answer {answer!r:.300}",
@@ -307,9 +347,10 @@ class LeonardoProvider(Provider):
         for key, value in slot.fields.items():
             form.add_field(key, value)
         form.add_field("file", data, filename=f"reference.{EXTENSIONS[mime]}", content_type=mime)
-        target = slot.url.split("?", 1)[0]
+        target = without_query(slot.url)
         try:
-            async with self.http.session.post(slot.url, data=form) as response:
+            # The presigned link goes out exactly as Leonardo wrote it (its signature covers the bytes).
+            async with self.http.session.post(exact_url(slot.url), data=form) as response:
                 if response.status in (200, 201, 204):
                     return
                 text = await response.text()
@@ -317,7 +358,9 @@ class LeonardoProvider(Provider):
             raise ProviderTimeout("Uploading the reference image took too long.", detail=target) from None
         except aiohttp.ClientError as exc:
             raise _UploadFailedTransiently("Uploading the reference image failed.", detail=repr(exc)) from None
-        log.warning("leonardo: presigned upload to %s -> HTTP %s: %s", target, response.status, text[:300])
+        log.warning(
+            "leonardo: presigned upload to %s -> HTTP %s: %s", target, response.status, redact_links(text[:300])
+        )
         error = _UploadFailedTransiently if response.status >= 500 else ProviderUnavailable
         raise error("Leonardo's storage refused the reference image upload.", detail=f"HTTP {response.status}")
 

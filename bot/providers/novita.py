@@ -16,11 +16,12 @@ from bot.errors import (
     BadApiKey,
     ContentBlocked,
     ImageRejected,
-    InvalidRequest,
     OutOfCredit,
+    ProviderRejected,
     ProviderUnavailable,
     RateLimited,
     SeedreamError,
+    redact_links,
 )
 from bot.images import ImageStore
 from bot.providers.http import ErrorMapper, default_error, retry_after_seconds
@@ -65,7 +66,7 @@ def novita_reason_error(reason: str, message: str, headers: Any) -> SeedreamErro
     if reason == "ILLEGAL_IMAGE_CONTENT":
         return ContentBlocked("The provider's moderation refused one of the reference images.", detail=detail)
     if reason in ("INVALID_REQUEST_BODY", "INVALID_IMAGE_SIZE"):
-        return InvalidRequest(f"The provider refused the request: {why}", detail=detail)
+        return ProviderRejected.because("The image provider", why, detail=detail)
     if reason in ("IMAGE_FILE_EXCEEDS_MAX_SIZE", "INVALID_IMAGE_FORMAT", "IMAGE_EXCEEDS_MAX_RESOLUTION"):
         return ImageRejected(f"The provider refused a reference image: {why}", detail=detail)
     if reason in ("BILLING_BALANCE_NOT_ENOUGH", "BILLING_AUTH_FAILED"):
@@ -109,7 +110,7 @@ def map_novita_error(status: int, body: Any, text: str, headers: Any) -> Seedrea
             mapped = bytedance_code_error(error["code"], str(error.get("message") or ""), headers)
             if mapped is not None:
                 return mapped
-    log.warning("novita: unrecognised error body (HTTP %s): %s", status, text[:300])
+    log.warning("novita: unrecognised error body (HTTP %s): %s", status, redact_links(text[:300]))
     return default_error(status, body, text, headers)
 
 

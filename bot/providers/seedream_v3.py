@@ -16,7 +16,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import logging
-import math
 import re
 from abc import abstractmethod
 from dataclasses import dataclass, field
@@ -28,11 +27,12 @@ from bot.errors import (
     BadApiKey,
     ContentBlocked,
     ImageRejected,
-    InvalidRequest,
     OutOfCredit,
+    ProviderRejected,
     ProviderUnavailable,
     RateLimited,
     ResultExpired,
+    ResultRefused,
     SeedreamError,
 )
 from bot.images import ImageStore
@@ -59,6 +59,11 @@ REFERENCE_MAX_BYTES = 7 * 1024 * 1024
 REFERENCE_MAX_PIXELS = 12_000_000
 REFERENCE_RATIO_RANGE = (1 / 3, 3.0)
 REFERENCE_MIN_SIDE = 15
+#: ByteDance's prompt advice for Seedream 4.x ("recommended not to exceed 300 Chinese characters or 600
+#: English words"), repeated by Novita, HighwayAPI and Ark. It is a recommendation, not a limit: the
+#: documents give no hard maximum, so prompts are sent whole and a longer one earns a notice.
+RECOMMENDED_PROMPT_WORDS = 600
+RECOMMENDED_PROMPT_CJK_CHARS = 300
 
 
 @dataclass(frozen=True)
@@ -82,7 +87,9 @@ def capabilities_for(kind: str, model: str, rules: ModelRules) -> Capabilities:
     """The Capabilities every provider in this family declares; only the model rules differ.
 
     No seed (not documented for 4.x), no style presets; ``enhance`` means "send the prompt optimizer
-    settings explicitly", available where the API has ``optimize_prompt_options``.
+    settings explicitly", available where the API has ``optimize_prompt_options``. No hard prompt limit
+    (none is documented), only the recommendation above. Sizes under the model's pixel minimum are
+    enlarged to it (``scale_up_to_min_pixels``); none of ours exceeds the 4096×4096 maximum.
     """
     return Capabilities(
         kind=kind,
@@ -100,19 +107,21 @@ def capabilities_for(kind: str, model: str, rules: ModelRules) -> Capabilities:
         seed_range=None,
         styles=(),
         prompt_enhance=rules.prompt_optimization,
-        max_prompt_chars=4000,
+        max_prompt_chars=None,
+        recommended_prompt_words=RECOMMENDED_PROMPT_WORDS,
+        recommended_prompt_cjk_chars=RECOMMENDED_PROMPT_CJK_CHARS,
+        output_pixels=(rules.min_pixels, MAX_OUTPUT_PIXELS),
+        scale_up_to_min_pixels=True,
     )
 
 
 def size_for(capabilities: Capabilities, rules: ModelRules, request: GenerationRequest) -> str:
     """``WxH`` for the request, scaled up (aspect kept) where the model's minimum area demands it.
 
-    1K on Novita 4.0 needs ≥ 1024×1024 px in total, so e.g. 16:9 becomes 1376×768 rather than 1280×720.
+    1K on Novita 4.0 needs ≥ 1024×1024 px in total, so e.g. 16:9 becomes 1376×768 rather than 1280×720
+    (``capabilities_for`` declares the window with ``scale_up_to_min_pixels``, so ``dimensions`` does it).
     """
     width, height = capabilities.dimensions(request)
-    if width * height < rules.min_pixels:
-        scale = math.sqrt(rules.min_pixels / (width * height))
-        width, height = (math.ceil(side * scale / 16) * 16 for side in (width, height))
     return f"{width}x{height}"
 
 
@@ -172,8 +181,8 @@ def bytedance_code_error(code: str, message: str, headers: Any) -> SeedreamError
         return ContentBlocked("The provider's moderation refused one of the reference images.", detail=detail)
     if code.startswith("OutputImageSensitiveContentDetected"):
         return ContentBlocked("The provider's moderation blocked the generated image.", detail=detail)
-    if code in ("MissingParameter", "InvalidParameter"):
-        return InvalidRequest(f"The provider refused the request: {reason}", detail=detail)
+    if code in ("MissingParameter", "InvalidParameter") or code.startswith(("MissingParameter.", "InvalidParameter.")):
+        return ProviderRejected.because("The image provider", reason, detail=detail)
     if code == "InvalidImageURL":
         return ImageRejected("The provider could not read one of the reference images.", detail=detail)
     if code in ("AccountOverdueError", "SetLimitExceeded", "ModelQuotaExhausted"):
@@ -307,12 +316,12 @@ class SeedreamV3Provider(Provider):
         answer = self.parse_answer(answer_body)
         if not answer.urls:
             raise self.nothing_generated(answer)
-        notice = shortfall_notice(request.count, answer)
+        notices = [self.capabilities.prompt_advice(request.prompt), shortfall_notice(request.count, answer)]
         log.info("%s: generated %d image(s) for %d asked", self.name, len(answer.urls), request.count)
         return Submission(
             result_urls=answer.urls,
             result_ids=[None] * len(answer.urls),
-            data={"notices": [notice] if notice else []},
+            data={"notices": [notice for notice in notices if notice]},
         )
 
     async def collect(self, request: GenerationRequest, submission: Submission) -> GenerationResult:
@@ -325,14 +334,18 @@ class SeedreamV3Provider(Provider):
         )
         images = [outcome for outcome in outcomes if isinstance(outcome, StoredImage)]
         errors = [outcome for outcome in outcomes if isinstance(outcome, BaseException)]
-        hard_errors = [error for error in errors if not isinstance(error, ResultExpired)]
+        hard_errors = [error for error in errors if not isinstance(error, ResultExpired | ResultRefused)]
         if hard_errors or not images:
             for image in images:  # keep the store clean: the job will fail or be collected again
                 image.path.unlink(missing_ok=True)
             raise (hard_errors or errors)[0]
         notices = [str(notice) for notice in submission.data.get("notices", [])]
-        if errors:
-            notices.append(f"{len(errors)} image(s) had expired at the provider before they could be fetched.")
+        expired = sum(1 for error in errors if isinstance(error, ResultExpired))
+        refused = len(errors) - expired
+        if expired:
+            notices.append(f"{expired} image(s) had expired at the provider before they could be fetched.")
+        if refused:
+            notices.append(f"{refused} image(s) could not be fetched: the provider's storage refused the link.")
         return GenerationResult(images=images, notices=notices)
 
     async def close(self) -> None:

@@ -31,12 +31,13 @@ from bot.config import TaskApiConfig
 from bot.errors import (
     BadApiKey,
     ContentBlocked,
-    InvalidRequest,
     OutOfCredit,
+    ProviderRejected,
     ProviderTimeout,
     ProviderUnavailable,
     RateLimited,
     SeedreamError,
+    redact_links,
 )
 from bot.images import ImageStore
 from bot.providers.base import Capabilities, GenerationRequest, GenerationResult, Provider, StoredImage, Submission
@@ -85,11 +86,7 @@ class TaskApiCapabilities(Capabilities):
     def dimensions(self, request: GenerationRequest) -> tuple[int, int]:
         if request.resolution != "4K":
             return super().dimensions(request)
-        aspect = request.aspect_ratio
-        if aspect == "auto":
-            first = request.references[0] if request.references else None
-            aspect = sizes.nearest_aspect(first.width, first.height) if first else "1:1"
-        return SIZES_4K[aspect]
+        return SIZES_4K[self.aspect_for(request)]
 
 
 def _error_parts(body: Any) -> tuple[str, str] | None:
@@ -140,7 +137,7 @@ def classify_error(status: int | None, code: str, message: str, headers: Any) ->
     if status is not None and status >= 500:
         return ProviderUnavailable("The image provider had a problem; please try again later.", detail=detail)
     if status in (400, 413, 422) and message:
-        return InvalidRequest(f"The provider refused the request: {clean_message(message)}", detail=detail)
+        return ProviderRejected.because("The image provider", clean_message(message), detail=detail)
     return None
 
 
@@ -194,6 +191,8 @@ class TaskApiProvider(Provider):
             seed_range=None,
             styles=(),
             prompt_enhance=True,
+            # The page documents no prompt limit and no recommendation of its own: no bot-side cap.
+            max_prompt_chars=None,
         )
 
     @property
@@ -202,6 +201,8 @@ class TaskApiProvider(Provider):
 
     # -- errors ------------------------------------------------------------------------------------
     def _redact(self, text: str) -> str:
+        """The text without our key and without any link's signed query string."""
+        text = redact_links(text)
         return text.replace(self._secret, "***") if self._secret else text
 
     def map_error(self, status: int, body: Any, text: str, headers: Any) -> SeedreamError:
@@ -258,7 +259,7 @@ class TaskApiProvider(Provider):
             task_id = (item.get("task_id") or item.get("id")) if isinstance(item, dict) else None
             if isinstance(task_id, str) and task_id:
                 return task_id
-        log.error("%s: create answered without a task id: %s", self.name, str(answer)[:300])
+        log.error("%s: create answered without a task id: %s", self.name, self._redact(str(answer))[:300])
         raise ProviderUnavailable(
             "The image provider accepted the request but did not say where to find the result.",
             detail="create answer without task_id",

@@ -1,12 +1,21 @@
-"""What every fake provider server shares: lifecycle, call log, fault injection, result files.
+"""What every fake provider server shares: lifecycle, call log, fault injection, signed result files.
 
 A fake validates requests as the provider's documents say and answers with the provider's own error
 bodies; tests queue faults per route (``inject``) to see how the bot copes.
+
+Result links are signed like ByteDance TOS / S3 presigned links: the query carries a credential with
+``%2F`` escapes (``X-Tos-Credential=AK…%2F20261101%2Fcn-beijing%2Ftos%2Frequest``), a content
+disposition full of other escapes, and ``X-Tos-Signature``, an HMAC over the exact raw path and query
+as written. The file route checks the raw request target (``request.raw_path``, never the decoded or
+re-quoted URL) and answers 403 AccessDenied to any link that was altered on the way, as a real object
+store does; so a client that re-quotes ``%2F`` into ``/`` loses the image here too.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import hmac
 import io
 import itertools
 import json
@@ -18,6 +27,45 @@ from typing import Any
 from aiohttp import web
 from PIL import Image
 
+#: The fake object store's signing secret (HMAC-SHA256 over the raw path and query as written).
+SIGNING_SECRET = b"fake-object-store-secret"
+#: A TOS-style credential: the ``%2F`` escapes are what aiohttp's re-quoting turned into ``/``.
+CREDENTIAL = "AKLTZmFrZS1rZXk%2F20261101%2Fcn-beijing%2Ftos%2Frequest"
+#: Every escape yarl would unquote in a query (``%2F %3A %40 %21 %24 %27 %28 %29 %2A %2C %3F %7E``).
+DISPOSITION = "attachment%3B%20filename%3D%22koala%3A%28v2%29%2A%21%24%27%2C%40home%3Fq%7E1%2Fx.png%22"
+SIGNATURE_PARAM = "X-Tos-Signature"
+
+
+def signature(path_and_query: str) -> str:
+    return hmac.new(SIGNING_SECRET, path_and_query.encode("ascii"), hashlib.sha256).hexdigest()
+
+
+def signed_link(base_url: str, raw_path: str) -> str:
+    """``base_url`` + ``raw_path`` with a TOS-like signed query; the signature covers the exact bytes."""
+    query = (
+        f"X-Tos-Algorithm=TOS4-HMAC-SHA256&X-Tos-Credential={CREDENTIAL}&X-Tos-Date=20261101T000000Z"
+        f"&X-Tos-Expires=86400&X-Tos-SignedHeaders=host&response-content-disposition={DISPOSITION}"
+    )
+    return f"{base_url}{raw_path}?{query}&{SIGNATURE_PARAM}={signature(f'{raw_path}?{query}')}"
+
+
+def link_intact(raw_target: str) -> bool:
+    """Whether a raw request target (path and query as sent) is a signed link exactly as it was issued."""
+    path, _, query = raw_target.partition("?")
+    signed_part, separator, given = query.rpartition(f"&{SIGNATURE_PARAM}=")
+    return bool(separator) and hmac.compare_digest(given, signature(f"{path}?{signed_part}"))
+
+
+def refused_link() -> web.Response:
+    """The object store's answer to an altered link (TOS AccessDenied, as in ByteDance's docs)."""
+    body = {
+        "Code": "AccessDenied",
+        "Message": "The request signature we calculated does not match the signature you provided.",
+        "EC": "0003-00000015",
+        "RequestId": "fake-request",
+    }
+    return web.json_response(body, status=403)
+
 
 @dataclass
 class Call:
@@ -27,6 +75,8 @@ class Call:
     headers: dict[str, str]
     body: Any
     at: float = field(default_factory=time.monotonic)
+    #: The request target exactly as it arrived (raw path and query string).
+    raw_target: str = ""
 
 
 @dataclass
@@ -58,6 +108,8 @@ class FakeProviderServer:
         self.faults: dict[str, deque[Fault]] = defaultdict(deque)
         self.files: dict[str, bytes] = {}
         self.expired: set[str] = set()
+        #: Raw targets of signed links that were refused because they had been altered.
+        self.refused_links: list[str] = []
         self._ids = itertools.count(1)
         self._runner: web.AppRunner | None = None
         self.base_url = ""
@@ -114,10 +166,10 @@ class FakeProviderServer:
 
     # -- result files -------------------------------------------------------------------------------
     def host_image(self, width: int, height: int, suffix: str = "png") -> str:
-        """Make a result image of the exact size and return its URL (with a signed-looking query)."""
+        """Make a result image of the exact size and return its signed link (see the module docstring)."""
         name = f"{self.next_id('img')}.{suffix}"
         self.files[name] = png_bytes(width, height)
-        return f"{self.base_url}/files/{name}?X-Expires=86400&Signature=abc%2Fdef"
+        return signed_link(self.base_url, f"/files/{name}")
 
     def expire_all(self) -> None:
         self.expired.update(self.files)
@@ -126,6 +178,9 @@ class FakeProviderServer:
         fault = await self.take_fault("files")
         if fault is not None:
             return fault
+        if not link_intact(request.raw_path):
+            self.refused_links.append(request.raw_path)
+            return refused_link()
         name = request.match_info["name"]
         if name not in self.files or name in self.expired:
             return web.Response(
@@ -143,7 +198,8 @@ class FakeProviderServer:
             except ValueError:
                 body = raw
         headers = {k: v for k, v in request.headers.items() if k.lower() in ("authorization", "content-type")}
-        self.calls.append(Call(request.method, request.path, dict(request.query), headers, body))
+        call = Call(request.method, request.path, dict(request.query), headers, body, raw_target=request.raw_path)
+        self.calls.append(call)
         return await handler(request)
 
     def bearer_ok(self, request: web.Request) -> bool:

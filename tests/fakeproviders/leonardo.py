@@ -3,8 +3,13 @@
 Validation follows the v2 OpenAPI schema (unknown fields, types, ranges, max 6 references, max 1 style)
 and the size decision documented in ``bot.providers.leonardo``: 32–14142 per side, and Seedream's pixel
 window per model (4.0: 921,600–16,777,216; 4.5: 3,686,400–16,777,216). Validation errors come back in
-the GraphQL-style list observed on v2; auth, moderation and reference errors in the documented v1 dict
-shape. The out-of-credit answer is undocumented: HTTP 402 with a v1 dict is this fake's guess.
+the GraphQL-style list observed on v2 (a prompt over the schema's 9999 characters with the code
+``VALIDATION_ERROR``); auth, moderation and reference errors in the documented v1 dict shape. The
+out-of-credit answer is undocumented: HTTP 402 with a v1 dict is this fake's guess.
+
+Links are signed (see ``common``): results, and the presigned upload URL too. Leonardo's real upload
+URL is a bare bucket address whose signature is in the form fields; the fake signs its query as
+well, so an upload link altered on the way is refused here as a signed link would be.
 """
 
 from __future__ import annotations
@@ -19,7 +24,7 @@ from typing import Any
 from aiohttp import BodyPartReader, web
 from PIL import Image
 
-from tests.fakeproviders.common import FakeProviderServer
+from tests.fakeproviders.common import FakeProviderServer, link_intact, signed_link
 
 MIN_PIXELS = {"seedream-4.0": 921_600, "seedream-4.5": 3_686_400}
 MAX_PIXELS = 16_777_216
@@ -45,6 +50,8 @@ EXTENSION_FORMATS = {"png": "PNG", "jpg": "JPEG", "jpeg": "JPEG", "webp": "WEBP"
 MODERATION_MESSAGE = f"content moderation filter: {BLOCKED_WORD}"
 BAD_KEY_MESSAGE = "Authentication hook unauthorized this request"
 OUT_OF_CREDIT_MESSAGE = "You do not have enough API credits to complete this request."
+MAX_PROMPT_CHARS = 9999
+PROMPT_TOO_LONG_MESSAGE = f"parameters.prompt: String must contain at most {MAX_PROMPT_CHARS} character(s)"
 
 
 class Rejected(Exception):
@@ -176,8 +183,8 @@ class FakeLeonardo(FakeProviderServer):
         prompt = params.get("prompt")
         if not isinstance(prompt, str) or not prompt:
             raise Rejected('expecting a value for non-nullable variable: "prompt"')
-        if len(prompt) > 9999:
-            raise Rejected('"prompt" must be at most 9999 characters')
+        if len(prompt) > MAX_PROMPT_CHARS:
+            raise Rejected(PROMPT_TOO_LONG_MESSAGE, code="VALIDATION_ERROR")
         default = 2048 if model == "seedream-4.5" else 1024
         width = _int(params.get("width", default), "width", *SIDE_RANGE)
         height = _int(params.get("height", default), "height", *SIDE_RANGE)
@@ -301,7 +308,8 @@ class FakeLeonardo(FakeProviderServer):
             "X-Amz-Signature": uuid.uuid4().hex,
         }
         self.init_images[image_id] = InitImage(image_id, extension, key, fields)
-        slot = {"id": image_id, "url": f"{self.base_url}/s3/upload", "fields": json.dumps(fields), "key": key}
+        url = signed_link(self.base_url, "/s3/upload")
+        slot = {"id": image_id, "url": url, "fields": json.dumps(fields), "key": key}
         return web.json_response({"uploadInitImage": slot})
 
     @staticmethod
@@ -312,6 +320,9 @@ class FakeLeonardo(FakeProviderServer):
     async def s3_upload(self, request: web.Request) -> web.StreamResponse:
         if (fault := await self.take_fault("s3")) is not None:
             return fault
+        if not link_intact(request.raw_path):
+            self.refused_links.append(request.raw_path)
+            return self._s3_error(403, "SignatureDoesNotMatch", "The request signature we calculated does not match.")
         if "Authorization" in request.headers:
             return self._s3_error(403, "AccessDenied", "Unsupported Authorization Type")
         if request.content_type != "multipart/form-data":
