@@ -4,6 +4,7 @@ The real bot (or a real discord.py client in the test) talks HTTP and websocket 
 exactly as it would talk to discord.com. See README.md in this package for how to write a test.
 """
 
+from .actions import CommandNotAvailable
 from .constants import (
     CallbackType,
     ChannelType,
@@ -40,6 +41,7 @@ __all__ = [
     "CallbackAttempt",
     "CallbackType",
     "ChannelType",
+    "CommandNotAvailable",
     "CommandType",
     "ErrorCode",
     "FakeAttachment",

@@ -6,14 +6,38 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, cast
 
 from . import interactions, payloads
-from .constants import CommandType, ComponentType, InteractionType
+from .constants import ChannelType, CommandType, ComponentType, InteractionType, Perm
 from .core import Core
 from .handles import FileSpec, InteractionHandle, build_options, find_component, modal_components
-from .rules import channel_permissions
-from .state import FakeAttachment, FakeChannel, FakeMessage, FakeUser, State
+from .rules import base_permissions, channel_permissions
+from .state import FakeAttachment, FakeChannel, FakeGuild, FakeMessage, FakeRole, FakeUser, State
 
 if TYPE_CHECKING:
     from .harness import FakeDiscord
+
+
+class InteractionContext:
+    GUILD = 0
+    BOT_DM = 1
+    PRIVATE_CHANNEL = 2
+
+
+CONTEXT_NAMES = {0: "guild", 1: "bot DM", 2: "private channel"}
+
+
+def command_context(channel: FakeChannel) -> int:
+    if channel.guild_id is not None:
+        return InteractionContext.GUILD
+    return InteractionContext.BOT_DM if channel.type == ChannelType.DM else InteractionContext.PRIVATE_CHANNEL
+
+
+class CommandNotAvailable(Exception):
+    """A user tried to invoke a synced command Discord would not offer them there (missing
+    default_member_permissions, or a guild-only command in a DM); no interaction was dispatched."""
+
+    def __init__(self, name: str, user: FakeUser, channel: FakeChannel, reason: str) -> None:
+        self.name, self.user, self.channel, self.reason = name, user, channel, reason
+        super().__init__(f"{user.username} cannot use /{name} in channel {channel.id}: {reason}")
 
 
 class UserActions:
@@ -48,16 +72,107 @@ class UserActions:
 
     # --- acting as users ------------------------------------------------------------------------------
 
-    def find_command(
-        self, name: str, channel: FakeChannel, command_type: int = CommandType.CHAT_INPUT
-    ) -> dict[str, Any]:
-        """The synced command the Discord client would show in this channel (guild commands first)."""
+    def _synced(self, channel: FakeChannel) -> list[dict[str, Any]]:
+        """Every synced command that exists in this channel: the guild's own first, then the global ones."""
         stores = [self.state.guild_commands.get(channel.guild_id, {})] if channel.guild_id else []
-        for store in [*stores, self.state.global_commands]:
-            for cmd in store.values():
-                if cmd["name"] == name and cmd.get("type", 1) == command_type:
-                    return cmd
-        raise LookupError(f"no synced command {name!r} (type {command_type}); did the bot sync its tree?")
+        return [cmd for store in [*stores, self.state.global_commands] for cmd in store.values()]
+
+    def command_unavailable(self, command: dict[str, Any], user: FakeUser, channel: FakeChannel) -> str | None:
+        """Why Discord would not let `user` invoke `command` in `channel` (None when it would): the command's
+        `contexts` (0 guild, 1 bot DM, 2 private channel) or, without them, `dm_permission: false` in a DM; and in
+        a guild its `default_member_permissions`, checked against the member's guild-level permissions (owner and
+        Administrator have all; "0" leaves only them), unless a command permission overwrite set with
+        `set_command_permission` applies."""
+        context = command_context(channel)
+        contexts = command.get("contexts")
+        if contexts is not None and context not in contexts:
+            return f"its contexts {contexts} exclude context {context} ({CONTEXT_NAMES[context]})"
+        if contexts is None and context != InteractionContext.GUILD and command.get("dm_permission") is False:
+            return "it is guild-only (dm_permission false)"
+        guild = self.state.guild_of(channel)
+        if guild is None:
+            return None
+        have = base_permissions(guild, user.id)
+        if have & Perm.ADMINISTRATOR:
+            return None
+        overwrite = self._command_overwrite(guild, command["name"], user, channel)
+        if overwrite is not None:
+            return None if overwrite else f"a command permission overwrite in {guild.name} denies it"
+        required = command.get("default_member_permissions")
+        if required is None:
+            return None
+        needed = int(required)
+        if needed and have & needed == needed:
+            return None
+        missing = needed & ~have if needed else Perm.ADMINISTRATOR
+        return f"default_member_permissions {needed} needs {missing} that {user.username} lacks at guild level"
+
+    def _command_overwrite(self, guild: FakeGuild, name: str, user: FakeUser, channel: FakeChannel) -> bool | None:
+        """Discord's command permission overwrites: a channel deny (the thread's parent for threads) forbids;
+        then the member's own overwrite, else their roles' (any allow wins), else @everyone's decides; None when
+        none applies and default_member_permissions rules."""
+        targets = self.state.command_permissions.get(guild.id, {}).get(name, {})
+        where = channel.parent_id if channel.is_thread and channel.parent_id else channel.id
+        if targets.get(where) == (3, False):
+            return False
+        if user.id in targets:
+            return targets[user.id][1]
+        member = guild.members.get(user.id)
+        roles = [targets[r][1] for r in (member.roles if member else []) if r in targets]
+        if roles:
+            return any(roles)
+        if guild.id in targets:
+            return targets[guild.id][1]
+        return None
+
+    def set_command_permission(
+        self,
+        guild: FakeGuild,
+        name: str,
+        target: FakeUser | FakeRole | FakeGuild | FakeChannel,
+        *,
+        allow: bool = True,
+    ) -> None:
+        """What a server admin does in Server Settings > Integrations: allow or deny command `name` (by its top
+        name) to a member, a role, everyone (pass the guild) or in a channel. Overrides the command's
+        default_member_permissions; owner and Administrator are never restricted."""
+        kind = {FakeUser: 2, FakeRole: 1, FakeGuild: 1, FakeChannel: 3}[type(target)]
+        self.state.command_permissions.setdefault(guild.id, {}).setdefault(name, {})[target.id] = (kind, allow)
+
+    def available_commands(
+        self, user: FakeUser, channel: FakeChannel, command_type: int | None = None
+    ) -> list[dict[str, Any]]:
+        """The synced commands `user` can see and invoke in `channel` (guild commands first, then global;
+        optionally only one command type), as the Discord client would list them."""
+        return [
+            cmd
+            for cmd in self._synced(channel)
+            if (command_type is None or cmd.get("type", 1) == command_type)
+            and self.command_unavailable(cmd, user, channel) is None
+        ]
+
+    def find_command(
+        self,
+        name: str,
+        channel: FakeChannel,
+        command_type: int = CommandType.CHAT_INPUT,
+        *,
+        user: FakeUser | None = None,
+    ) -> dict[str, Any]:
+        """The synced command the Discord client would show in this channel (guild commands first). With a
+        `user`, only one they may invoke: `CommandNotAvailable` when it exists but they may not."""
+        matching = [c for c in self._synced(channel) if c["name"] == name and c.get("type", 1) == command_type]
+        if not matching:
+            raise LookupError(f"no synced command {name!r} (type {command_type}); did the bot sync its tree?")
+        if user is None:
+            return matching[0]
+        reasons = []
+        for cmd in matching:
+            reason = self.command_unavailable(cmd, user, channel)
+            if reason is None:
+                return cmd
+            reasons.append(reason)
+        raise CommandNotAvailable(name, user, channel, reasons[0])
 
     async def slash_command(
         self,
@@ -72,7 +187,7 @@ class UserActions:
         """Invoke `/name` (or "group sub" for subcommands). Attachment options take (filename, bytes) or a
         FileSpec; the fake hosts them and fills `resolved.attachments`."""
         root, *subs = name.split()
-        cmd = self.find_command(root, channel)
+        cmd = self.find_command(root, channel, user=user)
         data: dict[str, Any] = {"id": cmd["id"], "name": root, "type": CommandType.CHAT_INPUT}
         if cmd.get("guild_id"):
             data["guild_id"] = cmd["guild_id"]
@@ -136,7 +251,7 @@ class UserActions:
 
     async def message_context_menu(self, name: str, message: FakeMessage, *, user: FakeUser) -> InteractionHandle:
         channel = self.state.channels[message.channel_id]
-        cmd = self.find_command(name, channel, CommandType.MESSAGE)
+        cmd = self.find_command(name, channel, CommandType.MESSAGE, user=user)
         data: dict[str, Any] = {
             "id": cmd["id"],
             "name": name,
@@ -151,7 +266,7 @@ class UserActions:
     async def user_context_menu(
         self, name: str, target: FakeUser, *, user: FakeUser, channel: FakeChannel
     ) -> InteractionHandle:
-        cmd = self.find_command(name, channel, CommandType.USER)
+        cmd = self.find_command(name, channel, CommandType.USER, user=user)
         resolved: dict[str, Any] = {"users": {str(target.id): payloads.user(target)}}
         guild = self.state.guild_of(channel)
         if guild and target.id in guild.members:

@@ -329,6 +329,8 @@ def command(state: State, body: dict[str, Any], cid: int, guild_id: int | None) 
         "application_id": str(state.application_id),
         "version": str(state.snowflake()),
     }
+    if out["default_member_permissions"] is not None:  # sent as an int or a string; echoed as a string
+        out["default_member_permissions"] = str(out["default_member_permissions"])
     if guild_id is not None:
         out["guild_id"] = str(guild_id)
     return out

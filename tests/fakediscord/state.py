@@ -336,6 +336,9 @@ class State:
         self.interactions_by_token: dict[str, InteractionRecord] = {}
         self.global_commands: dict[int, dict[str, Any]] = {}
         self.guild_commands: dict[int, dict[int, dict[str, Any]]] = {}
+        # guild id -> command name -> target id -> (type 1 role / 2 user / 3 channel, allowed): what a server
+        # admin sets in Server Settings > Integrations; it overrides default_member_permissions
+        self.command_permissions: dict[int, dict[str, dict[int, tuple[int, bool]]]] = {}
         self.rest_log: list[RestCall] = []
         self.gateway_log: list[GatewayRecord] = []
         self.typing: list[tuple[int, float]] = []

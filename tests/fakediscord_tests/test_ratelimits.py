@@ -19,7 +19,7 @@ import pytest
 
 from tests.fakediscord import FakeChannel, FakeConfig, FakeDiscord
 from tests.fakediscord.ratelimits import bucket_hash
-from tests.fakediscord_tests.conftest import World, start_bot
+from tests.fakediscord_tests.conftest import FakeBot, World, start_bot
 
 SEND = "POST /channels/{channel_id}/messages"
 EDIT = "PATCH /channels/{channel_id}/messages/{message_id}"
@@ -287,3 +287,27 @@ async def test_discord_py_rides_out_the_global_limit_and_interactions_go_past_it
     assert 1 <= len(globals_) <= 10 and {c.auth for c in globals_} == {"bot"}
     assert all(c.response["global"] is True and 0 < c.retry_after <= 1.0 for c in globals_)  # type: ignore[operator]
     assert fake.rate_limited(scope="user") == []
+
+
+class BurstBot(FakeBot):
+    def _register(self) -> None:
+        super()._register()
+
+        @self.tree.command(description="Defer, then 7 followups at once")
+        async def burst(interaction: discord.Interaction) -> None:
+            await interaction.response.defer()
+            await asyncio.gather(*(interaction.followup.send(f"part {i}") for i in range(7)))
+
+
+async def test_discord_py_followups_wait_for_the_real_webhook_window(world: World) -> None:
+    fake = world.fake
+    fake.config.discord_limits = True
+    await start_bot(world, bot_class=BurstBot)
+    assert (fake.config.webhook_limit, fake.config.webhook_window) == (5, 2.0)
+    h = await fake.slash_command("burst", user=world.alice, channel=world.general)
+    await h.wait_for_followups(7, timeout=10)
+    assert sorted(m.content for m in h.messages) == [f"part {i}" for i in range(7)]
+    hooks = fake.calls("POST /webhooks/{webhook_id}/{webhook_token}")
+    assert [c.status for c in hooks] == [200] * 7 and {c.auth for c in hooks} == {"webhook"}
+    assert hooks[5].started - hooks[0].started >= 1.95  # the sixth waited for the 2 s window to reset
+    assert fake.rate_limited() == [] and world.client.errors == []
