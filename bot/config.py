@@ -39,6 +39,9 @@ class DiscordSection(Section):
     status_edit_seconds: float = Field(default=5.0, ge=0)  # at most one status-message edit per job this often
     shutdown_grace_seconds: float = Field(default=20.0, ge=0)
     guild_ready_timeout: float = Field(default=2.0, ge=0)  # discord.py waits this long for guilds before on_ready
+    #: Who may take bot-wide actions (resume a provider paused for credit for every server); empty = the
+    #: Discord application's owner, or its team's admins and developers. When set, only these user ids.
+    owner_ids: list[int] = []
 
     @field_validator("api_base")
     @classmethod

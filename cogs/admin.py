@@ -1,4 +1,9 @@
-"""/quota for everyone and /seedream-admin for moderators (Manage Server, checked again at run time)."""
+"""/quota for everyone and /seedream-admin for moderators (Manage Server, checked again at run time).
+
+A server's moderators act for their server only. Bot-wide actions (lifting a provider's pause for credit)
+are the bot owner's: who that is is decided here, from ``[discord] owner_ids`` or else the application's
+owner or team (``Bot.is_owner``), and passed to the core as a bool; the core refuses everyone else.
+"""
 
 from __future__ import annotations
 
@@ -12,7 +17,7 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot.errors import InvalidRequest, NotAllowed
-from bot.moderation import MemberStatus, ModeratorActions
+from bot.moderation import MATCHING_RULES, MemberStatus, ModeratorActions
 from cogs.errors import reply
 from cogs.imagine import Imagine, is_moderator
 from cogs.views import NO_MENTIONS
@@ -57,7 +62,11 @@ class Admin(commands.Cog):
         guild_only=True,
     )
     limits = app_commands.Group(name="limits", description="Image allowances per window", parent=admin)
-    words = app_commands.Group(name="banned-words", description="Words refused in prompts", parent=admin)
+    words = app_commands.Group(
+        name="banned-words",
+        description="Words refused in prompts (also spelled with look-alike, invisible or spaced-out letters)",
+        parent=admin,
+    )
 
     def __init__(self, bot: SeedreamBot) -> None:
         self.bot = bot
@@ -78,6 +87,17 @@ class Admin(commands.Cog):
     async def _done(self, interaction: discord.Interaction, guild_id: int, text: str) -> None:
         await reply(interaction, text)
         await self._log(guild_id, f"🛡️ <@{interaction.user.id}>: {text}")
+
+    async def is_bot_owner(self, user: discord.abc.User) -> bool:
+        """``[discord] owner_ids`` when set; otherwise the application's owner or team (discord.py asks once)."""
+        owner_ids = self.bot.settings.discord.owner_ids
+        if owner_ids:
+            return user.id in owner_ids
+        try:
+            return await self.bot.is_owner(user)
+        except discord.HTTPException as exc:
+            log.warning("could not look up the application's owner (%s); treating %s as not an owner", exc, user.id)
+            return False
 
     # -- /quota -------------------------------------------------------------------------------------
     @app_commands.command(name="quota", description="Your image allowance: used, left and when it resets")
@@ -188,19 +208,19 @@ class Admin(commands.Cog):
     async def words_add(self, interaction: discord.Interaction, words: str) -> None:
         guild_id = require_manage_server(interaction)
         listed = await self.moderation.add_banned_words(guild_id, interaction.user.id, words.split(","))
-        await self._done(interaction, guild_id, f"Banned words now: {', '.join(listed) or 'none'}.")
+        await self._done(interaction, guild_id, f"Banned words added: {', '.join(listed) or 'none new'}.")
 
     @words.command(name="remove", description="Allow these words again (comma separated)")
     async def words_remove(self, interaction: discord.Interaction, words: str) -> None:
         guild_id = require_manage_server(interaction)
         listed = await self.moderation.remove_banned_words(guild_id, interaction.user.id, words.split(","))
-        await self._done(interaction, guild_id, f"Banned words now: {', '.join(listed) or 'none'}.")
+        await self._done(interaction, guild_id, f"Banned words removed: {', '.join(listed) or 'none listed'}.")
 
-    @words.command(name="list", description="Show the banned words")
+    @words.command(name="list", description="Show the banned words and how they are matched")
     async def words_list(self, interaction: discord.Interaction) -> None:
         guild_id = require_manage_server(interaction)
         listed = await self.bot.services.policy.store.banned_words(guild_id)
-        await reply(interaction, f"Banned words: {', '.join(listed) or 'none'}.")
+        await reply(interaction, f"Banned words: {', '.join(listed) or 'none'}.\n{MATCHING_RULES}")
 
     @admin.command(name="pause", description="Stop new images on this server (running jobs finish)")
     async def pause(self, interaction: discord.Interaction, reason: str | None = None) -> None:
@@ -208,14 +228,24 @@ class Admin(commands.Cog):
         await self.moderation.pause(guild_id, interaction.user.id, reason)
         await self._done(interaction, guild_id, "Generation is paused; running jobs will finish.")
 
-    @admin.command(name="resume", description="Allow new images again")
+    @admin.command(
+        name="resume", description="Allow new images again here (the bot's owner: also providers out of credit)"
+    )
     async def resume(self, interaction: discord.Interaction, reason: str | None = None) -> None:
         guild_id = require_manage_server(interaction)
-        await self.moderation.resume(guild_id, interaction.user.id, reason)
-        providers = self.bot.engine.health.resume()
+        health = self.bot.engine.health
+        owner = False
+        if health.paused():  # only then does it matter, and only then may Discord be asked who the owner is
+            await interaction.response.defer(ephemeral=True, thinking=True)
+            owner = await self.is_bot_owner(interaction.user)
+        outcome = await self.moderation.resume(guild_id, interaction.user.id, reason, health=health, is_owner=owner)
         self.bot.engine.wake()
-        extra = f" Providers paused for credit are back: {', '.join(providers)}." if providers else ""
-        await self._done(interaction, guild_id, f"Generation is resumed.{extra}")
+        text = "Generation is resumed on this server."
+        if outcome.providers_resumed:
+            text += f" Providers paused for credit are back for every server: {', '.join(outcome.providers_resumed)}."
+        if outcome.note:
+            text += f" {outcome.note}"
+        await self._done(interaction, guild_id, text)
 
     @admin.command(name="log-channel", description="Where moderation events and provider billing problems are posted")
     async def log_channel(self, interaction: discord.Interaction, channel: discord.TextChannel | None = None) -> None:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from bot.config import LeonardoConfig, load_settings
+from bot.config import LeonardoConfig, Settings, load_settings
 from bot.errors import ConfigError
 
 REPO = Path(__file__).resolve().parents[1]
@@ -73,6 +73,28 @@ def test_env_overrides_the_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
     assert settings.providers["local"].delay_seconds == 0.5
 
 
+def test_owner_ids_default_to_the_application_owner_and_can_be_listed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert load_settings(write(tmp_path, "")).discord.owner_ids == []  # empty: the Discord application's owner
+    assert load_settings(write(tmp_path, "[discord]\nowner_ids = [42, 43]\n")).discord.owner_ids == [42, 43]
+    monkeypatch.setenv("SEEDREAM_DISCORD__OWNER_IDS", "[7]")
+    assert load_settings(write(tmp_path, "")).discord.owner_ids == [7]
+
+
+def test_every_key_of_the_plain_sections_is_in_the_example() -> None:
+    """config.example.toml is the reference for deployments: a new key must show up there."""
+    text = (REPO / "config.example.toml").read_text()
+    missing = [
+        f"{section}.{key}"
+        for section, field in Settings.model_fields.items()
+        if section != "providers"
+        for key in getattr(field.annotation, "model_fields", {})
+        if f"\n{key} = " not in text
+    ]
+    assert missing == []
+
+
 @pytest.mark.parametrize(
     ("text", "expected"),
     [
@@ -83,6 +105,7 @@ def test_env_overrides_the_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
         ('[discord]\nattachment_hosts = ["cdn.discordapp.com"]\n', "discord.attachment_hosts"),
         ("[generation]\nworkers = 0\n", "generation.workers = 0"),
         ("[generation\n", "not valid TOML"),
+        ('[discord]\nowner_ids = ["me"]\n', "discord.owner_ids.0 = 'me'"),
     ],
 )
 def test_bad_config_names_the_key(tmp_path: Path, text: str, expected: str) -> None:

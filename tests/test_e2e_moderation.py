@@ -49,6 +49,16 @@ async def jobs_of(tmp_path: Path, user_id: int) -> list[str]:
         return [row[0] for row in await cursor.fetchall()]
 
 
+async def refusals(tmp_path: Path, user_id: int) -> list[str]:
+    """The rule each refused prompt of the member matched, oldest first, from the moderators' audit log."""
+    query = (
+        "SELECT json_extract(details, '$.rule') FROM audit_log WHERE action = 'prompt.refused' AND actor_id = ?"
+        " ORDER BY id"
+    )
+    async with aiosqlite.connect(tmp_path / "bot.sqlite3") as conn, conn.execute(query, (user_id,)) as cursor:
+        return [row[0] for row in await cursor.fetchall()]
+
+
 async def test_over_quota_is_refused_with_the_reset_time_and_nothing_queued(tmp_path: Path) -> None:
     async with FakeDiscord() as fake:
         server = await Server().build(fake)
@@ -85,7 +95,10 @@ async def test_blocked_members_and_banned_words_are_refused(tmp_path: Path) -> N
             await server.run("seedream-admin banned-words add", server.mod, words="gore, blood")
             refusal = await server.imagine(server.alice, prompt="lots of GORE here")
             assert "gore" in refusal.lower() and "Queued" not in refusal
+            assert await server.imagine(server.alice, prompt="lots of g\u034fo\ufe0fr\u034fe here") == refusal
+            assert await server.imagine(server.alice, prompt="lots of gоrе here") == refusal  # Cyrillic о, е
             assert "Queued" in await server.imagine(server.alice, prompt="a gorgeous sunset")
+            assert await refusals(tmp_path, server.alice.id) == ["word", "normalised", "look-alike"]
             await server.run("seedream-admin unblock", server.mod, member=server.bob)
             assert "Queued" in await server.imagine(server.bob)
 
@@ -176,6 +189,50 @@ async def test_provider_failure_refunds_exactly_and_says_why(tmp_path: Path, mon
             notice = await fake.wait_for(lambda: next((m for m in fake.bot_messages(thread) if m.content), None), 5)
             assert "refused" in notice.content.lower() or "blocked" in notice.content.lower()
             assert notice.allowed_mentions == {"parse": []}
+
+
+async def test_only_the_bots_owner_lifts_a_providers_pause_for_every_server(tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    from tests.fakeproviders.novita import FakeNovitaServer
+
+    monkeypatch.setenv("E2E_NOVITA_KEY", FakeNovitaServer.api_key)
+    async with FakeDiscord() as fake, FakeNovitaServer() as novita:
+        server = await Server().build(fake)
+        novita.credit = 0
+        novita_only = {"novita": {"kind": "novita", "base_url": novita.base_url, "api_key_env": "E2E_NOVITA_KEY"}}
+        settings = bot_settings(
+            fake, server.guild, tmp_path, generation={"default_provider": "novita"}, providers=novita_only
+        )
+        async with running_bot(fake, settings):
+            assert "Queued" in await server.imagine(server.alice)
+            async with asyncio.timeout(10):
+                while await jobs_of(tmp_path, server.alice.id) != ["failed"]:
+                    await asyncio.sleep(0.05)
+            assert "paused for every server" in await server.imagine(server.bob)
+            novita.credit = None  # topped up; the pause still holds until the owner lifts it (or 30 minutes pass)
+
+            by_mod = (await server.run("seedream-admin resume", server.mod)).content
+            assert "Generation is resumed on this server." in by_mod
+            assert "Only the bot's owner can resume provider novita for every server" in by_mod
+            assert "after 30 minutes" in by_mod
+            assert "paused for every server" in await server.imagine(server.bob)
+
+            owner = fake.state.owner  # the application's owner (GET /oauth2/applications/@me), here the server's
+            by_owner = (await server.run("seedream-admin resume", owner)).content
+            assert "Providers paused for credit are back for every server: novita." in by_owner
+            assert "Queued" in await server.imagine(server.bob)
+
+
+async def test_owner_ids_in_the_config_name_the_owners(tmp_path: Path) -> None:
+    async with FakeDiscord() as fake:
+        server = await Server().build(fake)
+        settings = bot_settings(fake, server.guild, tmp_path, discord={"owner_ids": [server.mod.id]})
+        async with running_bot(fake, settings) as bot:
+            bot.engine.health.pause_for_credit("local")
+            by_app_owner = (await server.run("seedream-admin resume", fake.state.owner)).content
+            assert "Only the bot's owner can resume provider local" in by_app_owner  # the list replaces the app's owner
+            by_listed = (await server.run("seedream-admin resume", server.mod)).content
+            assert "back for every server: local" in by_listed
+            assert not bot.engine.health.paused()
 
 
 async def test_help_shows_what_is_possible_and_the_allowance(tmp_path: Path) -> None:

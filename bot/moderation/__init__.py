@@ -14,13 +14,17 @@ from bot.moderation.models import (
     MemberContext,
     MemberStatus,
     ResolvedLimit,
+    ResumeOutcome,
     ScopeKind,
 )
-from bot.moderation.policy import PolicyService, banned_word_in
+from bot.moderation.policy import PolicyService
 from bot.moderation.store import ModerationStore
+from bot.moderation.words import MATCHING_RULES, BannedMatch, banned_word_in, find_banned_word, fold
 
 __all__ = [
+    "MATCHING_RULES",
     "AuditEntry",
+    "BannedMatch",
     "Block",
     "Decision",
     "GuildSettings",
@@ -31,6 +35,9 @@ __all__ = [
     "ModeratorActions",
     "PolicyService",
     "ResolvedLimit",
+    "ResumeOutcome",
     "ScopeKind",
     "banned_word_in",
+    "find_banned_word",
+    "fold",
 ]

@@ -1,9 +1,17 @@
 """What moderators change. Every action writes its audit row in the same transaction as the change,
-so the audit log can never miss (or invent) an action."""
+so the audit log can never miss (or invent) an action.
+
+Scope: a server's moderators change that server only. What affects every server belongs to the bot's
+owner: lifting a provider's bot-wide pause for credit (``resume(..., is_owner=...)``; ``ProviderHealth``
+refuses non-owners) and the bot-wide limits (``[quota] global_daily_cap``, ``guild_allowlist``), which no
+command changes: they live in the config file. Whether a member is an owner is decided by the Discord
+layer and passed in as a plain bool.
+"""
 
 from __future__ import annotations
 
 import json
+import unicodedata
 from collections.abc import Collection, Iterable, Mapping
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -11,8 +19,10 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import aiosqlite
 
 from bot.errors import InvalidRequest
-from bot.moderation.models import Block, ScopeKind
+from bot.moderation.models import Block, ResumeOutcome, ScopeKind
 from bot.moderation.store import ModerationStore
+from bot.moderation.words import fold, remove_invisible
+from bot.provider_health import ProviderHealth
 from bot.quota import WINDOW_KINDS, Clock, Ledger
 from bot.sizes import RESOLUTIONS
 from bot.storage import Database
@@ -22,13 +32,25 @@ MAX_REASON_LENGTH = 500
 
 
 def normalise_word(word: str) -> str:
-    """Lower-case, single spaces; refuse what could never match a prompt sensibly."""
-    cleaned = " ".join(word.split()).lower()
-    if not cleaned:
+    """How a banned word is stored and shown: NFKC, invisible characters removed, lower-case, single spaces.
+
+    Look-alike letters and accents are kept as the moderator typed them (the list shows what they added);
+    matching folds them away (``bot.moderation.words.fold``). Refuses what could never match a prompt."""
+    visible = remove_invisible(unicodedata.normalize("NFKC", word))
+    cleaned = " ".join(visible.split()).lower()
+    if not cleaned or not fold(cleaned).strip():
         raise InvalidRequest("A banned word cannot be empty.")
     if len(cleaned) > MAX_WORD_LENGTH:
         raise InvalidRequest(f"A banned word can be at most {MAX_WORD_LENGTH} characters.")
     return cleaned
+
+
+def _stored_as(word: str) -> str | None:
+    """``normalise_word`` of a stored word (rows from before it removed invisible characters may differ)."""
+    try:
+        return normalise_word(word)
+    except InvalidRequest:
+        return None
 
 
 def _reason(reason: str | None) -> str | None:
@@ -184,18 +206,42 @@ class ModeratorActions:
         return added
 
     async def remove_banned_words(self, guild_id: int, actor_id: int, words: Iterable[str]) -> list[str]:
-        """Returns the words that were on the list."""
-        cleaned = sorted({normalise_word(w) for w in words})
+        """Returns the words that were on the list (a stored word is removed whenever it normalises the same)."""
+        cleaned = {normalise_word(w) for w in words}
         async with self.db.transaction() as conn:
-            removed = [w for w in cleaned if await self.store.remove_word(conn, guild_id, w)]
+            stored = await self.store.banned_words(guild_id, conn)
+            removed = [
+                w for w in stored if _stored_as(w) in cleaned and await self.store.remove_word(conn, guild_id, w)
+            ]
             await self._audit(conn, guild_id, actor_id, "banned_words.remove", None, None, words=removed)
         return removed
 
     async def pause(self, guild_id: int, actor_id: int, reason: str | None = None) -> None:
         await self._set(guild_id, actor_id, "generation.pause", {"paused": 1, "paused_reason": _reason(reason)}, reason)
 
-    async def resume(self, guild_id: int, actor_id: int, reason: str | None = None) -> None:
-        await self._set(guild_id, actor_id, "generation.resume", {"paused": 0, "paused_reason": None}, reason)
+    async def resume(
+        self,
+        guild_id: int,
+        actor_id: int,
+        reason: str | None = None,
+        *,
+        health: ProviderHealth | None = None,
+        is_owner: bool = False,
+    ) -> ResumeOutcome:
+        """Lift this server's pause. With ``health``, the bot's owner also lifts every provider's bot-wide
+        pause for credit (audited here); a server moderator is told why those stay and when they end."""
+        paused = health.paused() if health is not None else []
+        lift = bool(paused) and is_owner
+        async with self.db.transaction() as conn:
+            await self.store.update_settings(conn, guild_id, {"paused": 0, "paused_reason": None}, self.clock())
+            await self._audit(conn, guild_id, actor_id, "generation.resume", None, reason, paused=0, paused_reason=None)
+            if lift:
+                await self._audit(conn, guild_id, actor_id, "providers.resume", None, reason, providers=paused)
+        if health is None or not paused:
+            return ResumeOutcome()
+        if not lift:
+            return ResumeOutcome(still_paused=tuple(paused), note=health.owner_only(paused))
+        return ResumeOutcome(providers_resumed=tuple(health.resume(by_owner=True)))
 
     async def set_log_channel(self, guild_id: int, actor_id: int, channel_id: int | None) -> None:
         """Where moderation events and provider billing problems are reported (None: nowhere)."""

@@ -139,3 +139,13 @@ class MemberStatus:
     in_flight_cap: int
     block: Block | None = None
     paused: bool = False
+
+
+@dataclass(frozen=True)
+class ResumeOutcome:
+    """What /seedream-admin resume did: the server's pause is always lifted; providers paused bot-wide for
+    credit only by the bot's owner (``still_paused`` and ``note`` tell a server moderator why not)."""
+
+    providers_resumed: tuple[str, ...] = ()
+    still_paused: tuple[str, ...] = ()
+    note: str | None = None

@@ -1,7 +1,8 @@
 """Decides whether a member may generate, and with which allowance, before anything is queued.
 
 Order of refusals: guild not allowlisted, blocked, paused, wrong channel, provider not allowed,
-resolution/count over the server's max, banned word, too many jobs in flight, quota. The allowance
+resolution/count over the server's max, banned word (see ``bot.moderation.words``: a refusal for a banned word
+is written to the server's audit log with the rule that matched), too many jobs in flight, quota. The allowance
 comes from the most specific scope that has a rule: user > role > channel > guild > config default;
 among a member's roles the most generous wins (unlimited beats any number). Moderators skip the
 pause and channel rules so they can test, nothing else. Every rule is read in one statement
@@ -11,26 +12,22 @@ the binding check is the admission trigger that runs when the job row is inserte
 
 from __future__ import annotations
 
-import re
+import logging
 from collections.abc import Iterable, Mapping, Sequence
 
 from bot.config import QuotaSection, Settings
 from bot.errors import InvalidRequest, NotAllowed, TooManyJobs
 from bot.moderation.models import Decision, MemberContext, MemberRules, MemberStatus, ResolvedLimit
 from bot.moderation.store import ModerationStore
+from bot.moderation.words import BannedMatch, find_banned_word
 from bot.providers.base import GenerationRequest
 from bot.quota import Clock, Ledger
 from bot.sizes import RESOLUTIONS
 from bot.storage import Database
 
-
-def banned_word_in(prompt: str, words: Iterable[str]) -> str | None:
-    """The first banned word (or phrase) the prompt contains as a whole word, ignoring case."""
-    for word in words:
-        body = r"\s+".join(re.escape(part) for part in word.split())
-        if body and re.search(rf"(?<!\w){body}(?!\w)", prompt, flags=re.IGNORECASE):
-            return word
-    return None
+log = logging.getLogger(__name__)
+#: How much of a refused prompt the audit log keeps.
+AUDIT_PROMPT_CHARS = 300
 
 
 def most_generous(limits: Iterable[int | None]) -> int | None:
@@ -77,6 +74,13 @@ class PolicyService:
         rules = await self._rules(ctx)
         if ctx.guild_id is not None:
             self._check_guild_rules(ctx, rules, request, name)
+            match = find_banned_word(request.prompt, rules.banned_words)
+            if match is not None:
+                await self._audit_refusal(ctx.guild_id, ctx, match, request.prompt)
+                raise InvalidRequest(
+                    f"Your prompt contains a word that is not allowed on this server: “{match.word}”. "
+                    "Please rephrase it."
+                )
         in_flight, cap = rules.in_flight, self._in_flight_cap(rules)
         if in_flight >= cap:
             raise TooManyJobs(
@@ -127,11 +131,28 @@ class PolicyService:
             )
         if settings.max_count and request.count > settings.max_count:
             raise InvalidRequest(f"This server allows at most {settings.max_count} image(s) per request.")
-        word = banned_word_in(request.prompt, rules.banned_words)
-        if word is not None:
-            raise InvalidRequest(
-                f"Your prompt contains a word that is not allowed on this server: “{word}”. Please rephrase it."
-            )
+
+    async def _audit_refusal(self, guild_id: int, ctx: MemberContext, match: BannedMatch, prompt: str) -> None:
+        """The member sees one polite refusal whatever the rule; the moderators' audit log says which rule."""
+        try:
+            async with self.db.transaction() as conn:
+                await self.store.append_audit(
+                    conn,
+                    guild_id=guild_id,
+                    actor_id=ctx.user_id,
+                    action="prompt.refused",
+                    target=f"user:{ctx.user_id}",
+                    details={
+                        "word": match.word,
+                        "rule": match.rule,
+                        "channel_id": ctx.channel_id,
+                        "prompt": prompt[:AUDIT_PROMPT_CHARS],
+                    },
+                    reason=f"banned word “{match.word}”, matched {match.description}",
+                    now=self.clock(),
+                )
+        except Exception:  # the refusal stands even when the log cannot be written
+            log.exception("guild %s: could not audit a refused prompt", guild_id)
 
     def _in_flight_cap(self, rules: MemberRules) -> int:
         return rules.settings.max_in_flight or self.config.max_queued_per_user

@@ -9,7 +9,7 @@ from typing import Any
 import aiosqlite
 
 from bot.moderation.models import AuditEntry, Block, GuildSettings, LimitRule, MemberRules, ScopeKind
-from bot.storage import Database, fetch_one
+from bot.storage import Database, fetch_all, fetch_one
 
 #: guild_settings columns a moderator may change (the only names ever formatted into SQL).
 SETTING_COLUMNS = frozenset(
@@ -97,8 +97,10 @@ class ModerationStore:
         )
         return [int(r[0]) for r in rows]
 
-    async def banned_words(self, guild_id: int) -> list[str]:
-        rows = await self.db.fetchall("SELECT word FROM banned_words WHERE guild_id = ? ORDER BY word", (guild_id,))
+    async def banned_words(self, guild_id: int, conn: aiosqlite.Connection | None = None) -> list[str]:
+        rows = await fetch_all(
+            conn or self.db.conn, "SELECT word FROM banned_words WHERE guild_id = ? ORDER BY word", (guild_id,)
+        )
         return [str(r[0]) for r in rows]
 
     async def member_roles(self, guild_id: int, user_id: int) -> tuple[int, ...] | None:
