@@ -4,8 +4,8 @@ An origin is scheme://host[:port]; all three must match an entry of ``attachment
 are followed by hand so each hop is checked again.
 
 Attachment links are signed (Discord's ``ex``/``is``/``hm`` parameters) and are requested byte for
-byte as written (``exact_url``: aiohttp would otherwise re-quote escapes such as ``%2F``). Logs name
-a link by its path only, never its signed query.
+byte as written (``exact_url``: aiohttp would otherwise re-quote escapes such as ``%2F``), each
+redirect hop too. Logs name a link by its path only, never its signed query.
 """
 
 from __future__ import annotations
@@ -60,7 +60,7 @@ class ImageFetcher:
     @property
     def session(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
-            self._session = aiohttp.ClientSession(timeout=self.timeout, requote_redirect_url=False)
+            self._session = aiohttp.ClientSession(timeout=self.timeout)
         return self._session
 
     async def close(self) -> None:
