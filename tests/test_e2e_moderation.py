@@ -7,10 +7,11 @@ import io
 from pathlib import Path
 
 import aiosqlite
+import pytest
 from PIL import Image
 
 from tests.botrunner import bot_settings, running_bot
-from tests.fakediscord import FakeDiscord, FakeMessage, Perm
+from tests.fakediscord import CommandNotAvailable, FakeDiscord, FakeMessage, Perm
 
 
 class Server:
@@ -75,8 +76,11 @@ async def test_roles_resolve_to_the_most_generous_and_members_cannot_moderate(tm
     async with FakeDiscord() as fake:
         server = await Server().build(fake)
         async with running_bot(fake, bot_settings(fake, server.guild, tmp_path)):
+            with pytest.raises(CommandNotAvailable):  # Discord offers /seedream-admin to Manage Server only
+                await server.run("seedream-admin limits set", server.alice, scope="guild", units=100)
+            fake.set_command_permission(server.guild, "seedream-admin", server.alice)  # Integrations: allowed
             refused = await server.run("seedream-admin limits set", server.alice, scope="guild", units=100)
-            assert "Manage Server" in refused.content
+            assert "Manage Server" in refused.content  # the bot checks again when the command runs
             await server.run("seedream-admin limits set", server.mod, scope="role", units=2, role=server.small)
             await server.run("seedream-admin limits set", server.mod, scope="role", units=5, role=server.big)
             await server.run("seedream-admin limits set", server.mod, scope="guild", units=1)
