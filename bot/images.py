@@ -10,13 +10,14 @@ import asyncio
 import errno
 import hashlib
 import io
+import math
 import os
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
 
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import ExifTags, Image, UnidentifiedImageError
 
 from bot.errors import ImageRejected, StorageFull
 from bot.providers.base import StoredImage
@@ -154,13 +155,17 @@ class ImageStore:
         path = self._new_path("png")
 
         def encode() -> tuple[str, int]:
-            buffer = io.BytesIO()
-            image.save(buffer, format="PNG", compress_level=1)
-            data = buffer.getvalue()
+            # Straight into the file, then hashed from the page cache: the encoded bytes are never
+            # held in memory (a 4K PNG is 10-30 MB, and ``getvalue()`` would copy it once more).
             tmp = path.with_suffix(".part")
-            tmp.write_bytes(data)
+            image.save(tmp, format="PNG", compress_level=1)
+            digest = hashlib.sha256()
+            with tmp.open("rb") as handle:
+                while block := handle.read(1024 * 1024):
+                    digest.update(block)
+            size = tmp.stat().st_size
             os.replace(tmp, path)
-            return hashlib.sha256(data).hexdigest(), len(data)
+            return digest.hexdigest(), size
 
         try:
             sha, size = await asyncio.to_thread(encode)
@@ -193,6 +198,9 @@ def encode_for_provider(
 
     Keeps the file as it is when it already fits; else converts to PNG (or JPEG for photos that would
     be too large), shrinks to the pixel/byte caps, and pads to the allowed aspect ratio range.
+    The output size is worked out from the header first, so memory follows the output, not the input:
+    a JPEG decodes at the smallest 1/2..1/8 scale that still covers it, the one decoded copy is shrunk
+    band by band, and the padded canvas is made at its final size (never above ``max_pixels``).
     Blocking: call it through ``asyncio.to_thread``.
     """
     if (
@@ -203,42 +211,152 @@ def encode_for_provider(
         and (ratio_range is None or ratio_range[0] <= image.width / image.height <= ratio_range[1])
     ):
         return image.path.read_bytes(), image.mime
-    with Image.open(image.path) as src:
+    with image.path.open("rb") as handle:
+        src = Image.open(handle)
         src.seek(0)
-        picture = ImageOps.exif_transpose(src).convert("RGBA" if "A" in src.getbands() else "RGB")
-    if ratio_range is not None:
-        picture = _pad_to_ratio(picture, *ratio_range)
-    if picture.width * picture.height > max_pixels:
-        scale = (max_pixels / (picture.width * picture.height)) ** 0.5
-        picture = picture.resize(
-            (max(min_side, int(picture.width * scale)), max(min_side, int(picture.height * scale)))
+        mode = "RGBA" if "A" in src.getbands() else "RGB"
+        if src.format != "JPEG":
+            src.load()  # nothing to gain from waiting, and a PNG's eXIf chunk may follow the pixels
+        method = _TRANSPOSE.get(src.getexif().get(ExifTags.Base.Orientation, 1))
+        swapped = method in _SWAPS_SIDES
+        width, height = (src.height, src.width) if swapped else src.size
+        picture_size, canvas_size = plan_reference(
+            width, height, max_pixels=max_pixels, ratio_range=ratio_range, min_side=min_side
         )
-    if min(picture.width, picture.height) < min_side:
-        raise ImageRejected(f"That image is too small; each side must be more than {min_side - 1} pixels.")
+        if min(canvas_size) < min_side:
+            raise ImageRejected(f"That image is too small; each side must be more than {min_side - 1} pixels.")
+        raw_size = (picture_size[1], picture_size[0]) if swapped else picture_size
+        src.draft(None, raw_size)  # JPEG: decode at 1/2, 1/4 or 1/8 when that still covers the output
+        src.load()
+        picture = resized(src, raw_size, mode)
+        del src  # the decoded input goes here: from now on, memory follows the output
+    if method is not None:
+        picture = picture.transpose(method)
+    if picture.size != canvas_size:
+        canvas = Image.new(mode, canvas_size, (0, 0, 0, 0) if mode == "RGBA" else (0, 0, 0))
+        canvas.paste(picture, ((canvas_size[0] - picture.width) // 2, (canvas_size[1] - picture.height) // 2))
+        if "icc_profile" in picture.info:
+            canvas.info["icc_profile"] = picture.info["icc_profile"]
+        picture = canvas
     attempts: list[tuple[str, dict[str, int]]] = []
     if "image/png" in formats:
         attempts.append(("PNG", {"compress_level": 6}))
     if "image/jpeg" in formats:
         attempts += [("JPEG", {"quality": q}) for q in (92, 85, 75, 60)]
     for _ in range(4):
+        rgb: Image.Image | None = None  # converted once per size, and only if a JPEG attempt needs it
         for fmt, options in attempts:
-            buffer = io.BytesIO()
-            frame = picture.convert("RGB") if fmt == "JPEG" else picture
-            frame.save(buffer, format=fmt, **options)
-            if buffer.tell() <= max_bytes:
-                return buffer.getvalue(), ACCEPTED_FORMATS[fmt][1]
+            if fmt == "JPEG" and rgb is None:
+                rgb = picture if picture.mode == "RGB" else picture.convert("RGB")
+            data = encoded(rgb if fmt == "JPEG" and rgb else picture, max_bytes, fmt, **options)
+            if data is not None:
+                return data, ACCEPTED_FORMATS[fmt][1]
+        rgb = None
         picture = picture.resize((max(min_side, picture.width * 3 // 4), max(min_side, picture.height * 3 // 4)))
     raise ImageRejected("That image could not be made small enough for the provider.")
 
 
-def _pad_to_ratio(picture: Image.Image, low: float, high: float) -> Image.Image:
-    ratio = picture.width / picture.height
+def plan_reference(
+    width: int,
+    height: int,
+    *,
+    max_pixels: int,
+    ratio_range: tuple[float, float] | None = None,
+    min_side: int = 1,
+) -> tuple[tuple[int, int], tuple[int, int]]:
+    """Sizes for re-encoding a ``width``×``height`` reference: (picture, canvas), nothing allocated.
+
+    The canvas is the picture padded to the ratio range (the picture centred on it). When that holds
+    more than ``max_pixels``, the picture is scaled down first and padded afterwards, so the ratio is
+    exact and the canvas is within the limit; a canvas side is at least ``min_side`` once scaled.
+    The picture is never scaled up.
+    """
+    canvas = _padded_size(width, height, ratio_range)
+    if canvas[0] * canvas[1] <= max_pixels:
+        return (width, height), canvas
+    scale = (max_pixels / (canvas[0] * canvas[1])) ** 0.5
+    while True:
+        picture = (max(1, int(width * scale)), max(1, int(height * scale)))
+        padded = _padded_size(*picture, ratio_range)
+        canvas = (max(min_side, padded[0]), max(min_side, padded[1]))
+        if canvas[0] * canvas[1] <= max_pixels or picture == (1, 1):
+            return picture, canvas
+        scale *= min(0.9999, (max_pixels / (canvas[0] * canvas[1])) ** 0.5)  # rounding padded it over
+
+
+def _padded_size(width: int, height: int, ratio_range: tuple[float, float] | None) -> tuple[int, int]:
+    if ratio_range is None:
+        return width, height
+    low, high = ratio_range
+    ratio = width / height
     if ratio > high:
-        size = (picture.width, int(picture.width / high) + 1)
-    elif ratio < low:
-        size = (int(picture.height * low) + 1, picture.height)
-    else:
-        return picture
-    canvas = Image.new(picture.mode, size, (0, 0, 0, 0) if picture.mode == "RGBA" else (0, 0, 0))
-    canvas.paste(picture, ((size[0] - picture.width) // 2, (size[1] - picture.height) // 2))
-    return canvas
+        return width, int(width / high) + 1
+    if ratio < low:
+        return int(height * low) + 1, height
+    return width, height
+
+
+#: EXIF orientation → the transpose that shows the picture upright (as ``ImageOps.exif_transpose``).
+_TRANSPOSE = {
+    2: Image.Transpose.FLIP_LEFT_RIGHT,
+    3: Image.Transpose.ROTATE_180,
+    4: Image.Transpose.FLIP_TOP_BOTTOM,
+    5: Image.Transpose.TRANSPOSE,
+    6: Image.Transpose.ROTATE_270,
+    7: Image.Transpose.TRANSVERSE,
+    8: Image.Transpose.ROTATE_90,
+}
+_SWAPS_SIDES = {_TRANSPOSE[n] for n in (5, 6, 7, 8)}
+
+#: Scratch budget per band when converting or resizing a decoded image (one RGBA band of the input).
+BAND_BYTES = 8 * 1024 * 1024
+#: Lanczos reaches 3 source pixels either side, times the shrink factor; one more for rounding.
+_LANCZOS_SUPPORT = 3.0
+
+
+def resized(src: Image.Image, size: tuple[int, int], mode: str) -> Image.Image:
+    """``src`` converted to ``mode`` and Lanczos-resized to ``size``, made band by band (``src`` if neither).
+
+    ``src.convert(mode).resize(size)`` would hold a full-size converted copy (and, for RGBA, a full-size
+    premultiplied one) next to the decoded image; here the only extra memory is the result and one band.
+    Each band of output rows is resized from the source rows its filter reaches, so there are no seams.
+    """
+    if src.size == size and src.mode == mode:
+        return src
+    out = Image.new(mode, size)
+    if "icc_profile" in src.info:  # as ``convert`` and ``resize`` keep it (a PNG is saved with it)
+        out.info["icc_profile"] = src.info["icc_profile"]
+    width, height = src.size
+    step = height / size[1]
+    if src.size == size:  # only a mode change
+        rows = max(1, BAND_BYTES // (4 * width))
+        for top in range(0, height, rows):
+            out.paste(src.crop((0, top, width, min(height, top + rows))).convert(mode), (0, top))
+        return out
+    margin = math.ceil(_LANCZOS_SUPPORT * max(1.0, step)) + 1
+    premultiplied = {"RGBA": "RGBa", "LA": "La"}.get(mode, mode)
+    rows = max(1, int(BAND_BYTES / (4 * width * max(1.0, step))))
+    for top in range(0, size[1], rows):
+        bottom = min(size[1], top + rows)
+        first = max(0, math.floor(top * step) - margin)
+        last = min(height, math.ceil(bottom * step) + margin)
+        band = src.crop((0, first, width, last))
+        if band.mode != mode:
+            band = band.convert(mode)
+        if premultiplied != mode:  # as ``resize`` itself does for alpha, but once for both passes
+            band = band.convert(premultiplied)
+        # Two explicit passes, so every band is resampled in the same order (a resize with a box may
+        # pick either order, and with Lanczos's clipping the two differ visibly at band edges).
+        if band.width != size[0]:
+            band = band.resize((size[0], band.height), Image.Resampling.LANCZOS)
+        box = (0.0, top * step - first, float(size[0]), bottom * step - first)
+        piece = band.resize((size[0], bottom - top), Image.Resampling.LANCZOS, box)
+        out.paste(piece.convert(mode) if premultiplied != mode else piece, (0, top))
+    return out
+
+
+def encoded(picture: Image.Image, max_bytes: int, fmt: str, **options: int) -> bytes | None:
+    """``picture`` saved as ``fmt``, or None when that is more than ``max_bytes``."""
+    buffer = io.BytesIO()
+    picture.save(buffer, format=fmt, **options)
+    return buffer.getvalue() if buffer.tell() <= max_bytes else None

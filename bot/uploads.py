@@ -5,12 +5,12 @@ Pure file work (no Discord): the Discord layer asks for a plan under the guild's
 
 from __future__ import annotations
 
-import io
 from dataclasses import dataclass
 from pathlib import Path
 
 from PIL import Image
 
+from bot.images import encoded, resized
 from bot.providers.base import StoredImage
 
 MAX_FILES_PER_MESSAGE = 10
@@ -41,17 +41,24 @@ class UploadFile:
 
 
 def fit_image(path: Path, max_bytes: int) -> tuple[bytes, str, tuple[int, int]]:
-    """Re-encode one image under ``max_bytes``: JPEG then WebP quality steps, then downscale. Blocking."""
-    with Image.open(path) as src:
-        picture = src.convert("RGB")
+    """Re-encode one image under ``max_bytes``: JPEG then WebP quality steps, then downscale. Blocking.
+
+    Holds one full-size copy: the decoded image itself when it is RGB (else its RGB conversion, made
+    band by band, and the decoded one is dropped right after), then each smaller size in turn, made
+    before the larger one is dropped. Failed attempts are dropped at once.
+    """
+    with path.open("rb") as handle:
+        src = Image.open(handle)
+        src.load()
+        picture = resized(src, src.size, "RGB")
+        del src
     original = picture.size
     while True:
         for fmt, suffix, qualities in (("JPEG", "jpg", (90, 80, 70)), ("WEBP", "webp", (80, 65, 50))):
             for quality in qualities:
-                buffer = io.BytesIO()
-                picture.save(buffer, format=fmt, quality=quality)
-                if buffer.tell() <= max_bytes:
-                    return buffer.getvalue(), suffix, original
+                data = encoded(picture, max_bytes, fmt, quality=quality)
+                if data is not None:
+                    return data, suffix, original
         if picture.width < 64:
             raise ValueError("image cannot be made small enough")
         picture = picture.resize((picture.width * 3 // 4, picture.height * 3 // 4), Image.Resampling.LANCZOS)
