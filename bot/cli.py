@@ -23,6 +23,7 @@ from bot.logging_setup import configure_logging
 from bot.providers.base import GenerationRequest, StoredImage, describe_capabilities
 from bot.providers.registry import documented_providers
 from bot.services import Services
+from bot.storage import StoreNotWritable, ensure_writable_database, ensure_writable_dir
 
 EXIT_USAGE = 2
 PORTAL_HELP = "https://discord.com/developers/applications (see 'Create the Discord application' in README.md)"
@@ -65,20 +66,38 @@ def main(argv: list[str] | None = None) -> int:
     configure_logging(settings.logging.level, settings.secret_env_vars().values())
     if args.command == "check-config":
         return check_config(settings, args.config)
-    if args.command == "run":
-        return run(settings)
     try:
+        if args.command == "run":
+            return run(settings)
         if args.command == "generate":
+            check_store(settings, images=True)
             return asyncio.run(generate(settings, args))
-        if args.command == "status":
+        if args.command == "status":  # Database.open checks the database
             return asyncio.run(status(settings))
         if args.command == "capabilities":
             print(asyncio.run(capabilities_table(settings, every_model=args.all)))
             return 0
+    except StoreNotWritable as exc:  # the operator must fix the setup: like a config error
+        print(f"error: {exc.user_message}", file=sys.stderr)
+        return EXIT_USAGE
     except SeedreamError as exc:
         print(f"error: {exc.user_message}", file=sys.stderr)
         return 1
     return EXIT_USAGE
+
+
+def check_store(settings: Settings, *, images: bool) -> None:
+    """Refuse to start on a store this process cannot write (``StoreNotWritable``, one line for the operator).
+
+    The database, the folder holding its -wal/-shm files and, for commands that save images, the
+    data folder. ``Database.open`` checks the database again; this check comes first so that ``run``
+    stops before it connects to anything.
+    """
+    ensure_writable_database(settings.storage.database)
+    if images:
+        ensure_writable_dir(
+            settings.data_dir, what="the data folder, where images are saved", setting="storage.data_dir"
+        )
 
 
 def check_config(settings: Settings, path: Path | None) -> int:
@@ -106,6 +125,7 @@ def run(settings: Settings) -> int:
             file=sys.stderr,
         )
         return EXIT_USAGE
+    check_store(settings, images=True)
     from cogs.app import run_bot  # late import: only `run` needs discord.py
 
     return asyncio.run(run_bot(settings, token))

@@ -1,15 +1,24 @@
-"""The command line: generate, check-config, status, run without a token, and the layering rule."""
+"""The command line: generate, check-config, status, run without a token or store, and the layering rule."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import ctypes
+import os
+import sqlite3
 import subprocess
 import sys
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from PIL import Image
 
 from bot.cli import main
+from bot.storage import Database
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -134,3 +143,193 @@ def test_disk_full_fails_the_job_cleanly_and_refunds(tmp_path: Path) -> None:
         entries = dict(conn.execute("SELECT entry, SUM(units) FROM quota_ledger GROUP BY entry").fetchall())
     assert entries == {"reserve": 4, "refund": 4}  # two 4K images at 2 credits each, all given back
     assert not list((tmp_path / "data").rglob("*.part"))
+
+
+# -- the store: refused at start when it cannot be written, "busy" (not a traceback) when locked ----
+SCRIPT = Path(sys.executable).with_name("seedream-bot")  # the installed console script
+PR_CAPBSET_DROP = 24
+CAP_DAC_OVERRIDE, CAP_DAC_READ_SEARCH, CAP_FOWNER = 1, 2, 3
+
+
+def _without_root_file_override() -> Callable[[], None]:
+    """A ``preexec_fn`` that takes from the child the capabilities that let root ignore file modes.
+
+    The child stays root (it can still read the interpreter under /root), but a root-owned file of
+    mode 0o444 or folder of mode 0o555 is then read-only to it, exactly as for an unprivileged
+    operator account, whose case this is.
+    """
+    libc = ctypes.CDLL(None, use_errno=True)
+
+    def drop() -> None:
+        for capability in (CAP_DAC_OVERRIDE, CAP_DAC_READ_SEARCH, CAP_FOWNER):
+            if libc.prctl(PR_CAPBSET_DROP, capability, 0, 0, 0) != 0:
+                raise OSError(ctypes.get_errno(), "prctl(PR_CAPBSET_DROP)")
+
+    return drop
+
+
+@pytest.fixture
+def modes_bind(tmp_path: Path) -> dict[str, Any]:
+    """``subprocess`` arguments under which the child obeys file modes (skips if that cannot be had here)."""
+    kwargs: dict[str, Any] = {"preexec_fn": _without_root_file_override()} if os.geteuid() == 0 else {}
+    probe = tmp_path / "probe"
+    probe.write_text("")
+    probe.chmod(0o444)
+    try:
+        done = subprocess.run(
+            [sys.executable, "-c", f"open({str(probe)!r}, 'a')"], capture_output=True, timeout=60, check=False, **kwargs
+        )
+    except subprocess.SubprocessError as exc:  # prctl refused: no CAP_SETPCAP in this container
+        pytest.skip(f"cannot start a child process that obeys file modes here: {exc}")
+    if done.returncode == 0:
+        pytest.skip("a child process can still write a 0o444 file here, so a read-only store cannot be reproduced")
+    return kwargs
+
+
+def store_config(tmp_path: Path) -> Path:
+    (tmp_path / "db").mkdir()
+    (tmp_path / "data").mkdir()
+    config = tmp_path / "config.toml"
+    config.write_text(
+        "[discord]\n"
+        'api_base = "http://127.0.0.1:9"\n'  # nothing listens: a bot that wrongly started fails at once
+        "[storage]\n"
+        f'database = "{tmp_path / "db" / "bot.sqlite3"}"\n'
+        f'data_dir = "{tmp_path / "data"}"\n'
+        "[generation]\n"
+        'default_resolution = "1K"\n'
+    )
+    return config
+
+
+def migrated(path: Path) -> Path:
+    async def migrate() -> None:
+        async with Database(path) as db:
+            await db.migrate()
+
+    asyncio.run(migrate())
+    return path
+
+
+def seedream_bot(*args: str, config: Path, **kwargs: Any) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "DISCORD_TOKEN": "fake-token-for-store-tests"}
+    return subprocess.run(
+        [str(SCRIPT), *args, "--config", str(config)],
+        cwd=config.parent,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=90,
+        check=False,
+        **kwargs,
+    )
+
+
+def assert_refused(done: subprocess.CompletedProcess[str], path: Path, setting: str) -> None:
+    """Exit code 2 and one line on stderr that names the path and the setting to change; no traceback."""
+    assert done.returncode == 2, done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1, done.stderr
+    assert lines[0].startswith(f"error: cannot write to {path}: "), lines[0]
+    assert "write access" in lines[0] and setting in lines[0]
+    assert done.stdout == ""
+
+
+@contextlib.contextmanager
+def chmod(path: Path, mode: int) -> Iterator[None]:
+    before = path.stat().st_mode & 0o777
+    path.chmod(mode)
+    try:
+        yield
+    finally:
+        path.chmod(before)
+
+
+def test_the_restricted_child_runs_the_cli_normally_on_a_writable_store(
+    tmp_path: Path, modes_bind: dict[str, Any]
+) -> None:
+    """The control for the refusals below: the same child, a store it may write, a normal answer."""
+    config = store_config(tmp_path)
+    done = seedream_bot("status", config=config, **modes_bind)
+    assert done.returncode == 0, done.stderr
+    assert "queue depth: 0" in done.stdout
+
+
+def test_run_refuses_a_read_only_database_file(tmp_path: Path, modes_bind: dict[str, Any]) -> None:
+    config = store_config(tmp_path)
+    database = migrated(tmp_path / "db" / "bot.sqlite3")
+    with chmod(database, 0o444):
+        done = seedream_bot("run", config=config, **modes_bind)
+    assert_refused(done, database, "storage.database")
+
+
+def test_generate_and_status_refuse_a_read_only_database_file_and_write_nothing(
+    tmp_path: Path, modes_bind: dict[str, Any]
+) -> None:
+    config = store_config(tmp_path)
+    database = migrated(tmp_path / "db" / "bot.sqlite3")
+    with chmod(database, 0o444):
+        assert_refused(seedream_bot("generate", "a koala", config=config, **modes_bind), database, "storage.database")
+        assert_refused(seedream_bot("status", config=config, **modes_bind), database, "storage.database")
+    with contextlib.closing(sqlite3.connect(database)) as conn:
+        assert conn.execute("SELECT COUNT(*) FROM jobs").fetchone()[0] == 0
+    assert not list((tmp_path / "data").rglob("*.png"))
+
+
+def test_run_refuses_a_database_folder_where_sqlite_cannot_create_its_wal_files(
+    tmp_path: Path, modes_bind: dict[str, Any]
+) -> None:
+    config = store_config(tmp_path)
+    database = migrated(tmp_path / "db" / "bot.sqlite3")  # the file itself stays writable
+    with chmod(database.parent, 0o555):
+        done = seedream_bot("run", config=config, **modes_bind)
+    assert_refused(done, database.parent, "storage.database")
+    assert "-wal" in done.stderr
+
+
+def test_run_and_generate_refuse_a_data_dir_that_cannot_be_written(tmp_path: Path, modes_bind: dict[str, Any]) -> None:
+    config = store_config(tmp_path)
+    migrated(tmp_path / "db" / "bot.sqlite3")
+    with chmod(tmp_path / "data", 0o555):
+        assert_refused(seedream_bot("run", config=config, **modes_bind), tmp_path / "data", "storage.data_dir")
+        assert_refused(
+            seedream_bot("generate", "a koala", config=config, **modes_bind), tmp_path / "data", "storage.data_dir"
+        )
+
+
+@contextlib.contextmanager
+def write_lock_held(path: Path) -> Iterator[None]:
+    """Another process's connection holds the write lock (SQLite locks connections as it locks processes)."""
+    other = sqlite3.connect(path, isolation_level=None, timeout=0)
+    other.execute("BEGIN IMMEDIATE")
+    try:
+        yield
+    finally:
+        other.execute("ROLLBACK")
+        other.close()
+
+
+def test_status_answers_while_another_process_holds_the_write_lock(tmp_path: Path) -> None:
+    config = store_config(tmp_path)
+    database = migrated(tmp_path / "db" / "bot.sqlite3")
+    with write_lock_held(database):
+        done = seedream_bot("status", config=config)
+    assert done.returncode == 0, done.stderr
+    assert "queue depth: 0" in done.stdout
+
+
+def test_generate_against_a_busy_database_says_busy_and_charges_nothing(tmp_path: Path) -> None:
+    config = store_config(tmp_path)
+    database = migrated(tmp_path / "db" / "bot.sqlite3")
+    started = time.monotonic()
+    with write_lock_held(database):
+        done = seedream_bot("generate", "a koala", config=config)
+    assert done.returncode == 1, done.stderr
+    assert done.stderr.strip().splitlines()[-1] == (
+        "error: The bot is busy right now; please try again in a moment. Nothing was charged."
+    )
+    assert "Traceback" not in done.stderr and done.stdout == ""
+    assert time.monotonic() - started < 60
+    with contextlib.closing(sqlite3.connect(database)) as conn:
+        assert conn.execute("SELECT COUNT(*) FROM jobs").fetchone()[0] == 0
+        assert conn.execute("SELECT COUNT(*) FROM quota_ledger").fetchone()[0] == 0

@@ -1,0 +1,39 @@
+"""What the store can tell a member or the operator: busy for now, or not writable at all.
+
+Both are ``SeedreamError``: the Discord layer answers a member with ``user_message`` (never an
+"incident"), and the CLI prints it as one line.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from bot.errors import SeedreamError
+
+
+class StoreBusy(SeedreamError):
+    """Another process held the database's lock for longer than the busy timeout.
+
+    Raised before anything was written (a transaction that meets it is rolled back whole), so the
+    member is told to try again and that nothing was charged.
+    """
+
+    code = "busy"
+    USER_MESSAGE = "The bot is busy right now; please try again in a moment. Nothing was charged."
+
+    def __init__(self, detail: str | None = None) -> None:
+        super().__init__(self.USER_MESSAGE, detail=detail)
+
+
+class StoreNotWritable(SeedreamError):
+    """The database, the folder it lives in or the data folder cannot be written by this process.
+
+    Checked when the store opens, so the bot refuses to start rather than fail every request. The
+    message is one line for the operator: the path, what is wrong and what to do.
+    """
+
+    code = "store_not_writable"
+
+    def __init__(self, path: Path | str, problem: str, fix: str) -> None:
+        self.path = Path(path)
+        super().__init__(f"cannot write to {path}: {problem}. {fix}")
