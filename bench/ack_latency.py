@@ -28,7 +28,7 @@ TARGET_P99 = 0.100
 
 async def one_round(n: int, patches: list[str]) -> dict[str, Any]:
     with c.workdir(f"ack{n}") as tmp:
-        async with FakeDiscord(token=c.BOT_TOKEN) as fake:
+        async with FakeDiscord(token=c.BOT_TOKEN, discord_limits=False) as fake:  # figures measured with generic limits
             world = await c.World(fake).build(users=50)
             settings = c.settings_for(
                 fake, world.guild, tmp, discord={"status_edit_seconds": 5.0, "shutdown_grace_seconds": 0}

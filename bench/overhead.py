@@ -123,7 +123,7 @@ async def post_within_rate_limit(
 
 
 async def run_direct(novita: c.PhotoNovita, jobs: int, concurrency: int) -> dict[str, Any]:
-    async with FakeDiscord(token=c.BOT_TOKEN) as fake:
+    async with FakeDiscord(token=c.BOT_TOKEN, discord_limits=False) as fake:  # like run_bot below
         world = await c.World(fake).build(users=1, premium_tier=2)
         cfg = {
             "novita": novita.base_url,
@@ -149,7 +149,7 @@ async def run_bot(
     novita: c.PhotoNovita, jobs: int, concurrency: int, patches: list[str], rate_limit: int = 50
 ) -> dict[str, Any]:
     with c.workdir("overhead") as tmp:
-        async with FakeDiscord(token=c.BOT_TOKEN, rate_limit=rate_limit) as fake:
+        async with FakeDiscord(token=c.BOT_TOKEN, rate_limit=rate_limit, discord_limits=False) as fake:
             world = await c.World(fake).build(users=10, premium_tier=2)
             settings = c.settings_for(
                 fake,

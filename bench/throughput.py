@@ -47,7 +47,7 @@ async def drain(database: str, jobs: int, pid: int) -> list[tuple[float, int, fl
 
 async def one_run(workers: int, jobs: int, patches: list[str]) -> dict[str, float]:
     with c.workdir(f"tp{workers}") as tmp:
-        async with FakeDiscord(token=c.BOT_TOKEN, rate_limit=100_000) as fake:
+        async with FakeDiscord(token=c.BOT_TOKEN, rate_limit=100_000, discord_limits=False) as fake:  # no limits
             world = await c.World(fake).build(users=32, channels=4)
             settings = c.settings_for(
                 fake,
