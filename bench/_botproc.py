@@ -272,9 +272,10 @@ def patch_probe_phases() -> None:
     timed(seedream_v3.SeedreamV3Provider, "collect", "provider.collect (download+probe)")
     timed(delivery.DiscordSink, "progress", "sink.progress (status edit)")
     timed(delivery.DiscordSink, "deliver", "sink.deliver")
-    timed(delivery.DiscordSink, "prepare", "sink.prepare (status msg + thread)")
+    timed(delivery.DiscordSink, "show_card", "sink.show_card (card via the token)")
+    timed(delivery.DiscordSink, "_open_thread", "sink._open_thread (thread from the card)")
     timed(delivery.DiscordSink, "finished", "sink.finished (final edit)")
-    timed(discord.abc.Messageable, "send", "Messageable.send (status + result posts)")
+    timed(discord.abc.Messageable, "send", "Messageable.send (result posts)")
     import bot.uploads
 
     def planned(*args: Any, **kwargs: Any) -> Any:
@@ -303,18 +304,18 @@ def patch_no_checks() -> None:
 
 
 def patch_no_status() -> None:
-    """Diagnostic, not a fix: no status message, thread or status edits; results go to the channel."""
+    """Diagnostic, not a fix: no card edits and no thread; results go to the channel."""
     from cogs import delivery
 
-    async def prepare(self: Any, job: Any, position: int) -> Any:
-        if not job.delivery.get("target_id"):
-            job.delivery = {**job.delivery, "status_message_id": 1, "target_id": job.channel_id}
-        return job
+    async def no_thread(self: Any, job: Any) -> Any:
+        job.delivery = job.delivery.model_copy(update={"fallback": True})
+        return None
 
     async def nothing(self: Any, *args: Any, **kwargs: Any) -> None:
         return None
 
-    delivery.DiscordSink.prepare = prepare  # type: ignore[method-assign]
+    delivery.DiscordSink._open_thread = no_thread  # type: ignore[method-assign]
+    delivery.DiscordSink.show_card = nothing  # type: ignore[method-assign]
     delivery.DiscordSink.progress = nothing  # type: ignore[method-assign]
     delivery.DiscordSink._final_edit = nothing  # type: ignore[method-assign]
 

@@ -21,7 +21,6 @@ from bot.providers.base import Capabilities
 
 T = TypeVar("T")
 _LINK = re.compile(r"<?(https?://[^\s<>]+)>?", re.IGNORECASE)
-_RESULT_FOOTER = re.compile(r"^job [0-9a-f]+ · images (?P<first>\d+)–(?P<last>\d+) of (?P<total>\d+)")
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".gif")
 MAX_LISTED_SKIPS = 8
 
@@ -211,17 +210,6 @@ def parse_count(text: str | None, most: int) -> int:
     if not raw.isdigit() or not 1 <= int(raw) <= most:
         raise InvalidRequest(f"Please give a number of images from 1 to {most}.")
     return int(raw)
-
-
-def result_range(footer: str, total: int) -> range:
-    """Indexes of the results shown by one of our result messages, read from its footer (all if unreadable)."""
-    match = _RESULT_FOOTER.match(footer)
-    if match is None:
-        return range(total)
-    first, last = int(match["first"]), int(match["last"])
-    if not 1 <= first <= last <= total:
-        return range(total)
-    return range(first - 1, last)
 
 
 def skipped_notice(skipped: Sequence[Skipped]) -> str:

@@ -236,7 +236,6 @@ class Admin(commands.Cog):
         health = self.bot.engine.health
         owner = False
         if health.paused():  # only then does it matter, and only then may Discord be asked who the owner is
-            await interaction.response.defer(ephemeral=True, thinking=True)
             owner = await self.is_bot_owner(interaction.user)
         outcome = await self.moderation.resume(guild_id, interaction.user.id, reason, health=health, is_owner=owner)
         self.bot.engine.wake()
@@ -258,7 +257,6 @@ class Admin(commands.Cog):
         self, interaction: discord.Interaction, period: Literal["day", "week", "month", "30d", "all"] = "month"
     ) -> None:
         guild_id = require_manage_server(interaction)
-        await interaction.response.defer(ephemeral=True, thinking=True)
         usage = self.bot.services.usage
         report = await usage.report(guild_id, period)
         names: dict[int, str] = {}

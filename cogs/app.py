@@ -14,11 +14,13 @@ import discord
 from discord.ext import commands
 
 from bot.config import Settings
+from bot.generation import GenerationService
 from bot.jobs.engine import JobEngine
 from bot.retention import remove_old_images
 from bot.services import Services
 from cogs import EXTENSIONS
 from cogs.ackfirst import AckFirst
+from cogs.cards import CardStarter
 from cogs.delivery import DiscordSink
 from cogs.endpoints import adopt_gateway, use_api_base
 from cogs.errors import SeedreamTree
@@ -48,6 +50,10 @@ class SeedreamBot(commands.Bot):
         self.sink = DiscordSink(self, edit_interval=settings.discord.status_edit_seconds)
         self.ack_first = AckFirst()
         self.engine: JobEngine = services.make_engine(self.sink)
+        self.generation = GenerationService(
+            settings, services.providers, services.policy, services.fetcher, self.engine, services.metrics
+        )
+        self.starter = CardStarter(self)
         self._maintenance: asyncio.Task[None] | None = None
 
     def dispatch(self, event_name: str, /, *args: Any, **kwargs: Any) -> None:

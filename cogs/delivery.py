@@ -1,8 +1,14 @@
-"""Delivers jobs to Discord with the bot token: status message, thread, progress edits, result posts.
+"""Delivers jobs to Discord: the job's card (its public status message), its thread, and the result posts.
 
-Nothing here depends on the 15-minute interaction token, so a job that takes an hour still lands.
-Every id (status message, thread, each posted part) is saved in the job row as soon as it exists, so
-a restart continues where it stopped; parts already posted are found again by their footer.
+Discord allows about five messages and five edits per five seconds in one channel, so a busy channel must
+not pay a bot-token message per job. The card is the command's own answer: edits go through the
+interaction's token (a bucket per interaction, outside the channel's and the global limit) while Discord
+accepts it, and through the bot token and the saved message id after that. Results go into a thread
+started from the card: a thread is a channel of its own, with buckets of its own. In the common case a
+job costs two bot-token requests (thread, result post); the final card edit is a third after 15 minutes.
+
+Every id (card, thread, each posted part) is saved in the job row as soon as it exists, so a restart
+continues where it stopped: the card is found again by its id, parts already posted by their footer.
 """
 
 from __future__ import annotations
@@ -11,7 +17,8 @@ import asyncio
 import io
 import logging
 import time
-from collections import defaultdict
+from collections import OrderedDict, defaultdict
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import discord
@@ -19,6 +26,8 @@ import discord
 from bot.errors import DeliveryFailed
 from bot.jobs import Job, JobState
 from bot.jobs.engine import RecordMessage
+from bot.jobs.formats import part_range
+from bot.jobs.models import InteractionRef
 from bot.uploads import UploadFile, plan_parts
 from cogs.views import NO_MENTIONS, result_embed, result_view, status_embed, status_view, thread_name
 
@@ -30,203 +39,249 @@ DEFAULT_UPLOAD_LIMIT = 10 * 1024 * 1024
 MIN_UPLOAD_LIMIT = 256 * 1024
 FALLBACK_NOTICE = "I can't create a thread here, so I'll post the results in this channel."
 THREAD_ALREADY_CREATED = 160004
+#: Discord accepts an interaction token for 15 minutes; we stop using it a little before.
+TOKEN_LIFETIME_SECONDS = 15 * 60
+TOKEN_MARGIN_SECONDS = 60
+#: Answers that mean the interaction token is no longer accepted (expired or unknown).
+TOKEN_REFUSED_CODES = frozenset({10015, 50027})
+ENDED_MEMORY = 4096  # how many ended jobs this process remembers, so a late "Queued" never covers an outcome
 Messageable = discord.TextChannel | discord.Thread | discord.DMChannel | discord.VoiceChannel
+Clock = Callable[[], float]
+
+
+class CardTracker:
+    """What this process knows about one card: one edit at a time, at most one pending, how recent."""
+
+    def __init__(self) -> None:
+        self.lock = asyncio.Lock()
+        self.last_edit = -1e9
+        self.pending: asyncio.Task[None] | None = None
+        self.shown_position: int | None = None  # the queue position the card shows while waiting
 
 
 class DiscordSink:
-    def __init__(self, bot: SeedreamBot, *, edit_interval: float = 5.0, clock: Any = time.monotonic) -> None:
+    def __init__(
+        self,
+        bot: SeedreamBot,
+        *,
+        edit_interval: float = 5.0,
+        clock: Clock = time.monotonic,
+        wall_clock: Clock = time.time,
+    ) -> None:
         self.bot = bot
         self.edit_interval = edit_interval
         self.clock = clock
-        self._locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
-        self._edit_locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
-        self._last_edit: dict[str, float] = {}
-        self._pending_edit: dict[str, asyncio.Task[None]] = {}
-        self._closing: set[asyncio.Task[None]] = set()  # final status edits still on their way
+        self.wall_clock = wall_clock
+        self._cards: defaultdict[str, CardTracker] = defaultdict(CardTracker)
+        self._threads: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
+        self._waiting: dict[str, Job] = {}  # cards showing a queue position
+        self._queue_refresh: asyncio.Task[None] | None = None
+        self._ended: OrderedDict[str, None] = OrderedDict()
+        self._background: set[asyncio.Task[None]] = set()
 
-    # -- where a job's messages go ------------------------------------------------------------------
-    async def _channel(self, channel_id: int) -> Messageable:
-        channel = self.bot.get_channel(channel_id) or await self.bot.fetch_channel(channel_id)
-        if not isinstance(channel, Messageable):
-            raise discord.InvalidData(f"channel {channel_id} cannot hold messages")
-        return channel
-
-    async def prepare(self, job: Job, position: int) -> Job:
-        """Make sure the job has its status message and its thread (or a fallback), saving both.
-
-        With ``delivery["thread_from_message_id"]`` (an edit asked for in a plain message) the thread is
-        opened from the member's own message and the status goes inside it; otherwise the thread hangs off
-        the status message.
-        """
-        async with self._locks[job.id]:
-            if await self._refresh(job):
-                return job
-            delivery = dict(job.delivery)
-            channel = await self._channel(int(delivery.get("channel_id") or job.channel_id or 0))
-            source = delivery.get("thread_from_message_id")
-            if source:
-                await self._open_off_message(job, position, channel, int(str(source)), delivery)
-            else:
-                await self._open_off_status(job, position, channel, delivery)
-            await self.bot.engine.save_delivery(job, delivery)
-            return job
-
-    async def _send_status(
-        self, job: Job, position: int, channel: Messageable, reply_to: discord.MessageReference | None = None
-    ) -> discord.Message:
-        reply: dict[str, Any] = {"reference": reply_to} if reply_to is not None else {}
-        message = await channel.send(
-            embed=status_embed(job, position, time.time()),
-            view=status_view(job) or discord.utils.MISSING,
-            allowed_mentions=NO_MENTIONS,
-            **reply,
+    # -- the card -----------------------------------------------------------------------------------
+    def interaction_ref(self, interaction: discord.Interaction) -> InteractionRef:
+        """The token to edit this interaction's answer with, and until when we will use it."""
+        return InteractionRef(
+            application_id=interaction.application_id,
+            token=interaction.token,
+            usable_until=self.wall_clock() + TOKEN_LIFETIME_SECONDS - TOKEN_MARGIN_SECONDS,
         )
-        # A fresh status message counts as an edit: a job done within ``edit_interval`` gets only its final one.
-        self._last_edit[job.id] = self.clock()
-        return message
 
-    async def _open_off_status(self, job: Job, position: int, channel: Messageable, delivery: dict[str, Any]) -> None:
-        # "opening" is saved before the status message is sent: if the process dies before its id is saved,
-        # the next run finds that message (and its thread) instead of opening a second one.
-        status = await self._earlier_status(job, channel) if delivery.get("opening") else None
-        if status is None:
-            delivery["opening"] = True
+    async def show_card(self, job: Job, position: int) -> None:
+        """The command's first view of its card: queued at ``position``. Never covers a later state."""
+        tracker = self._cards[job.id]
+        async with tracker.lock:
+            if job.id in self._ended or tracker.last_edit > -1e9:
+                return  # the job already ended, or its worker already showed something newer
+            tracker.last_edit = self.clock()
+            if position > 0:
+                tracker.shown_position = position
+                self._waiting[job.id] = job
+            await self._edit_card(job, status_embed(job, position, self.wall_clock()), status_view(job))
+
+    async def open_reply_card(self, job: Job, message: discord.Message, position: int) -> None:
+        """A plain message has no interaction to answer: the card is one reply to it, saved at once."""
+        tracker = self._cards[job.id]
+        async with tracker.lock:
+            if job.id in self._ended:
+                return
+            card = await message.reply(
+                embed=status_embed(job, position, self.wall_clock()),
+                view=status_view(job) or discord.utils.MISSING,
+                mention_author=False,
+                allowed_mentions=NO_MENTIONS,
+            )
+            tracker.last_edit = self.clock()
+            if position > 0:
+                tracker.shown_position = position
+                self._waiting[job.id] = job
+            saved = await self.bot.engine.jobs.get(job.id)
+            delivery = (saved or job).delivery.model_copy(
+                update={"card_message_id": card.id, "card_channel_id": message.channel.id}
+            )
+            job.delivery = delivery
             await self.bot.engine.save_delivery(job, delivery)
-            status = await self._send_status(job, position, channel)
-        delivery["status_message_id"] = status.id
-        delivery["target_id"] = channel.id
-        if isinstance(channel, discord.TextChannel) and not delivery.get("no_thread"):
-            try:
-                thread = await self._thread_off(job, channel, status.id)
-                delivery["target_id"] = thread.id
-                delivery["thread_id"] = thread.id
-            except (discord.HTTPException, discord.InvalidData) as exc:
-                log.info("job %s: no thread in channel %s (%s); posting in the channel", job.id, channel.id, exc)
-                delivery["fallback"] = True
 
-    async def _earlier_status(self, job: Job, channel: Messageable) -> discord.Message | None:
-        try:
-            async for message in channel.history(limit=50):
-                if message.author.id == getattr(self.bot.user, "id", None) and any(
-                    (embed.footer.text or "") == f"job {job.id}" for embed in message.embeds
-                ):
-                    return message
-        except discord.HTTPException as exc:
-            log.info("job %s: could not look for an earlier status message (%s)", job.id, exc)
-        return None
+    def _followup(self, interaction: InteractionRef) -> discord.Webhook:
+        """The interaction's own webhook, as ``Interaction.followup`` builds it (after a restart we only have
+        the saved token): an application webhook, so it may send private messages."""
+        payload: Any = {"id": interaction.application_id, "type": 3, "token": interaction.token}
+        return discord.Webhook.from_state(data=payload, state=self.bot._connection)
 
-    async def _open_off_message(
-        self, job: Job, position: int, channel: Messageable, message_id: int, delivery: dict[str, Any]
-    ) -> None:
-        """Thread from the member's message, status inside; a reply in the channel when no thread can be made."""
-        if isinstance(channel, discord.TextChannel) and not delivery.get("no_thread"):
+    async def _edit_card(self, job: Job, embed: discord.Embed, view: discord.ui.View | None) -> None:
+        """Edit the card through the interaction token while it is valid, else with the bot token.
+
+        A card a moderator deleted is left deleted: the job goes on and its results are still posted."""
+        delivery = job.delivery
+        if delivery.card_message_id is None:
+            return
+        interaction = delivery.interaction
+        if interaction is not None and self.wall_clock() < interaction.usable_until:
+            webhook = self._followup(interaction)
             try:
-                thread = await self._thread_off(job, channel, message_id)
-                status = await self._send_status(job, position, thread)
-                delivery.update(
-                    status_message_id=status.id, status_channel_id=thread.id, target_id=thread.id, thread_id=thread.id
+                await webhook.edit_message(
+                    delivery.card_message_id, embed=embed, view=view, allowed_mentions=NO_MENTIONS
                 )
                 return
-            except (discord.HTTPException, discord.InvalidData) as exc:
-                log.info("job %s: no thread off message %s (%s); replying in the channel", job.id, message_id, exc)
-                delivery["fallback"] = True
-        reference = discord.MessageReference(message_id=message_id, channel_id=channel.id, fail_if_not_exists=False)
-        status = await self._send_status(job, position, channel, reference)
-        delivery.update(status_message_id=status.id, status_channel_id=channel.id, target_id=channel.id)
-
-    async def _thread_off(self, job: Job, channel: discord.TextChannel, message_id: int) -> Messageable:
+            except discord.NotFound as exc:
+                if exc.code not in TOKEN_REFUSED_CODES:
+                    log.info("job %s: card %s is gone (%s)", job.id, delivery.card_message_id, exc)
+                    return
+            except discord.HTTPException as exc:
+                if exc.status != 401 and exc.code not in TOKEN_REFUSED_CODES:
+                    raise
+            log.info("job %s: interaction token refused; editing the card with the bot token", job.id)
+        channel = self.bot.get_partial_messageable(int(delivery.card_channel or 0))
         try:
-            return await channel.create_thread(
-                name=thread_name(job.request.prompt),
-                message=discord.Object(id=message_id),
-                auto_archive_duration=self.bot.settings.discord.thread_auto_archive_minutes,
+            await channel.get_partial_message(delivery.card_message_id).edit(
+                embed=embed, view=view, allowed_mentions=NO_MENTIONS
             )
-        except discord.HTTPException as exc:
-            if exc.code != THREAD_ALREADY_CREATED:
-                raise
-        # A thread made from a message has the message's id: an earlier run (or the member) opened it already.
-        return await self._channel(message_id)
-
-    async def _refresh(self, job: Job) -> bool:
-        """Pick up delivery ids saved by another holder of the job (the command saves, the worker reads)."""
-        if not job.delivery.get("status_message_id"):
-            saved = await self.bot.engine.jobs.get(job.id)
-            if saved is not None:
-                job.delivery = saved.delivery
-        return bool(job.delivery.get("status_message_id"))
+        except discord.NotFound as exc:
+            log.info("job %s: card %s is gone (%s)", job.id, delivery.card_message_id, exc)
 
     # -- progress -----------------------------------------------------------------------------------
     async def progress(self, job: Job, position: int) -> None:
-        """Schedule a status edit (at most one per ``edit_interval``); never waits for Discord.
+        """Schedule a card edit (at most one per ``edit_interval`` per card); never waits for Discord.
 
-        The worker calling this may hold a provider slot: an edit queued behind the channel's rate
-        limit must not hold it too. The edit shows the job as it is when it is sent.
-        """
-        if job.id in self._pending_edit:
+        The worker calling this may hold a provider slot: an edit waiting for a bucket must not hold it
+        too. The edit shows the job as it is when it is sent."""
+        if position == 0 and self._waiting.pop(job.id, None) is not None:
+            self._queue_moved()
+        self._schedule_edit(job, position)
+
+    def _schedule_edit(self, job: Job, position: int) -> None:
+        tracker = self._cards[job.id]
+        if tracker.pending is not None or job.id in self._ended:
             return
-        wait = max(0.0, self._last_edit.get(job.id, -1e9) + self.edit_interval - self.clock())
-        self._pending_edit[job.id] = asyncio.create_task(self._edit_later(job, position, wait))
+        wait = max(0.0, tracker.last_edit + self.edit_interval - self.clock())
+        tracker.pending = self._spawn(self._edit_later(job, position, wait, tracker), f"card-{job.id}")
 
-    async def _edit_later(self, job: Job, position: int, wait: float) -> None:
+    async def _edit_later(self, job: Job, position: int, wait: float, tracker: CardTracker) -> None:
         try:
             if wait > 0:
                 await asyncio.sleep(wait)
-            if await self._refresh(job):
-                await self._edit_status(job, position)
         finally:
-            self._pending_edit.pop(job.id, None)
-
-    async def _edit_status(self, job: Job, position: int, failure: str | None = None) -> None:
-        async with self._edit_locks[job.id]:  # one edit at a time per job, so the last one sent wins
-            self._last_edit[job.id] = self.clock()
-            status_id = job.delivery.get("status_message_id")
-            channel_id = job.delivery.get("status_channel_id") or job.delivery.get("channel_id") or job.channel_id
-            if not status_id or not channel_id:
+            tracker.pending = None
+        async with tracker.lock:
+            if job.id in self._ended:
                 return
+            tracker.last_edit = self.clock()
+            if position > 0:
+                tracker.shown_position = position
             try:
-                channel = await self._channel(int(channel_id))
-                message = channel.get_partial_message(int(status_id))
-                await message.edit(
-                    embed=status_embed(job, position, time.time(), failure),
-                    view=status_view(job) if failure is None else None,
-                    allowed_mentions=NO_MENTIONS,
-                )
+                await self._edit_card(job, status_embed(job, position, self.wall_clock()), status_view(job))
             except discord.HTTPException as exc:
-                log.info("job %s: status message not updated (%s)", job.id, exc)
+                log.info("job %s: card not updated (%s)", job.id, exc)
 
-    async def _final_edit(self, job: Job, failure: str | None = None) -> None:
-        """The job's last status edit: a pending progress edit is dropped (one in flight finishes) first,
-        and the job's per-job bookkeeping is forgotten after."""
-        task = self._pending_edit.pop(job.id, None)
-        if task is not None:
-            task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
-        await self._refresh(job)
-        await self._edit_status(job, 0, failure)
-        for per_job in (self._last_edit, self._locks, self._edit_locks):
-            per_job.pop(job.id, None)
+    def _queue_moved(self) -> None:
+        """A job left the queue: refresh the positions waiting cards show, once per ``edit_interval``."""
+        if self._waiting and (self._queue_refresh is None or self._queue_refresh.done()):
+            self._queue_refresh = self._spawn(self._refresh_positions(), "queue-positions")
+
+    async def _refresh_positions(self) -> None:
+        await asyncio.sleep(self.edit_interval)
+        positions = await self.bot.engine.jobs.queue_positions()
+        for job_id, job in list(self._waiting.items()):
+            position = positions.get(job_id)
+            if position is None:
+                self._waiting.pop(job_id, None)  # it started or ended; its worker shows that
+            elif position != self._cards[job_id].shown_position:
+                self._schedule_edit(job, position)
+
+    # -- the end of a job ---------------------------------------------------------------------------
+    async def _final_edit(self, job: Job, failure: str | None) -> None:
+        """The card's last edit: no later progress edit may follow it, and a pending one is dropped."""
+        self._remember_ended(job.id)
+        if self._waiting.pop(job.id, None) is not None:
+            self._queue_moved()
+        tracker = self._cards[job.id]
+        if tracker.pending is not None:
+            tracker.pending.cancel()
+        async with tracker.lock:
+            await self._refresh(job)
+            await self._edit_card(job, status_embed(job, 0, self.wall_clock(), failure), None)
+        self._cards.pop(job.id, None)
+        self._threads.pop(job.id, None)
+
+    def _remember_ended(self, job_id: str) -> None:
+        self._ended[job_id] = None
+        while len(self._ended) > ENDED_MEMORY:
+            self._ended.popitem(last=False)
 
     async def finished(self, job: Job) -> None:
-        """Mark the status message done in the background: the job's worker does not wait for Discord."""
-        task = asyncio.create_task(self._final_edit(job), name=f"status-{job.id}")
-        self._closing.add(task)
-        task.add_done_callback(self._closing.discard)
-
-    async def drain(self, timeout: float) -> None:
-        """At shutdown: give the last status edits ``timeout`` seconds to reach Discord."""
-        if self._closing:
-            await asyncio.wait(set(self._closing), timeout=timeout)
+        """Show the job done. Discord's refusal (other than a deleted card) is logged; the job is done anyway."""
+        try:
+            await self._final_edit(job, None)
+        except discord.HTTPException as exc:
+            log.info("job %s: card not marked done (%s)", job.id, exc)
 
     async def failed(self, job: Job, message: str) -> None:
-        failure = "Cancelled." if job.state == JobState.CANCELLED else f"This job did not complete: {message}"
+        """Show the outcome on the card (no live Cancel) and tell the member: privately through the
+        interaction while it is valid, else with a mention in the job's thread or next to the card."""
+        cancelled = job.state == JobState.CANCELLED
+        failure = "Cancelled." if cancelled else f"This job did not complete: {message}"
         await self._final_edit(job, failure)
-        target = job.delivery.get("thread_id")
-        if target and job.state == JobState.FAILED:
+        if not cancelled:
+            await self._tell_member(job, message)
+
+    async def _tell_member(self, job: Job, message: str) -> None:
+        delivery = job.delivery
+        text = f"<@{job.requester_id}> {message}"
+        mention = discord.AllowedMentions(users=[discord.Object(job.requester_id)])
+        interaction = delivery.interaction
+        if interaction is not None and self.wall_clock() < interaction.usable_until:
+            webhook = self._followup(interaction)
             try:
-                channel = await self._channel(int(target))
-                await channel.send(f"<@{job.requester_id}> {message}", allowed_mentions=NO_MENTIONS)
+                await webhook.send(text, ephemeral=True, allowed_mentions=NO_MENTIONS)
+                return
             except discord.HTTPException as exc:
-                log.info("job %s: failure notice not posted (%s)", job.id, exc)
+                log.info("job %s: private failure notice not sent (%s)", job.id, exc)
+        target = delivery.thread_id or delivery.card_channel
+        if not target:
+            return
+        channel = self.bot.get_partial_messageable(int(target))
+        reply: dict[str, Any] = {}
+        if delivery.card_message_id and not delivery.thread_id:
+            reply["reference"] = discord.MessageReference(
+                message_id=delivery.card_message_id, channel_id=int(target), fail_if_not_exists=False
+            )
+        try:
+            await channel.send(text[:2000], allowed_mentions=mention, **reply)
+        except discord.HTTPException as exc:
+            log.info("job %s: failure notice not posted (%s)", job.id, exc)
+
+    async def drain(self, timeout: float) -> None:
+        """At shutdown: give edits already on their way ``timeout`` seconds to reach Discord."""
+        pending = {task for task in self._background if not task.get_name().startswith("queue")}
+        if pending:
+            await asyncio.wait(pending, timeout=timeout)
+
+    def _spawn(self, coro: Any, name: str) -> asyncio.Task[None]:
+        task: asyncio.Task[None] = asyncio.create_task(coro, name=name)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+        return task
 
     async def alert(self, job: Job, message: str) -> None:
         """Problems only moderators can fix go to the server's log channel (set with /seedream-admin)."""
@@ -241,6 +296,63 @@ class DiscordSink:
             await channel.send(f"⚠️ {message}", allowed_mentions=NO_MENTIONS)
         except discord.HTTPException as exc:
             log.info("guild %s: log channel not writable (%s)", job.guild_id, exc)
+
+    # -- where results go ---------------------------------------------------------------------------
+    async def _refresh(self, job: Job) -> None:
+        """Pick up delivery ids saved by another holder of the job (the command saves, the worker reads)."""
+        if job.delivery.card_message_id is None:
+            saved = await self.bot.engine.jobs.get(job.id)
+            if saved is not None:
+                job.delivery = saved.delivery
+
+    async def _results_channel(self, job: Job) -> Messageable:
+        """The job's thread, started from its card the first time it is needed; the card's channel where
+        no thread can be made (a DM, a thread, a forum, or no permission)."""
+        async with self._threads[job.id]:
+            await self._refresh(job)
+            delivery = job.delivery
+            if delivery.thread_id is None and delivery.threads_allowed and not delivery.fallback:
+                thread = await self._open_thread(job)
+                if thread is not None:
+                    return thread
+            return await self._channel(int(job.delivery.results_channel or job.channel_id or 0))
+
+    async def _open_thread(self, job: Job) -> Messageable | None:
+        """The thread from the job's card, saved; None (and saved as a fallback) where Discord refuses one."""
+        delivery = job.delivery
+        thread: Messageable | None = None
+        try:
+            channel = await self._channel(int(delivery.card_channel or 0))
+            if not isinstance(channel, discord.TextChannel) or delivery.card_message_id is None:
+                raise discord.InvalidData("not a channel that holds threads")
+            thread = await self._thread_off(job, channel, delivery.card_message_id)
+        except (discord.HTTPException, discord.InvalidData) as exc:
+            if isinstance(exc, discord.HTTPException) and (exc.status >= 500 or exc.status == 429):
+                raise
+            log.info("job %s: no thread off card %s (%s); posting next to it", job.id, delivery.card_message_id, exc)
+        update = {"thread_id": thread.id} if thread is not None else {"fallback": True}
+        job.delivery = delivery.model_copy(update=update)
+        await self.bot.engine.save_delivery(job, job.delivery)
+        return thread
+
+    async def _thread_off(self, job: Job, channel: discord.TextChannel, message_id: int) -> Messageable:
+        try:
+            return await channel.create_thread(
+                name=thread_name(job.request.prompt),
+                message=discord.Object(id=message_id),
+                auto_archive_duration=self.bot.settings.discord.thread_auto_archive_minutes,
+            )
+        except discord.HTTPException as exc:
+            if exc.code != THREAD_ALREADY_CREATED:
+                raise
+        # A thread made from a message has the message's id: an earlier run (or a member) opened it already.
+        return await self._channel(message_id)
+
+    async def _channel(self, channel_id: int) -> Messageable:
+        channel = self.bot.get_channel(channel_id) or await self.bot.fetch_channel(channel_id)
+        if not isinstance(channel, Messageable):
+            raise discord.InvalidData(f"channel {channel_id} cannot hold messages")
+        return channel
 
     # -- results ------------------------------------------------------------------------------------
     async def deliver(self, job: Job, record_message: RecordMessage) -> None:
@@ -271,48 +383,62 @@ class DiscordSink:
     async def _deliver(self, job: Job, record_message: RecordMessage) -> None:
         """Post the results in as many messages as the upload limit needs, resuming after what was posted.
 
-        Progress is counted in images (``delivery.posted_images``), so a smaller limit learnt from a 413
-        (40005) re-plans only what is left. Each message's footer names the images it holds, which is how a
+        Progress is counted in images (``posted_images``), so a smaller limit learnt from a 413 (40005)
+        re-plans only what is left. Each message's footer names the images it holds, which is how a
         restart finds a message that was sent but not yet recorded.
         """
-        await self.prepare(job, 0)
-        target = await self._channel(int(job.delivery["target_id"]))
+        target = await self._results_channel(job)
         guild = getattr(target, "guild", None)
-        limit = int(job.delivery.get("upload_limit") or (guild.filesize_limit if guild else DEFAULT_UPLOAD_LIMIT))
+        limit = job.delivery.upload_limit or (guild.filesize_limit if guild else DEFAULT_UPLOAD_LIMIT)
         total = len(job.results)
-        posted = int(job.delivery.get("posted_images", 0))
-        if job.delivery.get("posting_started"):
-            # What is already in the channel is the truth: the process may have died after sending a part,
+        posted = job.delivery.posted_images
+        if job.delivery.posting_started:
+            # What is already in the thread is the truth: the process may have died after sending a part,
             # or after recording its message id but before counting its images.
             for message_id, last in await self._find_posted(target, job, posted):
                 if message_id not in job.posted_message_ids:
                     await record_message(message_id)
                 posted = max(posted, last)
-        await self.bot.engine.save_delivery(job, {**job.delivery, "posting_started": True, "posted_images": posted})
+        else:
+            job.delivery = job.delivery.model_copy(update={"posting_started": True})
+            await self.bot.engine.save_delivery(job, job.delivery)
         while posted < total:
             parts = await asyncio.to_thread(plan_parts, job.results[posted:], job.id, limit, posted + 1)
             part = parts[0]
             first, last = posted + 1, posted + len(part)
             try:
                 message = await target.send(
-                    embed=result_embed(job, first, last, self.bot, self._notes(job, part, first)),
+                    embed=result_embed(job, first, last, self.bot, self._notes(job, part, first, target)),
                     files=[_file(f) for f in part],
                     view=result_view(job, list(range(first - 1, last))),
                     allowed_mentions=NO_MENTIONS,
+                    **self._next_to_card(job, target),
                 )
             except discord.HTTPException as exc:
                 if exc.code == 40005 and limit > MIN_UPLOAD_LIMIT:
                     limit = max(MIN_UPLOAD_LIMIT, min(limit, sum(f.size for f in part)) // 2)
                     log.info("job %s: upload refused as too large; retrying under %d bytes", job.id, limit)
-                    await self.bot.engine.save_delivery(job, {**job.delivery, "upload_limit": limit})
+                    job.delivery = job.delivery.model_copy(update={"upload_limit": limit})
+                    await self.bot.engine.save_delivery(job, job.delivery)
                     continue
                 raise
             posted = last
-            await record_message(message.id, {**job.delivery, "posted_images": posted})
+            await record_message(message.id, job.delivery.model_copy(update={"posted_images": posted}))
 
-    def _notes(self, job: Job, part: list[UploadFile], first: int) -> list[str]:
+    @staticmethod
+    def _next_to_card(job: Job, target: Messageable) -> dict[str, Any]:
+        """Results posted in the card's own channel reply to the card, so they are easy to tell apart."""
+        delivery = job.delivery
+        if delivery.thread_id is not None or delivery.card_message_id is None:
+            return {}
+        reference = discord.MessageReference(
+            message_id=delivery.card_message_id, channel_id=target.id, fail_if_not_exists=False
+        )
+        return {"reference": reference}
+
+    def _notes(self, job: Job, part: list[UploadFile], first: int, target: Messageable) -> list[str]:
         notes = list(job.notices) if first == 1 else []
-        if first == 1 and job.delivery.get("fallback"):
+        if first == 1 and isinstance(target, discord.TextChannel):  # a channel that could have had a thread
             notes.insert(0, FALLBACK_NOTICE)
         days = self.bot.settings.storage.retention_days
         notes += [
@@ -326,17 +452,14 @@ class DiscordSink:
     async def _find_posted(self, target: Messageable, job: Job, posted: int) -> list[tuple[int, int]]:
         """Parts a previous run posted beyond ``posted`` images (recorded or not), in order."""
         found: list[tuple[int, int]] = []
-        marker = f"job {job.id} · images "
         try:
             async for message in target.history(limit=50, oldest_first=False):
                 if message.author.id != getattr(self.bot.user, "id", None):
                     continue
                 for embed in message.embeds:
-                    footer = embed.footer.text or ""
-                    if footer.startswith(marker):
-                        last = int(footer[len(marker) :].split(" of ")[0].split("–")[-1])
-                        if last > posted:
-                            found.append((message.id, last))
+                    parsed = part_range(embed.footer.text or "")
+                    if parsed is not None and parsed[0] == job.id and parsed[2] > posted:
+                        found.append((message.id, parsed[2]))
         except discord.HTTPException as exc:
             log.info("job %s: could not read back earlier posts (%s)", job.id, exc)
         return sorted(found, key=lambda item: item[1])

@@ -21,12 +21,16 @@ from discord.ext import commands
 
 from bot import edits as core
 from bot.errors import ImageRejected, InvalidRequest, NotAllowed, SeedreamError
+from bot.generation import Options, Order
 from bot.jobs import Job
-from bot.moderation import MemberContext
+from bot.jobs.formats import result_range
+from bot.jobs.models import Delivery
 from bot.prompts import clean_prompt
-from bot.providers.base import GenerationRequest, StoredImage
-from cogs.errors import reply, reply_error
-from cogs.imagine import Imagine, is_moderator
+from bot.providers.base import StoredImage
+from cogs import members
+from cogs.cards import can_post_results, can_thread, check_place
+from cogs.errors import ANSWERS_ITSELF, reply, reply_error
+from cogs.members import is_moderator
 from cogs.views import NO_MENTIONS
 
 if TYPE_CHECKING:
@@ -104,12 +108,11 @@ class EditRequestModal(discord.ui.Modal, title=MENU_NAME):
         label="How many images (optional)", placeholder="1", required=False, max_length=2, custom_id="count"
     )
 
-    def __init__(self, cog: Edits, gathered: Gathered) -> None:
+    def __init__(self, cog: Edits, message: discord.Message) -> None:
         super().__init__()
-        self.cog, self.gathered = cog, gathered
+        self.cog, self.message = cog, message
 
     async def on_submit(self, interaction: discord.Interaction) -> None:
-        await interaction.response.defer(ephemeral=True, thinking=True)
         await self.cog.edit_from_menu(interaction, self)
 
     async def on_error(self, interaction: discord.Interaction, error: Exception, /) -> None:  # type: ignore[override]
@@ -119,7 +122,9 @@ class EditRequestModal(discord.ui.Modal, title=MENU_NAME):
 class Edits(commands.Cog):
     def __init__(self, bot: SeedreamBot) -> None:
         self.bot = bot
-        self.menu = app_commands.ContextMenu(name=MENU_NAME, callback=self.edit_with_seedream)
+        self.menu = app_commands.ContextMenu(
+            name=MENU_NAME, callback=self.edit_with_seedream, extras={ANSWERS_ITSELF: True}
+        )
         self.menu.guild_only = bot.settings.discord.guilds_only
 
     async def cog_load(self) -> None:
@@ -129,13 +134,6 @@ class Edits(commands.Cog):
     async def cog_unload(self) -> None:
         self.bot.tree.remove_command(self.menu.name, type=self.menu.type)
         self.bot.remove_dynamic_items(DismissButton)
-
-    @property
-    def imagine(self) -> Imagine:
-        cog = self.bot.get_cog("Imagine")
-        if not isinstance(cog, Imagine):
-            raise NotAllowed("Editing is not available right now; please try again soon.")
-        return cog
 
     # -- the message path ---------------------------------------------------------------------------
     @commands.Cog.listener()
@@ -200,14 +198,8 @@ class Edits(commands.Cog):
         except NotAllowed:
             return False
         allowed = await policy.store.allowed_channels(guild.id)
-        ctx = self._member_context(message)
+        ctx = members.of_message(message)
         return not allowed or ctx.is_moderator or bool(set(ctx.channels) & set(allowed))
-
-    def _member_context(self, message: discord.Message) -> MemberContext:
-        author = message.author
-        perms = message.channel.permissions_for(author) if isinstance(author, discord.Member) else None
-        is_mod = bool(perms and (perms.manage_guild or perms.manage_messages or perms.administrator))
-        return self.imagine.member_context(message.guild.id if message.guild else None, author, message.channel, is_mod)
 
     async def _replied(self, message: discord.Message) -> discord.Message | None:
         """The message replied to (not a forward), from the event itself when Discord included it."""
@@ -224,38 +216,33 @@ class Edits(commands.Cog):
             return None
 
     async def _start_from_message(self, message: discord.Message, instruction: str, gathered: Gathered) -> None:
-        """Queue the edit (quota reserved), open a thread off the member's message, say what was left out."""
-        provider = self._provider_for(gathered.parent)
+        """Queue the edit (quota reserved); its card is one reply to the member's message, and the results go
+        into a thread from that card. What was left out is said on the first result."""
+        generation = self.bot.generation
+        provider = generation.provider_for_edit(gathered.parent)
         references, notes = await self._prepare_references(gathered, provider, count=1)
         if not references:
             await self._notice(message, "\n".join(notes))
             return
-        request = self._request(provider, instruction, references)
-        decision = await self.imagine.admit(self._member_context(message), request, provider)
-        engine = self.bot.engine
-        job, position = await engine.enqueue(
-            kind="edit",
-            requester_id=message.author.id,
-            guild_id=message.guild.id if message.guild else None,
-            channel_id=message.channel.id,
-            provider_name=decision.provider_name,
-            request=request,
-            quota_limit=decision.quota_limit,
-            delivery={"channel_id": message.channel.id, "thread_from_message_id": message.id},
-            parent_job_id=gathered.parent.id if gathered.parent else None,
+        channel = message.channel
+        perms = channel.permissions_for(message.guild.me) if message.guild is not None else None
+        delivery = Delivery(
+            channel_id=channel.id,
+            card_channel_id=channel.id,
+            reply_to_message_id=message.id,
+            threads_allowed=perms is not None and can_thread(channel, perms),
         )
+        if perms is not None and not can_post_results(channel, perms):
+            raise NotAllowed("I can't post pictures in this channel; a moderator can give me Attach Files here.")
+        request = generation.request(provider, instruction, references)
+        order = Order("edit", members.of_message(message), request, provider, delivery, gathered.parent, notes)
+        job, position = await generation.submit(order)
         try:
-            await self.bot.sink.prepare(job, position)
+            await self.bot.sink.open_reply_card(job, message, position)
         except discord.HTTPException as exc:
-            log.info("job %s: cannot post in channel %s (%s)", job.id, message.channel.id, exc)
-            await engine.cancel(job.id)
+            log.info("job %s: cannot answer in channel %s (%s)", job.id, channel.id, exc)
+            await self.bot.engine.cancel(job.id)
             raise NotAllowed("I can't post here, so nothing was queued and nothing was charged.") from None
-        if notes:
-            target = self.bot.get_partial_messageable(int(job.delivery.get("target_id") or message.channel.id))
-            try:
-                await target.send("\n".join(notes), allowed_mentions=NO_MENTIONS)
-            except discord.HTTPException as exc:
-                log.info("job %s: notes not posted (%s)", job.id, exc)
 
     async def _notice(self, message: discord.Message, text: str) -> None:
         try:
@@ -283,27 +270,42 @@ class Edits(commands.Cog):
 
     # -- the message command ------------------------------------------------------------------------
     async def edit_with_seedream(self, interaction: discord.Interaction, message: discord.Message) -> None:
-        """Ask for the instruction in a modal; answer at once (no modal) when the message has no image."""
-        self.imagine._check_place(interaction)
-        gathered = await self._gather(message, None)
-        if not gathered.candidates:
-            await reply(interaction, self._help(interaction.guild, gathered.skipped))
+        """Ask for the instruction in a modal; answer at once (no modal) when the message shows no image.
+
+        A modal must be the first answer, so this is decided from the message alone, without a lookup."""
+        check_place(self.bot.settings.discord.guilds_only, interaction.guild_id)
+        ours = self.bot.user is not None and message.author.id == self.bot.user.id and bool(message.attachments)
+        pick = core.pick_images(
+            [facts_of(message)],
+            is_allowed=self.bot.services.fetcher.is_allowed,
+            max_bytes=self.bot.settings.generation.max_reference_bytes,
+        )
+        if not (ours or pick.urls):
+            await reply(interaction, self._help(interaction.guild, pick.skipped))
             return
-        await interaction.response.send_modal(EditRequestModal(self, gathered))
+        await interaction.response.send_modal(EditRequestModal(self, message))
 
     async def edit_from_menu(self, interaction: discord.Interaction, modal: EditRequestModal) -> None:
+        """The modal's answer: the card for the edit, or a private refusal."""
+        generation = self.bot.generation
         text = clean_prompt(modal.instruction.value)
         if not text:
             raise InvalidRequest("Please say what should change: the instruction is empty.")
-        gathered, provider = modal.gathered, self._provider_for(modal.gathered.parent)
-        count = core.parse_count(modal.count.value, self.bot.services.providers.get(provider).capabilities.max_count)
-        references, notes = await self._prepare_references(gathered, provider, count=count)
-        if not references:
-            raise ImageRejected("\n".join(notes))
-        request = self._request(provider, text, references, modal.aspect.value.strip() or None, count)
-        await self.imagine.start_job(interaction, "edit", request, provider, gathered.parent)
-        if notes:
-            await reply(interaction, "\n".join(notes))
+
+        async def build(delivery: Delivery) -> Order:
+            gathered = await self._gather(modal.message, None)
+            provider = generation.provider_for_edit(gathered.parent)
+            max_count = self.bot.services.providers.get(provider).capabilities.max_count
+            count = core.parse_count(modal.count.value, max_count)
+            references, notes = await self._prepare_references(gathered, provider, count=count)
+            if not references:
+                raise ImageRejected("\n".join(notes) or "That message has no image I can use.")
+            options = Options(aspect=modal.aspect.value.strip() or None, count=count)
+            request = generation.request(provider, text, references, options)
+            member = members.of_interaction(interaction)
+            return Order("edit", member, request, provider, delivery, gathered.parent, notes)
+
+        await self.bot.starter.start(interaction, build)
 
     # -- shared: images and the request -------------------------------------------------------------
     async def _gather(self, replied: discord.Message | None, own: discord.Message | None) -> Gathered:
@@ -335,16 +337,10 @@ class Edits(commands.Cog):
         if job is None or not job.results:
             return None, []
         footer = next((e.footer.text for e in message.embeds if e.footer.text), "")
-        shown = [job.results[i] for i in core.result_range(footer, len(job.results))]
+        shown = [job.results[i] for i in result_range(footer, len(job.results))]
         if not all(image.path.exists() for image in shown):
             return job, []  # files past retention: download what the message shows instead
         return job, list(shown)
-
-    def _provider_for(self, parent: Job | None) -> str | None:
-        """An edit of our result stays on the provider that made it, while that provider is configured."""
-        if parent is not None and parent.provider in self.bot.services.providers.names():
-            return parent.provider
-        return None
 
     async def _prepare_references(
         self, gathered: Gathered, provider: str | None, *, count: int
@@ -368,22 +364,6 @@ class Edits(commands.Cog):
         references = [by_url[c] if isinstance(c, str) else c for c in kept if not isinstance(c, str) or c in by_url]
         notes = ([cap_note] if cap_note else []) + ([core.skipped_notice(skipped)] if skipped else [])
         return references, notes
-
-    def _request(
-        self,
-        provider: str | None,
-        prompt: str,
-        references: list[StoredImage],
-        aspect: str | None = None,
-        count: int = 1,
-    ) -> GenerationRequest:
-        """Same defaults as /imagine: aspect follows the first image where the provider can, default size."""
-        imagine = self.imagine
-        auto = "auto" if imagine._supports_auto(provider) else self.bot.settings.generation.default_aspect
-        resolution = imagine._default_resolution(provider)
-        return GenerationRequest(
-            prompt=prompt, aspect_ratio=aspect or auto, resolution=resolution, count=count, references=references
-        )
 
 
 async def setup(bot: SeedreamBot) -> None:

@@ -11,6 +11,8 @@ from discord import app_commands
 from bot.errors import SeedreamError
 
 log = logging.getLogger(__name__)
+#: ``extras`` key of a command that acknowledges by itself (a public card, or a modal as its first answer).
+ANSWERS_ITSELF = "answers_itself"
 
 
 async def reply(interaction: discord.Interaction, content: str) -> None:
@@ -47,6 +49,25 @@ async def reply_error(interaction: discord.Interaction, error: BaseException) ->
     await reply(interaction, f"Sorry, something went wrong on our side (incident {incident}). Please try again.")
 
 
+def _answers_itself(command: object) -> bool:
+    while command is not None:
+        if getattr(command, "extras", {}).get(ANSWERS_ITSELF):
+            return True
+        command = getattr(command, "parent", None)
+    return False
+
+
 class SeedreamTree(app_commands.CommandTree):
+    """Acknowledges every command first (privately), before it touches the database or the network,
+    so a slow database never makes Discord say "the application did not respond"."""
+
+    async def interaction_check(self, interaction: discord.Interaction, /) -> bool:
+        if interaction.type is discord.InteractionType.application_command and not _answers_itself(interaction.command):
+            await interaction.response.defer(ephemeral=True, thinking=True)
+            gate = getattr(self.client, "ack_first", None)
+            if gate is not None:
+                await gate.after_ack(interaction)
+        return True
+
     async def on_error(self, interaction: discord.Interaction, error: app_commands.AppCommandError) -> None:
         await reply_error(interaction, error)

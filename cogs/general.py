@@ -8,8 +8,8 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
+from cogs import members
 from cogs.errors import reply
-from cogs.imagine import Imagine, is_moderator
 
 if TYPE_CHECKING:
     from cogs.app import SeedreamBot
@@ -40,10 +40,7 @@ class General(commands.Cog):
             *providers,
         ]
         if interaction.guild_id is not None:
-            ctx = Imagine.member_context(
-                interaction.guild_id, interaction.user, interaction.channel, is_moderator(interaction)
-            )
-            status = await services.policy.status(ctx)
+            status = await services.policy.status(members.of_interaction(interaction))
             balance = status.balance
             left = "unlimited" if balance.limit is None else f"{balance.left} of {balance.limit} credits left"
             lines += ["", f"Your allowance: {left}; it resets <t:{int(balance.resets_at.timestamp())}:R>."]

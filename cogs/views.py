@@ -10,6 +10,7 @@ import discord
 from discord.ext import commands
 
 from bot.jobs import Job, JobState
+from bot.jobs.formats import card_footer, part_footer
 
 if TYPE_CHECKING:
     from cogs.app import SeedreamBot
@@ -58,7 +59,7 @@ def status_embed(job: Job, position: int, now: float, failure: str | None = None
     embed = discord.Embed(title=inert(job.request.prompt, 256), description=line, colour=0x5865F2)
     embed.add_field(name="Requested by", value=f"<@{job.requester_id}>")
     embed.add_field(name="Provider", value=job.provider)
-    embed.set_footer(text=f"job {job.id}")
+    embed.set_footer(text=card_footer(job.id))
     return embed
 
 
@@ -81,7 +82,7 @@ def result_embed(job: Job, first: int, last: int, bot: SeedreamBot, notes: list[
         )
     if notes:
         embed.description = "\n".join(f"ℹ️ {inert(n, 500)}" for n in notes)[:4000]
-    embed.set_footer(text=f"job {job.id} · images {first}–{last} of {len(job.results)}")
+    embed.set_footer(text=part_footer(job.id, first, last, len(job.results)))
     return embed
 
 

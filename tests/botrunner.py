@@ -10,7 +10,7 @@ from typing import Any
 
 from bot.config import Settings
 from cogs.app import SeedreamBot, run_bot
-from tests.fakediscord import FakeDiscord, FakeGuild
+from tests.fakediscord import FakeDiscord, FakeGuild, FakeMessage, InteractionHandle
 
 
 def bot_settings(fake: FakeDiscord, guild: FakeGuild, tmp_path: Path, **sections: dict[str, Any]) -> Settings:
@@ -54,3 +54,14 @@ async def kill(bot: SeedreamBot) -> None:
     """Stop the bot as abruptly as an in-process test can: no grace, running jobs cut where they are."""
     bot.settings.discord.shutdown_grace_seconds = 0
     await bot.close()
+
+
+def is_card(message: FakeMessage) -> bool:
+    """A job's card: a public message whose embed footer is ``job <id>``."""
+    footer = (message.embeds[0].get("footer") or {}).get("text", "") if message.embeds else ""
+    return footer.startswith("job ") and " · " not in footer and not message.flags & 64
+
+
+async def wait_for_card(handle: InteractionHandle, timeout: float = 10.0) -> FakeMessage:
+    """The command's own answer once it has become the job's card."""
+    return await handle.wait_for_response(is_card, timeout=timeout)

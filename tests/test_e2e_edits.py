@@ -16,7 +16,7 @@ from PIL import Image
 from bot import sizes
 from bot.jobs import Job
 from cogs.app import SeedreamBot
-from tests.botrunner import bot_settings, running_bot
+from tests.botrunner import bot_settings, running_bot, wait_for_card
 from tests.fakediscord import CallbackType, FakeChannel, FakeDiscord, FakeMessage, FakeUser, Perm
 from tests.fakeproviders.leonardo import FakeLeonardo
 
@@ -56,8 +56,13 @@ class World:
         return await self.fake.wait_for(lambda: next(iter(self.bot_replies_to(message)), None), timeout=10)
 
     async def thread_off(self, message: FakeMessage) -> FakeChannel:
-        """Threads opened from a message carry the message's id, as on Discord."""
-        return await self.fake.wait_for(lambda: self.fake.state.channels.get(message.id), timeout=10)
+        """The thread of an edit asked for in ``message``: it hangs off the bot's card, the reply to the
+        message (threads opened from a message carry the message's id, as on Discord)."""
+        card = await self.reply_from_bot(message)
+        return await self.fake.wait_for(lambda: self.fake.state.channels.get(card.id), timeout=10)
+
+    async def first_thread(self) -> FakeChannel:
+        return await self.fake.wait_for(lambda: next(iter(self.fake.threads(self.channel)), None), timeout=10)
 
     async def results_in(self, channel: FakeChannel, count: int = 1) -> list[FakeMessage]:
         def posted() -> list[FakeMessage] | None:
@@ -106,8 +111,9 @@ async def test_reply_with_mention_edits_a_members_upload_without_the_content_int
                 world.channel, world.bob, f"{world.mention} make it night, add snow", reply_to=upload
             )
 
+            card = await world.reply_from_bot(ask)  # one reply: the job's card
             thread = await fake.wait_for(lambda: next(iter(fake.threads(world.channel)), None), timeout=10)
-            assert thread.id == ask.id  # the thread hangs off the member's own message
+            assert thread.id == card.id  # the thread hangs off the card
             assert thread.name == "make it night, add snow"
             (result,) = await world.results_in(thread)
             assert result.embeds[0]["title"] == "make it night, add snow"
@@ -119,10 +125,11 @@ async def test_reply_with_mention_edits_a_members_upload_without_the_content_int
             (job,) = await jobs(bot, world.bob, world.guild.id)
             assert job.kind == "edit" and job.request.prompt == "make it night, add snow"
             assert [r.size_bytes for r in job.request.references] == [len(upload.attachments[0].data)]
-            status = fake.message(job.delivery["status_message_id"])
-            assert status.channel_id == thread.id  # the status sits inside the thread, not in the channel
+            status = fake.message(job.delivery.card_message_id)
+            assert status is card and status.channel_id == world.channel.id
+            assert (status.message_reference or {}).get("message_id") == str(ask.id)
             await fake.wait_for(lambda: "Done" in status.embeds[0]["description"] or None)  # and is kept current
-            assert [m.id for m in fake.bot_messages(world.channel)] == []
+            assert [m.id for m in fake.bot_messages(world.channel)] == [card.id]  # nothing else in the channel
             assert fake.unknown_routes == []
 
 
@@ -164,8 +171,8 @@ async def test_a_plain_reply_to_our_result_edits_it_when_the_intent_is_on(tmp_pa
             handle = await fake.slash_command(
                 "imagine", user=world.alice, channel=world.channel, options={"prompt": "a koala"}
             )
-            await handle.wait_for_response(lambda m: "Queued" in (m.content or ""))
-            thread = fake.threads(world.channel)[0]
+            await wait_for_card(handle)
+            thread = await world.first_thread()
             (first,) = await world.results_in(thread)
             await world.plain_reply(thread, world.alice, "now at night", to=first)
 
@@ -174,7 +181,7 @@ async def test_a_plain_reply_to_our_result_edits_it_when_the_intent_is_on(tmp_pa
             assert edit.kind == "edit" and edit.parent_job_id == parent.id
             assert edit.request.prompt == "now at night"
             assert [r.path for r in edit.request.references] == [r.path for r in parent.results]  # no download
-            status = fake.message(edit.delivery["status_message_id"])
+            status = fake.message(edit.delivery.card_message_id)
             assert status.channel_id == thread.id
             assert (status.message_reference or {}).get("message_id") is not None  # answers the member's reply
 
@@ -186,8 +193,8 @@ async def test_a_plain_reply_to_our_result_is_ignored_with_the_intent_off(tmp_pa
             handle = await fake.slash_command(
                 "imagine", user=world.alice, channel=world.channel, options={"prompt": "a koala"}
             )
-            await handle.wait_for_response(lambda m: "Queued" in (m.content or ""))
-            thread = fake.threads(world.channel)[0]
+            await wait_for_card(handle)
+            thread = await world.first_thread()
             (first,) = await world.results_in(thread)
             plain = await world.plain_reply(thread, world.alice, "now at night", to=first)
             await world.completed_edit(thread, reply_to=first)  # the mention form keeps working
@@ -205,10 +212,10 @@ async def test_context_menu_opens_a_modal_then_runs_the_edit(tmp_path: Path) -> 
             await handle.wait_for_callback()
             assert handle.callback_type == CallbackType.MODAL
             submitted = await handle.submit_modal({"instruction": "make it night", "aspect": "16:9", "count": "2"})
-            queued = await submitted.wait_for_response(lambda m: "Queued" in (m.content or ""), timeout=10)
-            assert queued.flags & 64
+            card = await wait_for_card(submitted)
+            assert not card.flags & 64 and card.embeds[0]["title"] == "make it night"  # the card is public
 
-            (result,) = await world.results_in(fake.threads(world.channel)[0])
+            (result,) = await world.results_in(await world.first_thread())
             assert len(result.attachments) == 2
             with Image.open(io.BytesIO(result.attachments[0].data)) as image:
                 assert image.size == sizes.dimensions("16:9", "1K")
@@ -237,11 +244,11 @@ async def test_links_from_foreign_hosts_are_never_fetched_and_are_reported(tmp_p
                 world.channel, world.bob, f"{world.mention} like {foreign}/secret.png please", reply_to=upload
             )
             thread = await fake.wait_for(lambda: next(iter(fake.threads(world.channel)), None), timeout=10)
-            await world.results_in(thread)
-            notice = next(m for m in fake.bot_messages(thread) if "did not use" in m.content)
+            (result,) = await world.results_in(thread)
+            notice = result.embeds[0]["description"].replace("\\", "")  # said on the result, not in a message
             host = foreign.removeprefix("http://")
-            assert f"`{host}/embedded.png`" in notice.content and f"`{host}/secret.png`" in notice.content
-            assert "never download" in notice.content
+            assert "did not use" in notice and "never download" in notice
+            assert f"{host}/embedded.png" in notice and f"{host}/secret.png" in notice
             (job,) = await jobs(bot, world.bob, world.guild.id)
             assert len(job.request.references) == 1 and job.request.prompt == "like please"
 
@@ -343,8 +350,8 @@ async def test_an_edit_of_a_leonardo_result_reuses_its_generated_id(
                 handle = await fake.slash_command(
                     "imagine", user=world.alice, channel=world.channel, options={"prompt": "a lighthouse"}
                 )
-                await handle.wait_for_response(lambda m: "Queued" in (m.content or ""))
-                thread = fake.threads(world.channel)[0]
+                await wait_for_card(handle)
+                thread = await world.first_thread()
                 (first,) = await world.results_in(thread)
                 await fake.send_message(thread, world.bob, f"{world.mention} make it stormy", reply_to=first)
                 await world.results_in(thread, count=2)

@@ -10,7 +10,7 @@ from PIL import Image
 
 from bot import sizes
 from bot.jobs import JobState
-from tests.botrunner import bot_settings, running_bot
+from tests.botrunner import bot_settings, is_card, running_bot, wait_for_card
 from tests.fakediscord import CallbackType, FakeDiscord, FakeMessage
 
 
@@ -41,11 +41,13 @@ async def test_imagine_posts_images_in_a_thread(tmp_path: Path) -> None:
             await handle.wait_for_callback()
             assert handle.callback_type == CallbackType.DEFERRED_CHANNEL_MESSAGE_WITH_SOURCE
             assert handle.ack_latency is not None and handle.ack_latency < 3.0
-            reply = await handle.wait_for_response(lambda m: "Queued" in (m.content or ""))
-            assert reply.flags & 64  # ephemeral
+            card = await wait_for_card(handle)  # the command's own answer is the job's public card
+            assert card.channel_id == channel.id and card.embeds[0]["title"] == "a koala on a skateboard"
+            assert not card.flags & 64
 
             thread = await fake.wait_for(lambda: next(iter(fake.threads(channel)), None), timeout=10)
             assert thread.name == "a koala on a skateboard"
+            assert thread.id == card.id  # started from the card
             posted = await fake.wait_for(lambda: result_messages(fake, thread) or None, timeout=10)
             (message,) = posted
             assert len(message.attachments) == 2
@@ -62,9 +64,10 @@ async def test_imagine_posts_images_in_a_thread(tmp_path: Path) -> None:
             async with asyncio.timeout(5):
                 while (await bot.engine.jobs.get(job.id)).state != JobState.DONE:  # type: ignore[union-attr]
                     await asyncio.sleep(0.02)
-            status = fake.message(job.delivery["status_message_id"])
-            # The final edit is sent in the background once the job is done; it must arrive, and stay last.
-            await fake.wait_for(lambda: "Done" in status.embeds[0]["description"] or None, timeout=5)
+            status = fake.message(job.delivery.card_message_id)
+            assert status is card
+            assert "Done" in status.embeds[0]["description"] and status.components == []
+            assert [m for m in fake.bot_messages(channel) if m.id != card.id] == []  # nothing else in the channel
             assert fake.unknown_routes == []
 
 
@@ -87,7 +90,7 @@ async def imagine(fake: FakeDiscord, world: World, user_index: int = 0, **option
     handle = await fake.slash_command(
         "imagine", user=world.users[user_index], channel=world.channel, options={"prompt": "a koala", **options}
     )
-    await handle.wait_for_response(lambda m: "Queued" in (m.content or ""))
+    await wait_for_card(handle)
 
 
 def footers(messages: list[FakeMessage]) -> list[str]:
@@ -135,7 +138,8 @@ async def test_buttons_work_after_a_restart(tmp_path: Path) -> None:
                 c["custom_id"] for row in first.components for c in row["components"] if "reroll" in c["custom_id"]
             )
             handle = await fake.click_button(first, reroll, user=world.users[0])
-            await handle.wait_for_response(lambda m: "Queued" in (m.content or ""))
+            card = await wait_for_card(handle)
+            assert card.channel_id == first.channel_id  # the reroll's card is in the thread it was asked in
             posted = await all_results(fake, 2)
             thread = fake.threads(world.channel)[0]
             assert len(result_messages(fake, thread)) == 2  # the reroll lands in the same thread
@@ -226,8 +230,8 @@ async def test_everyone_in_a_prompt_pings_nobody(tmp_path: Path) -> None:
             assert message.allowed_mentions == {"parse": []}
             title = message.embeds[0]["title"]
             assert "@everyone" not in title and "discord.gg/abc" not in title
-            status = [m for m in fake.bot_messages(world.channel) if not m.attachments]
-            assert all(m.allowed_mentions == {"parse": []} for m in status)
+            cards = [m for m in fake.bot_messages(world.channel) if is_card(m)]
+            assert cards and all(m.allowed_mentions == {"parse": []} for m in cards)
 
 
 async def test_a_foreign_delete_press_is_refused(tmp_path: Path) -> None:
@@ -242,6 +246,6 @@ async def test_a_foreign_delete_press_is_refused(tmp_path: Path) -> None:
             handle = await fake.click_button(message, delete, user=world.users[1])
             refusal = await handle.wait_for_response()
             assert refusal.flags & 64 and "Only" in refusal.content
-            assert not fake.message(message.id).deleted if hasattr(fake.message(message.id), "deleted") else True
+            assert not fake.message(message.id).deleted
             mine = await fake.click_button(message, delete, user=world.users[0])
             assert "Deleted" in (await mine.wait_for_response(lambda m: "Deleted" in (m.content or ""))).content

@@ -10,7 +10,7 @@ import aiosqlite
 import pytest
 from PIL import Image
 
-from tests.botrunner import bot_settings, running_bot
+from tests.botrunner import bot_settings, is_card, running_bot, wait_for_card
 from tests.fakediscord import CommandNotAvailable, FakeDiscord, FakeMessage, Perm
 
 
@@ -32,10 +32,14 @@ class Server:
 
     async def run(self, name: str, user, **options) -> FakeMessage:  # type: ignore[no-untyped-def]
         handle = await self.fake.slash_command(name, user=user, channel=self.channel, options=options)
-        return await handle.wait_for_response(lambda m: bool(m.content) and "thinking" not in m.content, timeout=10)
+        return await handle.wait_for_response(
+            lambda m: is_card(m) or (bool(m.content) and "thinking" not in m.content), timeout=10
+        )
 
     async def imagine(self, user, prompt: str = "a koala", **options) -> str:  # type: ignore[no-untyped-def]
-        return (await self.run("imagine", user, prompt=prompt, **options)).content
+        """ "Queued" when the answer is the job's public card, else the private refusal's words."""
+        answer = await self.run("imagine", user, prompt=prompt, **options)
+        return "Queued" if is_card(answer) else answer.content
 
 
 async def ledger(tmp_path: Path, user_id: int) -> dict[str, int]:
@@ -184,13 +188,17 @@ async def test_provider_failure_refunds_exactly_and_says_why(tmp_path: Path, mon
             },
         )
         async with running_bot(fake, settings):
-            assert "Queued" in await server.imagine(server.alice, count=2)
+            options = {"prompt": "a koala", "count": 2}
+            handle = await fake.slash_command("imagine", user=server.alice, channel=server.channel, options=options)
+            card = await wait_for_card(handle)
             async with asyncio.timeout(10):
                 while await jobs_of(tmp_path, server.alice.id) != ["failed"]:
                     await asyncio.sleep(0.05)
             assert await ledger(tmp_path, server.alice.id) == {"reserve": 2, "refund": 2}
-            thread = fake.threads(server.channel)[0]
-            notice = await fake.wait_for(lambda: next((m for m in fake.bot_messages(thread) if m.content), None), 5)
+            # the card shows the outcome, with no live Cancel button, and the member is told privately
+            await fake.wait_for(lambda: "did not complete" in card.embeds[0]["description"] or None, 5)
+            assert card.components == []
+            notice = await handle.wait_for_response(lambda m: bool(m.flags & 64) and bool(m.content))
             assert "refused" in notice.content.lower() or "blocked" in notice.content.lower()
             assert notice.allowed_mentions == {"parse": []}
 

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import aiosqlite
 
+from tests.botrunner import wait_for_card
 from tests.fakediscord import FakeDiscord, FakeGuild
 
 SECRET = "fake-bot-token-do-not-log-7f3a9c"
@@ -69,7 +70,7 @@ async def test_run_serves_commands_and_stops_cleanly_on_sigterm(tmp_path: Path) 
             await fake.wait_for(lambda: len(fake.commands(guild)) >= 3 or None, timeout=20)
             await fake.wait_until_connected(timeout=20)
             handle = await fake.slash_command("imagine", user=user, channel=channel, options={"prompt": "a koala"})
-            await handle.wait_for_response(lambda m: "Queued" in (m.content or ""), timeout=10)
+            await wait_for_card(handle)
             await fake.wait_for(
                 lambda: any(m.attachments for t in fake.threads(channel) for m in fake.bot_messages(t)), 10
             )
@@ -112,9 +113,7 @@ async def test_sigkill_mid_burst_then_restart_completes_every_job_once(tmp_path:
                 )
                 for i in range(jobs)
             ]
-            await asyncio.gather(
-                *(h.wait_for_response(lambda m: "Queued" in (m.content or ""), timeout=30) for h in handles)
-            )
+            cards = await asyncio.gather(*(wait_for_card(h, timeout=30) for h in handles))
             for _ in range(3):
                 await asyncio.sleep(0.4)
                 process.kill()  # SIGKILL: no grace, no cleanup
@@ -123,6 +122,8 @@ async def test_sigkill_mid_burst_then_restart_completes_every_job_once(tmp_path:
                 process = await start_process(config, log)
                 await fake.wait_until_connected(timeout=20)
             await fake.wait_for(lambda: len(results(fake, channel)) >= jobs, timeout=120)
+            # every command ends showing its outcome, none stays "thinking…" or "Queued"
+            await fake.wait_for(lambda: all("Done" in c.embeds[0]["description"] for c in cards) or None, timeout=30)
             await asyncio.sleep(0.3)  # let any duplicate show itself
         finally:
             if process.returncode is None:

@@ -18,12 +18,12 @@ from bot.edits import (
     parse_count,
     pick_images,
     reference_limit,
-    result_range,
     skipped_notice,
     trigger_of,
 )
 from bot.errors import InvalidRequest
 from bot.fetch import origin_of
+from bot.jobs.formats import result_range
 from bot.providers.base import Capabilities
 
 BOT, ROLE = 1111, 2222

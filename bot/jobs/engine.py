@@ -29,7 +29,7 @@ from bot.errors import (
     QuotaExceeded,
     SeedreamError,
 )
-from bot.jobs.models import FINAL_STATES, Job, JobState, new_job_id
+from bot.jobs.models import FINAL_STATES, Delivery, Job, JobState, new_job_id
 from bot.jobs.repository import JobRepository
 from bot.metrics import Metrics
 from bot.provider_health import ProviderHealth
@@ -45,10 +45,12 @@ Clock = Callable[[], float]
 class RecordMessage(Protocol):
     """Save a posted message's id, and the delivery progress that goes with it, in one write."""
 
-    async def __call__(self, message_id: int, delivery: dict[str, object] | None = None) -> None: ...
+    async def __call__(self, message_id: int, delivery: Delivery | None = None) -> None: ...
 
 
 DELIVERY_ATTEMPTS = 5
+#: How far back a start looks for failed or cancelled jobs whose card may not show it yet.
+OUTCOME_RECOVERY_SECONDS = 24 * 3600
 INTERRUPTED_MESSAGE = (
     "The bot restarted while sending your request to the image provider. To make sure you are never charged "
     "twice it was not sent again, and your credits were refunded; please try again."
@@ -63,9 +65,11 @@ class ResultSink(Protocol):
     async def deliver(self, job: Job, record_message: RecordMessage) -> None:
         """Post the results; skip what ``job.posted_message_ids`` shows as already posted."""
 
-    async def finished(self, job: Job) -> None: ...
+    async def finished(self, job: Job) -> None:
+        """Show the job as done (its results are posted); the job is recorded DONE only after this returns."""
 
-    async def failed(self, job: Job, message: str) -> None: ...
+    async def failed(self, job: Job, message: str) -> None:
+        """Show a failed or cancelled job's outcome and tell the member; raise if it could not be shown yet."""
 
     async def alert(self, job: Job, message: str) -> None:
         """Tell the server's moderators about a problem they must fix (e.g. the provider is out of credit)."""
@@ -102,6 +106,7 @@ class JobEngine:
         self._wake = asyncio.Event()
         self._running: dict[str, asyncio.Task[None]] = {}
         self._generating: set[str] = set()  # running jobs not yet past the provider (they hold a worker)
+        self._finishing: set[str] = set()  # posted jobs showing their outcome (they hold no delivery slot)
         self._running_by_user: dict[int, int] = {}
         self._last_served: dict[int, float] = {}
         self._cancelling: set[str] = set()
@@ -120,6 +125,9 @@ class JobEngine:
                 await self._finish_failed(job, JobState.FAILED, "interrupted", INTERRUPTED_MESSAGE)
         self._dispatcher = asyncio.create_task(self._dispatch_loop(), name="job-dispatcher")
         self._wake.set()
+        for job in await self.jobs.unshown_outcomes(self.clock() - OUTCOME_RECOVERY_SECONDS):
+            message = (job.error or "").partition(": ")[2] or "This job did not complete."
+            await self._show_outcome(job, message)
 
     async def stop(self, grace_seconds: float = 10.0) -> None:
         """Take no new work; give running jobs ``grace_seconds`` to reach a saved state, then stop them.
@@ -168,8 +176,9 @@ class JobEngine:
         provider_name: str | None,
         request: GenerationRequest,
         quota_limit: int | None,
-        delivery: dict[str, object] | None = None,
+        delivery: Delivery | None = None,
         parent_job_id: str | None = None,
+        notices: list[str] | None = None,
     ) -> tuple[Job, int]:
         """Validate, reserve quota and write the job in one transaction; returns it with its queue position."""
         if not self._accepting:
@@ -189,7 +198,8 @@ class JobEngine:
             request=request,
             state=JobState.QUEUED,
             cost_units=self.ledger.units_for(request.count, request.resolution, weight),
-            delivery=dict(delivery or {}),
+            delivery=delivery or Delivery(),
+            notices=list(notices or []),
             parent_job_id=parent_job_id,
             created_at=now,
             updated_at=now,
@@ -228,7 +238,7 @@ class JobEngine:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-        await self._finish_failed(job, JobState.CANCELLED, "cancelled", "This job was cancelled.", notify=False)
+        await self._finish_failed(job, JobState.CANCELLED, "cancelled", "This job was cancelled.")
         return await self.jobs.get(job_id) or job
 
     # -- dispatching --------------------------------------------------------------------------------
@@ -250,7 +260,10 @@ class JobEngine:
                 self._wake.set()
 
     async def _dispatch_once(self) -> None:
-        while len(self._generating) < self.workers and len(self._running) < self.workers + self.delivery_workers:
+        while (
+            len(self._generating) < self.workers
+            and len(self._running) - len(self._finishing) < self.workers + self.delivery_workers
+        ):
             candidates = [
                 head
                 for head in await self.jobs.queued_heads()
@@ -298,6 +311,7 @@ class JobEngine:
     def _done(self, job: Job, _task: asyncio.Task[None]) -> None:
         self._running.pop(job.id, None)
         self._generating.discard(job.id)
+        self._finishing.discard(job.id)
         self._cancelling.discard(job.id)
         left = self._running_by_user.get(job.requester_id, 1) - 1
         if left:
@@ -366,10 +380,15 @@ class JobEngine:
             await self._deliver(job)
             job.state = JobState.POSTED  # not written on its own: the DONE write below records it
         if job.state == JobState.POSTED:
-            await self._set(job, state=JobState.DONE, finished_at=self.clock())
+            # The card says "done" before the row does: a restart in between shows it again, never not at all.
+            self._finishing.add(job.id)
+            if self._accepting:
+                self._wake.set()
+            job.state, job.finished_at = JobState.DONE, self.clock()
+            await self.sink.finished(job)
+            await self._set(job, state=JobState.DONE, finished_at=job.finished_at)
             self.metrics.job_ended(JobState.DONE.value)
             log.info("job %s done", job.id)
-            await self.sink.finished(job)
 
     def _free_worker(self, job: Job) -> None:
         """The job is past the provider: let the dispatcher start the next one while this one posts."""
@@ -389,7 +408,7 @@ class JobEngine:
                 log.warning("job %s: posting failed (%s); attempt %d of %d", job.id, exc, attempt, DELIVERY_ATTEMPTS)
                 await asyncio.sleep(min(60.0, 2.0**attempt))
 
-    async def save_delivery(self, job: Job, delivery: dict[str, object]) -> None:
+    async def save_delivery(self, job: Job, delivery: Delivery) -> None:
         """Persist where the job's messages are (status message, thread) as soon as they exist."""
         await self._set(job, delivery=delivery)
 
@@ -399,13 +418,13 @@ class JobEngine:
         except Exception:
             log.exception("job %s: could not alert the moderators", job.id)
 
-    async def _record_message(self, job: Job, message_id: int, delivery: dict[str, object] | None = None) -> None:
+    async def _record_message(self, job: Job, message_id: int, delivery: Delivery | None = None) -> None:
         fields: dict[str, object] = {"posted_message_ids": [*job.posted_message_ids, message_id]}
         if delivery is not None:
             fields["delivery"] = delivery
         await self._set(job, **fields)
 
-    async def _finish_failed(self, job: Job, state: JobState, code: str, message: str, *, notify: bool = True) -> None:
+    async def _finish_failed(self, job: Job, state: JobState, code: str, message: str) -> None:
         """End a job that will not complete: record why and refund what the member did not receive."""
         async with self.db.transaction() as conn:
             current = await self.jobs.get(job.id)
@@ -418,10 +437,15 @@ class JobEngine:
                 await self.ledger.refund_everything(conn, job.id, note=code)  # made, but never delivered
             else:
                 await self.ledger.settle(conn, job.id, 0, note=code)
-        job.state, job.error = state, f"{code}: {message}"
+        job.state, job.error, job.delivery = state, f"{code}: {message}", current.delivery
         self.metrics.job_ended(state.value, code)
-        if notify:
-            try:
-                await self.sink.failed(job, message)
-            except Exception:
-                log.exception("job %s: could not tell the member it failed", job.id)
+        await self._show_outcome(job, message)
+
+    async def _show_outcome(self, job: Job, message: str) -> None:
+        """Let the sink show a failed or cancelled job's outcome; remember it did, so a restart does not repeat it."""
+        try:
+            await self.sink.failed(job, message)
+        except Exception:
+            log.exception("job %s: could not show its outcome yet; trying again at the next start", job.id)
+            return
+        await self._set(job, delivery=job.delivery.model_copy(update={"outcome_shown": True}))

@@ -6,10 +6,9 @@ import json
 import secrets
 import time
 from enum import StrEnum
-from typing import Any
 
 import aiosqlite
-from pydantic import BaseModel
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field
 
 from bot.providers.base import GenerationRequest, StoredImage, Submission
 
@@ -26,6 +25,52 @@ class JobState(StrEnum):
 
 ACTIVE_STATES = frozenset({JobState.QUEUED, JobState.SUBMITTED, JobState.DOWNLOADED, JobState.POSTED})
 FINAL_STATES = frozenset({JobState.DONE, JobState.FAILED, JobState.CANCELLED})
+
+
+class InteractionRef(BaseModel):
+    """How to reach the interaction a job's card answers, while Discord still accepts its token."""
+
+    application_id: int
+    token: str
+    #: Wall-clock time after which the token is no longer used (Discord's 15 minutes, less a margin).
+    usable_until: float
+
+
+class Delivery(BaseModel):
+    """Where a job's card and results live on the chat service, saved with the job so a restart finds them.
+
+    Ids are plain integers (the core knows no chat library). The card is the job's public status message:
+    an interaction's own response, or a reply to the member's message; results go into a thread started
+    from the card where ``threads_allowed``, otherwise next to the card.
+    """
+
+    model_config = ConfigDict(extra="ignore")  # rows written by older versions carry a few retired keys
+
+    channel_id: int | None = None
+    card_message_id: int | None = Field(
+        default=None, validation_alias=AliasChoices("card_message_id", "status_message_id")
+    )
+    card_channel_id: int | None = Field(
+        default=None, validation_alias=AliasChoices("card_channel_id", "status_channel_id")
+    )
+    interaction: InteractionRef | None = None
+    reply_to_message_id: int | None = None  # a plain message asked for it: the card replies to that message
+    threads_allowed: bool = False
+    thread_id: int | None = None
+    fallback: bool = False  # a thread was wanted but could not be made: results go next to the card
+    posting_started: bool = False
+    posted_images: int = 0
+    upload_limit: int | None = None
+    outcome_shown: bool = False  # a failed or cancelled job's card shows it and the member was told
+
+    @property
+    def card_channel(self) -> int | None:
+        return self.card_channel_id or self.channel_id
+
+    @property
+    def results_channel(self) -> int | None:
+        """Where result parts are posted: the job's thread, else the card's channel."""
+        return self.thread_id or self.card_channel
 
 
 def new_job_id() -> str:
@@ -46,7 +91,7 @@ class Job(BaseModel):
     attempts: int = 0
     error: str | None = None
     cost_units: int = 0
-    delivery: dict[str, Any] = {}
+    delivery: Delivery = Delivery()
     posted_message_ids: list[int] = []
     notices: list[str] = []
     parent_job_id: str | None = None
@@ -73,7 +118,7 @@ class Job(BaseModel):
             attempts=row["attempts"],
             error=row["error"],
             cost_units=row["cost_units"],
-            delivery=json.loads(row["delivery"]),
+            delivery=Delivery.model_validate_json(row["delivery"]),
             posted_message_ids=json.loads(row["posted_message_ids"]),
             notices=json.loads(row["notices"]),
             parent_job_id=row["parent_job_id"],

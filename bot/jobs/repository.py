@@ -31,7 +31,13 @@ _ACTIVE_SQL = f"{_SELECT_JOBS} WHERE state IN ('queued', 'submitted', 'downloade
 _RECENT_SQL = f"{_SELECT_JOBS} WHERE requester_id = ? AND guild_id IS ? ORDER BY created_at DESC LIMIT ?"
 _BY_MESSAGE_SQL = (
     f"{_SELECT_JOBS}, json_each(jobs.posted_message_ids) AS posted WHERE posted.value = ?"
-    f" UNION {_SELECT_JOBS} WHERE json_extract(delivery, '$.status_message_id') = ? LIMIT 1"
+    f" UNION {_SELECT_JOBS} WHERE COALESCE(json_extract(delivery, '$.card_message_id'),"
+    " json_extract(delivery, '$.status_message_id')) = ? LIMIT 1"
+)
+#: Failed or cancelled jobs whose card may not show it yet (the process stopped between the two).
+_UNSHOWN_SQL = (
+    f"{_SELECT_JOBS} WHERE state IN ('failed', 'cancelled') AND updated_at >= ?"
+    " AND COALESCE(json_extract(delivery, '$.outcome_shown'), 0) = 0 ORDER BY updated_at"
 )
 
 
@@ -45,8 +51,8 @@ def _job(row: aiosqlite.Row) -> Job:
 
 _INSERT_JOB_SQL = (
     "INSERT INTO jobs (id, kind, requester_id, guild_id, channel_id, provider, options, state, cost_units,"
-    " delivery, parent_job_id, created_at, updated_at, admit_limit, admit_window_start, admit_queued_cap,"
-    " admit_daily_cap, admit_daily_start) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    " delivery, notices, parent_job_id, created_at, updated_at, admit_limit, admit_window_start, admit_queued_cap,"
+    " admit_daily_cap, admit_daily_start) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 
 
@@ -67,7 +73,8 @@ def _job_values(job: Job, admission: Admission | None) -> tuple[Any, ...]:
         json.dumps(options),
         job.state.value,
         job.cost_units,
-        json.dumps(job.delivery),
+        job.delivery.model_dump_json(),
+        json.dumps(job.notices),
         job.parent_job_id,
         job.created_at,
         job.updated_at,
@@ -82,7 +89,7 @@ _COLUMN_VALUES: dict[str, Callable[[Any], Any]] = {
     "attempts": lambda v: v,
     "started_at": lambda v: v,
     "finished_at": lambda v: v,
-    "delivery": json.dumps,
+    "delivery": lambda v: v.model_dump_json(),
     "posted_message_ids": json.dumps,
     "notices": json.dumps,
 }
@@ -184,6 +191,13 @@ class JobRepository:
         )
         return int(row[0]) if row else 0
 
+    async def queue_positions(self) -> dict[str, int]:
+        """Every queued job's 1-based place in the queue, in one read (as ``position`` counts it)."""
+        rows = await self.db.fetchall(
+            "SELECT id, ROW_NUMBER() OVER (ORDER BY created_at, id) FROM jobs WHERE state = 'queued'"
+        )
+        return {row[0]: int(row[1]) for row in rows}
+
     async def update(self, conn: aiosqlite.Connection, job_id: str, now: float, **fields: Any) -> None:
         """Change some of a job's columns inside the caller's transaction."""
         await conn.execute(*_update_sql(job_id, now, fields))
@@ -196,6 +210,11 @@ class JobRepository:
         self, conn: aiosqlite.Connection, job_id: str, images: Sequence[StoredImage], now: float
     ) -> None:
         await self._insert_images(conn, job_id, "result", images, now)
+
+    async def unshown_outcomes(self, since: float) -> list[Job]:
+        """Jobs that ended (failed, cancelled) since ``since`` without their card being updated to say so."""
+        rows = await self.db.fetchall(_UNSHOWN_SQL, (since,))
+        return [_job(r) for r in rows]
 
     async def recent_for(self, requester_id: int, guild_id: int | None, limit: int = 10) -> list[Job]:
         rows = await self.db.fetchall(_RECENT_SQL, (requester_id, guild_id, limit))

@@ -221,7 +221,12 @@ async def execute_webhook(ctx: Ctx) -> tuple[int, Any]:
     channel = state.channels[rec.channel_id]
     validate_message(body, ctx.uploads, upload_limit=state.upload_limit(channel))
     original = state.messages.get(rec.original_message_id or 0)
-    if rec.callback_type == CallbackType.DEFERRED_CHANNEL_MESSAGE_WITH_SOURCE and original and original.loading:
+    if (
+        rec.callback_type == CallbackType.DEFERRED_CHANNEL_MESSAGE_WITH_SOURCE
+        and original
+        and original.loading
+        and not original.deleted
+    ):
         # Discord: the first followup after a deferred response replaces the "thinking" message
         msg = await ctx.core.messages.edit(original, body, ctx.uploads)
     else:

@@ -1,0 +1,97 @@
+"""Starting a job from an interaction: the acknowledgement itself becomes the job's public card.
+
+The command is deferred publicly at once (Discord's 3 s), so the "thinking…" message that Discord shows
+is the message the card will be; the job is queued; the card is written through the interaction's token.
+A refusal (quota, policy, bad input) removes that message and answers privately, so it leaves no card.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING
+
+import discord
+
+from bot.errors import NotAllowed
+from bot.generation import Order
+from bot.jobs import Job
+from bot.jobs.models import Delivery
+from cogs.errors import reply_error
+
+if TYPE_CHECKING:
+    from cogs.app import SeedreamBot
+
+log = logging.getLogger(__name__)
+BuildOrder = Callable[[Delivery], Awaitable[Order]]
+
+
+def check_place(guilds_only: bool, guild_id: int | None) -> None:
+    if guild_id is None and guilds_only:
+        raise NotAllowed("I only make pictures inside servers, not in direct messages.")
+
+
+def can_thread(channel: object, perms: discord.Permissions) -> bool:
+    """Results go into a thread from the card where Discord allows one: a text channel (not a thread,
+    forum, voice channel or DM) in which the bot may open public threads and post in them."""
+    return (
+        isinstance(channel, discord.TextChannel)
+        and perms.create_public_threads
+        and perms.send_messages_in_threads
+        and perms.attach_files
+    )
+
+
+def can_post_results(channel: object, perms: discord.Permissions) -> bool:
+    """Whether the results can land somewhere: a thread from the card, or the card's own channel."""
+    if can_thread(channel, perms):
+        return True
+    if isinstance(channel, discord.Thread):
+        return bool(perms.send_messages_in_threads and perms.attach_files)
+    return bool(perms.send_messages and perms.attach_files)
+
+
+class CardStarter:
+    def __init__(self, bot: SeedreamBot) -> None:
+        self.bot = bot
+
+    async def start(self, interaction: discord.Interaction, build: BuildOrder) -> Job | None:
+        """Acknowledge, queue what ``build`` asks for, and show the card; None when it was refused."""
+        callback = await interaction.response.defer(thinking=True)
+        await self.bot.ack_first.after_ack(interaction)
+        try:
+            card_id = callback.message_id if callback is not None else None
+            if card_id is None:
+                card_id = (await interaction.original_response()).id
+            perms = interaction.app_permissions
+            if interaction.guild_id is not None and not can_post_results(interaction.channel, perms):
+                raise NotAllowed(
+                    "I can't post pictures in this channel, so nothing was queued and nothing was charged. "
+                    "A moderator can give me Send Messages, Embed Links and Attach Files here."
+                )
+            delivery = Delivery(
+                channel_id=interaction.channel_id,
+                card_message_id=card_id,
+                card_channel_id=interaction.channel_id,
+                interaction=self.bot.sink.interaction_ref(interaction),
+                threads_allowed=can_thread(interaction.channel, perms),
+            )
+            order = await build(delivery)
+            await self.bot.ack_first.after_ack(interaction)
+            job, position = await self.bot.generation.submit(order)
+        except Exception as exc:
+            await self.withdraw(interaction, exc)
+            return None
+        try:
+            await self.bot.sink.show_card(job, position)
+        except discord.HTTPException as exc:
+            log.info("job %s: card not shown yet (%s); the job goes on", job.id, exc)
+        return job
+
+    async def withdraw(self, interaction: discord.Interaction, error: BaseException) -> None:
+        """Remove the public "thinking…" message and explain privately: a refusal makes no card."""
+        try:
+            await interaction.delete_original_response()
+        except discord.HTTPException as exc:
+            log.info("interaction %s: thinking message not removed (%s)", interaction.id, exc)
+        await reply_error(interaction, error)
