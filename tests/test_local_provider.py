@@ -73,3 +73,56 @@ async def test_refusals_say_what_is_allowed(provider: LocalProvider, request_kwa
     with pytest.raises(InvalidRequest) as info:
         await provider.generate(GenerationRequest(**request_kwargs))
     assert message in info.value.user_message
+
+
+# -- the label: any prompt is legible, never a row of ".notdef" boxes ----------------------------------
+PROMPTS = [
+    "a koala × 2 on a skateboard",
+    "猫がスケートボードに乗っている",  # Japanese: kanji and kana
+    "一只在滑板上的考拉",  # Chinese
+    "스케이트보드를 탄 코알라",  # Korean
+    "коала на скейтборде",  # Cyrillic
+    "كوالا على لوح تزلج",  # Arabic
+    "mixed: 猫 × кот × قطة",
+]
+MISSING = "\U000f0001"  # a private-use code point no font has: it draws the font's ".notdef" box
+
+
+def canvas(text: str, font_size: int = 48) -> bytes:
+    from PIL import ImageDraw
+
+    from bot.providers.local import draw_label
+
+    picture = Image.new("L", (font_size * (len(text) + 2), font_size * 2))
+    draw_label(ImageDraw.Draw(picture), (font_size // 2, font_size // 4), text, font_size, (255,))
+    return picture.tobytes()
+
+
+def test_the_missing_character_really_is_missing_from_every_label_font() -> None:
+    from bot.providers.local import coverage, label_fonts
+
+    assert all(ord(MISSING) not in coverage(font) for font in label_fonts())
+
+
+@pytest.mark.parametrize("prompt", PROMPTS)
+def test_every_character_of_a_prompt_is_drawn_from_a_font_that_has_it(prompt: str) -> None:
+    from bot.providers.local import coverage, text_runs
+
+    runs = text_runs(prompt)
+    assert "".join(run for run, _ in runs) == prompt
+    for run, font in runs:
+        for char in run:
+            assert ord(char) in coverage(font), f"{char!r} (U+{ord(char):04X}) is not in {font.path.name}"
+
+
+@pytest.mark.parametrize("char", sorted({c for p in PROMPTS for c in p if not c.isspace()}))
+def test_no_character_is_drawn_as_the_notdef_box(char: str) -> None:
+    """Each character, drawn as the label draws it, is ink and is not the box a missing glyph shows."""
+    drawn, box = canvas(char), canvas(MISSING)
+    assert any(drawn), f"{char!r} drew nothing"
+    assert drawn != box, f"{char!r} (U+{ord(char):04X}) was drawn as the .notdef box"
+
+
+async def test_a_non_latin_prompt_makes_a_picture(provider: LocalProvider) -> None:
+    (image,) = (await provider.generate(GenerationRequest(prompt=PROMPTS[-1], resolution="1K"))).images
+    assert (image.width, image.height) == sizes.dimensions("1:1", "1K")
