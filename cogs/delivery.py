@@ -21,6 +21,7 @@ from collections import OrderedDict, defaultdict
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+import aiohttp
 import discord
 
 from bot.errors import DeliveryFailed
@@ -191,7 +192,7 @@ class DiscordSink:
                 tracker.shown_position = position
             try:
                 await self._edit_card(job, status_embed(job, position, self.wall_clock()), status_view(job))
-            except discord.HTTPException as exc:
+            except (discord.HTTPException, aiohttp.ClientError, OSError) as exc:  # a progress edit may be lost
                 log.info("job %s: card not updated (%s)", job.id, exc)
 
     def _queue_moved(self) -> None:

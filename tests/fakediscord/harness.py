@@ -57,7 +57,7 @@ class FakeDiscord(UserActions):
         rate_limit: int = 50,
         rate_limit_window: float = 1.0,
         enforce_rate_limits: bool = True,
-        discord_limits: bool = False,
+        discord_limits: bool = True,
         message_window: float = 5.0,
         webhook_window: float = 2.0,
         global_rate_limit: int = 50,

@@ -45,7 +45,7 @@ class FakeConfig:
     enforce_rate_limits: bool = True  # False: headers are still sent, but nothing is answered with 429
     # Discord's own limits (see ratelimits.py). False: one generic bucket per route and major parameter and
     # no global limit (the fake's behaviour before these existed).
-    discord_limits: bool = False
+    discord_limits: bool = True
     message_limit: int = 5  # POST .../messages per channel, and separately PATCH .../messages/{id} per channel
     message_window: float = 5.0
     message_delete_limit: int = 5  # DELETE .../messages/{id} per channel
