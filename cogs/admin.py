@@ -17,9 +17,18 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot.errors import InvalidRequest, NotAllowed
-from bot.moderation import MATCHING_RULES, MemberStatus, ModeratorActions
+from bot.moderation import (
+    MATCHING_RULES,
+    MemberStatus,
+    ModelFacts,
+    ModeratorActions,
+    providers_serving,
+    settings_overview,
+    timezone_suggestions,
+)
+from bot.sizes import RESOLUTIONS
 from cogs.errors import reply
-from cogs.imagine import Imagine, is_moderator
+from cogs.members import is_moderator, member_context
 from cogs.views import NO_MENTIONS
 
 if TYPE_CHECKING:
@@ -27,6 +36,19 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 Scope = Literal["guild", "role", "channel", "user"]
+WindowKind = Literal["daily", "weekly", "monthly", "rolling"]
+ProviderAction = Literal["only", "allow", "disallow", "all"]
+Resettable = Literal["window", "models", "max-resolution", "max-count", "in-flight", "everything"]
+RESET_EVERYTHING = ("window", "models", "max-resolution", "max-count", "in-flight")
+RESET_LABELS = {
+    "window": "quota window",
+    "models": "allowed models",
+    "max-resolution": "largest resolution",
+    "max-count": "largest image count",
+    "in-flight": "jobs in progress per member",
+}
+#: Discord's limit on the label of an autocomplete choice.
+CHOICE_NAME_MAX = 100
 
 
 def require_manage_server(interaction: discord.Interaction) -> int:
@@ -36,6 +58,19 @@ def require_manage_server(interaction: discord.Interaction) -> int:
     if not (interaction.permissions.manage_guild or interaction.permissions.administrator):
         raise NotAllowed("You need the Manage Server permission to use moderator commands.")
     return interaction.guild_id
+
+
+def scope_target(
+    scope: str,
+    role: discord.Role | None,
+    channel: discord.TextChannel | None,
+    member: discord.Member | None,
+) -> discord.Role | discord.TextChannel | discord.Member | None:
+    """The role, channel or member a limit command names for ``scope`` (None for the whole server)."""
+    target = {"guild": None, "role": role, "channel": channel, "user": member}[scope]
+    if scope != "guild" and target is None:
+        raise InvalidRequest(f"Please choose the {'member' if scope == 'user' else scope} this limit is for.")
+    return target
 
 
 def describe_status(status: MemberStatus, who: str) -> str:
@@ -62,6 +97,11 @@ class Admin(commands.Cog):
         guild_only=True,
     )
     limits = app_commands.Group(name="limits", description="Image allowances per window", parent=admin)
+    settings = app_commands.Group(
+        name="settings",
+        description="What is in force here: quota window, models, request sizes, jobs in progress",
+        parent=admin,
+    )
     words = app_commands.Group(
         name="banned-words",
         description="Words refused in prompts (also spelled with look-alike, invisible or spaced-out letters)",
@@ -106,7 +146,7 @@ class Admin(commands.Cog):
         target: discord.User | discord.Member = member or interaction.user
         if member is not None and member.id != interaction.user.id and not is_moderator(interaction):
             raise NotAllowed("Only moderators can look at someone else's allowance.")
-        ctx = Imagine.member_context(interaction.guild_id, target, interaction.channel, False)
+        ctx = member_context(interaction.guild_id, target, interaction.channel, False)
         status = await self.bot.services.policy.status(ctx)
         await reply(interaction, describe_status(status, "You" if target.id == interaction.user.id else target.mention))
 
@@ -126,15 +166,47 @@ class Admin(commands.Cog):
         reason: str | None = None,
     ) -> None:
         guild_id = require_manage_server(interaction)
-        target = {"guild": None, "role": role, "channel": channel, "user": member}[scope]
-        if scope != "guild" and target is None:
-            raise InvalidRequest(f"Please choose the {'member' if scope == 'user' else scope} this limit is for.")
+        target = scope_target(scope, role, channel, member)
         await self.moderation.set_limit(
             guild_id, interaction.user.id, scope, target.id if target else None, units, reason
         )
         what = "unlimited" if units is None else f"{units} per window"
         where = "the server" if target is None else target.mention
         await self._done(interaction, guild_id, f"Limit for {where} set to {what}.")
+
+    @limits.command(name="clear", description="Remove an allowance that was set, so the next rule decides")
+    @app_commands.describe(
+        scope="Whose limit: the whole server, a role, a channel or a member",
+        role="The role (scope role)",
+        channel="The channel (scope channel)",
+        member="The member (scope user)",
+        reason="Why (kept in the audit log)",
+    )
+    async def limits_clear(
+        self,
+        interaction: discord.Interaction,
+        scope: Scope,
+        role: discord.Role | None = None,
+        channel: discord.TextChannel | None = None,
+        member: discord.Member | None = None,
+        reason: str | None = None,
+    ) -> None:
+        guild_id = require_manage_server(interaction)
+        target = scope_target(scope, role, channel, member)
+        removed = await self.moderation.clear_limit(
+            guild_id, interaction.user.id, scope, target.id if target else None, reason
+        )
+        where = "the server" if target is None else target.mention
+        if not removed:
+            await reply(interaction, f"There was no limit for {where}, so nothing changed.")
+            return
+        after = {
+            "user": "their roles, the channel, the server or the default decide",
+            "role": "members with it get their other roles', the channel's, the server's or the default limit",
+            "channel": "the server's or the default limit applies there",
+            "guild": "the bot default applies where nothing more specific is set",
+        }[scope]
+        await self._done(interaction, guild_id, f"Limit for {where} cleared; {after}.")
 
     @limits.command(name="show", description="Show the allowances set on this server")
     async def limits_show(self, interaction: discord.Interaction) -> None:
@@ -152,6 +224,198 @@ class Admin(commands.Cog):
         window = settings.window_kind or self.bot.settings.quota.window
         lines.append(f"Default where nothing is set: {default} per {window} window.")
         await reply(interaction, "\n".join(lines))
+
+    # -- settings -----------------------------------------------------------------------------------
+    def model_facts(self) -> list[ModelFacts]:
+        """The configured providers, each one provider+model (``capabilities.model``)."""
+        return [
+            ModelFacts(
+                name=p.name,
+                model=p.capabilities.model or p.name,
+                resolutions=tuple(p.capabilities.resolutions),
+                max_count=p.capabilities.max_count,
+            )
+            for p in self.bot.services.providers
+        ]
+
+    def _label(self, names: tuple[str, ...] | None) -> str:
+        if names is None:
+            return "every model the bot has"
+        models = {m.name: m.model for m in self.model_facts()}
+        return ", ".join(f"{n} ({models[n]})" if n in models else n for n in names)
+
+    @settings.command(name="show", description="Everything in force on this server, and where each value comes from")
+    @app_commands.describe(member="Also explain which limit applies to this member, and why")
+    async def settings_show(self, interaction: discord.Interaction, member: discord.Member | None = None) -> None:
+        guild_id = require_manage_server(interaction)
+        ctx = member_context(guild_id, member, interaction.channel, False) if member is not None else None
+        overview = await settings_overview(self.bot.services.policy, guild_id, self.model_facts(), member=ctx)
+        name = interaction.guild.name if interaction.guild is not None else "this server"
+        embed = discord.Embed(
+            title=f"Seedream settings on {name}"[:256], description=overview.description, colour=0x5865F2
+        )
+        for title, value in overview.sections:
+            embed.add_field(name=title[:256], value=value[:1024], inline=False)
+        await interaction.followup.send(embed=embed, ephemeral=True, allowed_mentions=NO_MENTIONS)
+
+    @settings.command(name="window", description="The quota window (daily, weekly, monthly or rolling) and time zone")
+    @app_commands.describe(
+        kind="When allowances start afresh: each day, week (Monday), month, or rolling (credits return after hours)",
+        timezone="Where days begin, e.g. Europe/Berlin (start typing to search the time zone database)",
+        hours="Length of a rolling window, in hours (1-744)",
+    )
+    async def settings_window(
+        self,
+        interaction: discord.Interaction,
+        kind: WindowKind | None = None,
+        timezone: str | None = None,
+        hours: app_commands.Range[int, 1, 744] | None = None,
+    ) -> None:
+        guild_id = require_manage_server(interaction)
+        changes = await self.moderation.set_window(guild_id, interaction.user.id, kind, timezone, hours)
+        window = await self.bot.services.policy.ledger.window_for(guild_id)
+        changed = []
+        if "window_kind" in changes:
+            changed.append(f"window {changes['window_kind']}")
+        if "timezone" in changes:
+            changed.append(f"time zone {changes['timezone']}")
+        if "rolling_hours" in changes:
+            changed.append(f"rolling length {changes['rolling_hours']} h")
+        if window.is_rolling:
+            now = (
+                f"a rolling {window.rolling_hours} h window: each credit comes back {window.rolling_hours} h after use"
+            )
+        else:
+            resets = int(window.bounds()[1])
+            now = f"a {window.kind} window in {window.timezone}, next reset <t:{resets}:f>"
+            if "rolling_hours" in changes:
+                now += " (the hours apply once the window is rolling)"
+        await self._done(interaction, guild_id, f"Quota window changed ({', '.join(changed)}); now {now}.")
+
+    @settings_window.autocomplete("timezone")
+    async def _timezone_choices(self, interaction: discord.Interaction, current: str) -> list[app_commands.Choice[str]]:
+        return [app_commands.Choice(name=z, value=z) for z in timezone_suggestions(current)]
+
+    @settings.command(
+        name="providers", description="Which of the bot's providers (each a service and model) members may use"
+    )
+    @app_commands.describe(
+        action="only: just this one; allow / disallow: add or remove it; all: every one, also any added later",
+        provider="One of the bot's providers (start typing)",
+    )
+    async def settings_providers(
+        self, interaction: discord.Interaction, action: ProviderAction, provider: str | None = None
+    ) -> None:
+        guild_id = require_manage_server(interaction)
+        names = [provider.strip()] if provider and action != "all" else []
+        allowed, changed = await self.moderation.change_allowed_providers(guild_id, interaction.user.id, action, names)
+        await self._allowed_done(interaction, guild_id, allowed, changed)
+
+    @settings.command(name="models", description="Which models members may use, whichever provider serves them")
+    @app_commands.describe(
+        action="only: just this model; allow / disallow: add or remove it; all: every model, also any added later",
+        model="One of the bot's models (start typing)",
+    )
+    async def settings_models(
+        self, interaction: discord.Interaction, action: ProviderAction, model: str | None = None
+    ) -> None:
+        guild_id = require_manage_server(interaction)
+        catalog = {m.name: m.model for m in self.model_facts()}
+        names = providers_serving(model, catalog) if model and action != "all" else []
+        chosen = model.strip() if model and action != "all" else None
+        allowed, changed = await self.moderation.change_allowed_providers(
+            guild_id, interaction.user.id, action, names, model=chosen
+        )
+        await self._allowed_done(interaction, guild_id, allowed, changed)
+
+    async def _allowed_done(
+        self, interaction: discord.Interaction, guild_id: int, allowed: tuple[str, ...] | None, changed: bool
+    ) -> None:
+        text = f"Models allowed on this server: {self._label(allowed)}."
+        if changed:
+            await self._done(interaction, guild_id, text)
+        else:
+            await reply(interaction, f"Nothing changed. {text}")
+
+    @settings_providers.autocomplete("provider")
+    async def _provider_choices(self, interaction: discord.Interaction, current: str) -> list[app_commands.Choice[str]]:
+        typed = current.strip().lower()
+        return [
+            app_commands.Choice(name=f"{m.name} ({m.model})"[:CHOICE_NAME_MAX], value=m.name)
+            for m in self.model_facts()
+            if typed in m.name.lower() or typed in m.model.lower()
+        ][:25]
+
+    @settings_models.autocomplete("model")
+    async def _model_choices(self, interaction: discord.Interaction, current: str) -> list[app_commands.Choice[str]]:
+        typed = current.strip().lower()
+        served: dict[str, list[str]] = {}
+        for m in self.model_facts():
+            served.setdefault(m.model, []).append(m.name)
+        return [
+            app_commands.Choice(name=f"{model} (via {', '.join(names)})"[:CHOICE_NAME_MAX], value=model)
+            for model, names in sorted(served.items())
+            if typed in model.lower()
+        ][:25]
+
+    @settings.command(name="max", description="The largest resolution and number of images one request may ask for")
+    @app_commands.describe(
+        resolution="Largest resolution tier members may choose", count="Most images one request may make"
+    )
+    @app_commands.choices(resolution=[app_commands.Choice(name=r, value=r) for r in RESOLUTIONS])
+    async def settings_max(
+        self,
+        interaction: discord.Interaction,
+        resolution: str | None = None,
+        count: app_commands.Range[int, 1, 100] | None = None,
+    ) -> None:
+        guild_id = require_manage_server(interaction)
+        models = self.model_facts()
+        largest = max((m.max_count for m in models), default=None)
+        changes = await self.moderation.set_request_max(
+            guild_id, interaction.user.id, resolution=resolution, count=count, largest=largest
+        )
+        parts = []
+        if "max_resolution" in changes:
+            parts.append(f"resolution up to {changes['max_resolution']}")
+        if "max_count" in changes:
+            parts.append(f"at most {changes['max_count']} image{'s' if changes['max_count'] != 1 else ''}")
+        text = f"Largest request on this server: {' and '.join(parts)}."
+        tier = changes.get("max_resolution")
+        if tier is not None:
+            allowed = (await self.bot.services.policy.store.settings(guild_id)).allowed_providers
+            cut_off = [
+                m.name
+                for m in models
+                if (allowed is None or m.name in allowed)
+                and not any(RESOLUTIONS.index(r) <= RESOLUTIONS.index(tier) for r in m.resolutions if r in RESOLUTIONS)
+            ]
+            if cut_off:
+                text += f" Note: {', '.join(cut_off)} cannot render {tier} or smaller, so members cannot use it now."
+        await self._done(interaction, guild_id, text)
+
+    @settings.command(name="in-flight", description="How many jobs one member may have waiting or running at once")
+    @app_commands.describe(jobs="Jobs in progress per member (at most the bot's own limit)")
+    async def settings_in_flight(self, interaction: discord.Interaction, jobs: app_commands.Range[int, 1, 100]) -> None:
+        guild_id = require_manage_server(interaction)
+        ceiling = self.bot.settings.quota.max_queued_per_user
+        await self.moderation.set_max_in_flight(guild_id, interaction.user.id, jobs, ceiling=ceiling)
+        await self._done(
+            interaction, guild_id, f"Each member may now have {jobs} job{'s' if jobs != 1 else ''} in progress at once."
+        )
+
+    @settings.command(name="reset", description="Return a setting to the bot's default")
+    @app_commands.describe(setting="Which setting (everything: all of them; limits: /seedream-admin limits clear)")
+    async def settings_reset(self, interaction: discord.Interaction, setting: Resettable) -> None:
+        guild_id = require_manage_server(interaction)
+        names = RESET_EVERYTHING if setting == "everything" else (setting,)
+        reset = await self.moderation.reset_settings(guild_id, interaction.user.id, names)
+        if not reset:
+            what = "none of these settings was" if setting == "everything" else f"the {RESET_LABELS[setting]} was not"
+            await reply(interaction, f"Nothing changed: {what} set on this server, so the bot default already applies.")
+            return
+        listed = ", ".join(RESET_LABELS[n] for n in reset)
+        await self._done(interaction, guild_id, f"Back to the bot default: {listed}.")
 
     # -- members ------------------------------------------------------------------------------------
     @admin.command(name="block", description="Stop a member from generating images")

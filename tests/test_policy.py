@@ -132,6 +132,20 @@ async def test_too_many_jobs_in_flight_is_refused(world: World) -> None:
     await world.check(member(user=6))  # per member
 
 
+async def test_a_servers_in_flight_cap_can_lower_the_bots_limit_but_never_raise_it(db: Database) -> None:
+    world = build(db, QuotaSection(default_limit=10, max_queued_per_user=3))
+    with pytest.raises(InvalidRequest, match=r"between 1 and 3 \(the bot's own limit\), not 4"):
+        await world.mod.set_max_in_flight(GUILD, MOD, 4, ceiling=3)
+    await world.mod.set_max_in_flight(GUILD, MOD, 50)  # e.g. stored before the bot's owner lowered the limit
+    for _ in range(3):
+        await reserve_job(world.db, world.ledger, user=5, units=1, guild=GUILD)
+    with pytest.raises(TooManyJobs, match="limit is 3"):
+        await world.check(member())
+    assert (await world.policy.status(member())).in_flight_cap == 3
+    await world.mod.set_max_in_flight(GUILD, MOD, 2, ceiling=3)
+    assert (await world.policy.status(member())).in_flight_cap == 2
+
+
 # -- who may generate at all --------------------------------------------------------------------------
 async def test_a_block_with_expiry_ends_on_its_own(world: World) -> None:
     until = world.clock() + 3600
@@ -183,7 +197,7 @@ async def test_only_allowed_providers(world: World) -> None:
         await world.check(member())  # no provider named: the default one is checked
     decision = await world.policy.check(member(), GenerationRequest(prompt="x", resolution="4K"), "pro")
     assert decision.units == 4  # weight 2 × 4K weight 2
-    with pytest.raises(InvalidRequest, match="Unknown provider"):
+    with pytest.raises(InvalidRequest, match="no provider called 'nope'; it has local, pro"):
         await world.mod.set_allowed_providers(GUILD, MOD, ["nope"])
     await world.mod.set_allowed_providers(GUILD, MOD, None)
     await world.check(member())

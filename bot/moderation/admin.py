@@ -10,11 +10,13 @@ layer and passed in as a plain bool.
 
 from __future__ import annotations
 
+import difflib
+import functools
 import json
 import unicodedata
 from collections.abc import Collection, Iterable, Mapping
 from typing import Any
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 import aiosqlite
 
@@ -29,6 +31,104 @@ from bot.storage import Database
 
 MAX_WORD_LENGTH = 100
 MAX_REASON_LENGTH = 500
+MAX_ROLLING_HOURS = 24 * 31
+#: Bounds when the caller does not say what the providers make / what the bot's owner allows.
+MAX_COUNT = 100
+MAX_IN_FLIGHT = 100
+#: What ``reset_settings`` returns to the config's defaults, and the guild_settings columns each covers.
+RESETTABLE: dict[str, tuple[str, ...]] = {
+    "window": ("window_kind", "timezone", "rolling_hours"),
+    "models": ("allowed_providers",),
+    "max-resolution": ("max_resolution",),
+    "max-count": ("max_count",),
+    "in-flight": ("max_in_flight",),
+}
+#: How ``change_allowed_providers`` edits the list.
+PROVIDER_ACTIONS: tuple[str, ...] = ("only", "allow", "disallow", "all")
+
+
+#: Files in a zoneinfo folder that are not places: the machine's own zone, and tzdata's placeholder.
+NOT_PLACES = frozenset({"localtime", "posixrules", "factory"})
+
+
+@functools.cache
+def _timezones() -> dict[str, str]:
+    """Every IANA name the time zone database has, keyed by its lower-case form."""
+    return {name.lower(): name for name in available_timezones() if name.lower() not in NOT_PLACES}
+
+
+def canonical_timezone(name: str) -> str:
+    """The time zone database's spelling of ``name`` (case does not matter); refuses names it lacks."""
+    cleaned = name.strip().replace(" ", "_")
+    if not cleaned:
+        raise InvalidRequest("Please give a time zone, such as Europe/Berlin, America/New_York or Asia/Tokyo.")
+    found = _timezones().get(cleaned.lower())
+    if found is not None:
+        try:
+            ZoneInfo(found)
+        except (ZoneInfoNotFoundError, ValueError):
+            found = None
+    if found is None:
+        close = difflib.get_close_matches(cleaned.lower(), list(_timezones()), n=1, cutoff=0.75)
+        hint = f" Did you mean {_timezones()[close[0]]}?" if close else ""
+        raise InvalidRequest(
+            f"“{name.strip()[:60]}” is not a time zone I know.{hint} Please use a name from the time zone "
+            "database, such as Europe/Berlin, America/New_York or Asia/Tokyo."
+        )
+    return found
+
+
+#: Offered when a moderator has not typed anything into the time zone option yet.
+COMMON_TIMEZONES: tuple[str, ...] = (
+    "UTC",
+    "Europe/London",
+    "Europe/Berlin",
+    "Europe/Paris",
+    "Europe/Madrid",
+    "Europe/Moscow",
+    "America/New_York",
+    "America/Chicago",
+    "America/Denver",
+    "America/Los_Angeles",
+    "America/Sao_Paulo",
+    "Asia/Tokyo",
+    "Asia/Shanghai",
+    "Asia/Kolkata",
+    "Asia/Singapore",
+    "Australia/Sydney",
+)
+
+
+def timezone_suggestions(typed: str, limit: int = 25) -> list[str]:
+    """Time zone names for autocomplete: those starting with what was typed, then those containing it."""
+    needle = typed.strip().replace(" ", "_").lower()
+    if not needle:
+        return [z for z in COMMON_TIMEZONES if z.lower() in _timezones()][:limit]
+    names = sorted(_timezones().items())
+    starts = [name for key, name in names if key.startswith(needle) or key.split("/")[-1].startswith(needle)]
+    contains = [name for key, name in names if needle in key and name not in starts]
+    return (starts + contains)[:limit]
+
+
+def providers_serving(model: str, catalog: Mapping[str, str]) -> list[str]:
+    """The configured providers (``catalog``: name -> model) that serve ``model``, case aside; refuses a model
+    none of them serves."""
+    wanted = model.strip().lower()
+    names = sorted(name for name, served in catalog.items() if served.lower() == wanted)
+    if not names:
+        have = ", ".join(sorted(set(catalog.values()))) or "none"
+        raise InvalidRequest(f"This bot has no model called “{model.strip()[:60]}”; it has {have}.")
+    return names
+
+
+def canonical_resolution(tier: str) -> str:
+    """``tier`` as one of ``RESOLUTIONS`` (``2k`` is 2K); refuses tiers that do not exist."""
+    cleaned = tier.strip().upper()
+    if cleaned not in RESOLUTIONS:
+        raise InvalidRequest(
+            f"“{tier.strip()[:20]}” is not a resolution tier; please choose one of {', '.join(RESOLUTIONS)}."
+        )
+    return cleaned
 
 
 def normalise_word(word: str) -> str:
@@ -248,47 +348,175 @@ class ModeratorActions:
         await self._set(guild_id, actor_id, "log_channel.set", {"log_channel_id": channel_id})
 
     async def set_window(
-        self, guild_id: int, actor_id: int, kind: str, timezone: str | None = None, rolling_hours: int | None = None
-    ) -> None:
-        """The guild's quota window; ``timezone`` is an IANA name such as Europe/Berlin."""
-        if kind not in WINDOW_KINDS:
-            raise InvalidRequest(f"The window must be one of {', '.join(WINDOW_KINDS)}.")
+        self,
+        guild_id: int,
+        actor_id: int,
+        kind: str | None = None,
+        timezone: str | None = None,
+        rolling_hours: int | None = None,
+    ) -> dict[str, Any]:
+        """Change the guild's quota window; what is None stays as it was (``reset_settings`` returns to the
+        config's). ``timezone`` is an IANA name such as Europe/Berlin, matched without regard to case.
+        Returns the columns written."""
+        changes: dict[str, Any] = {}
+        if kind is not None:
+            if kind not in WINDOW_KINDS:
+                raise InvalidRequest(f"“{kind}” is not a quota window; choose one of {', '.join(WINDOW_KINDS)}.")
+            changes["window_kind"] = kind
         if timezone is not None:
-            try:
-                ZoneInfo(timezone)
-            except (ZoneInfoNotFoundError, ValueError):
+            changes["timezone"] = canonical_timezone(timezone)
+        if rolling_hours is not None:
+            if not 1 <= rolling_hours <= MAX_ROLLING_HOURS:
                 raise InvalidRequest(
-                    f"{timezone!r} is not a time zone I know; use a name like Europe/Berlin."
-                ) from None
-        if rolling_hours is not None and not 1 <= rolling_hours <= 24 * 31:
-            raise InvalidRequest("A rolling window lasts between 1 hour and 31 days.")
-        changes = {"window_kind": kind, "timezone": timezone, "rolling_hours": rolling_hours}
+                    f"A rolling window lasts between 1 and {MAX_ROLLING_HOURS} hours (31 days), not {rolling_hours}."
+                )
+            changes["rolling_hours"] = rolling_hours
+        if not changes:
+            raise InvalidRequest("Please choose a window, a time zone or the hours of a rolling window.")
         await self._set(guild_id, actor_id, "window.set", changes)
         self.ledger.forget_window(guild_id)
+        return changes
+
+    async def reset_settings(self, guild_id: int, actor_id: int, names: Iterable[str]) -> list[str]:
+        """Return settings (names of ``RESETTABLE``) to the config's defaults; returns those that had a value.
+        Nothing is written (or audited) when none had."""
+        wanted = list(dict.fromkeys(names))
+        unknown = [n for n in wanted if n not in RESETTABLE]
+        if unknown or not wanted:
+            raise InvalidRequest(f"Choose what to reset: {', '.join(RESETTABLE)}.")
+        async with self.db.transaction() as conn:
+            current = await self.store.settings(guild_id, conn)
+            was_set = [n for n in wanted if any(getattr(current, c) is not None for c in RESETTABLE[n])]
+            if not was_set:
+                return []
+            changes = {column: None for n in was_set for column in RESETTABLE[n]}
+            await self.store.update_settings(conn, guild_id, changes, self.clock())
+            await self._audit(conn, guild_id, actor_id, "settings.reset", None, None, settings=was_set)
+        if "window" in was_set:
+            self.ledger.forget_window(guild_id)
+        return was_set
 
     async def set_allowed_providers(self, guild_id: int, actor_id: int, names: Iterable[str] | None) -> None:
         """Which configured providers (each one provider+model) members may choose; None = all."""
         chosen = None if names is None else sorted(set(names))
-        unknown = sorted(set(chosen or ()) - set(self.provider_names)) if self.provider_names else []
-        if unknown:
-            raise InvalidRequest(f"Unknown provider(s) {', '.join(unknown)}; known: {', '.join(self.provider_names)}.")
+        self._known_providers(chosen or ())
         stored = None if chosen is None else json.dumps(chosen)
         await self._set(
             guild_id, actor_id, "providers.set", {"allowed_providers": stored}, details={"providers": chosen}
         )
 
+    async def change_allowed_providers(
+        self,
+        guild_id: int,
+        actor_id: int,
+        action: str,
+        names: Collection[str] = (),
+        *,
+        model: str | None = None,
+    ) -> tuple[tuple[str, ...] | None, bool]:
+        """Edit the allowed list one step at a time: ``only`` these, ``allow`` or ``disallow`` these, or ``all``
+        (None: every configured provider, including ones the owner adds later). ``model`` names the model the
+        moderator chose when ``names`` are the providers serving it (for the audit log). Returns the list now in
+        force and whether it changed (nothing is written or audited when it did not)."""
+        if action not in PROVIDER_ACTIONS:
+            raise InvalidRequest(f"Choose one of {', '.join(PROVIDER_ACTIONS)}.")
+        chosen = set(names)
+        if action != "all" and not chosen:
+            raise InvalidRequest(f"Please say which model to {'disallow' if action == 'disallow' else 'allow'}.")
+        self._known_providers(chosen)
+        async with self.db.transaction() as conn:
+            current = (await self.store.settings(guild_id, conn)).allowed_providers
+            new: tuple[str, ...] | None
+            if action == "all":
+                new = None
+            elif action == "only":
+                new = tuple(sorted(chosen))
+            elif action == "allow":
+                new = None if current is None else tuple(sorted({*current, *chosen}))
+            else:
+                base = set(self.provider_names) if current is None else set(current)
+                new = tuple(sorted(base - chosen))
+                if not new:
+                    raise InvalidRequest(
+                        "That would leave no model allowed on this server. To stop image generation for a while, "
+                        "use /seedream-admin pause instead."
+                    )
+            if new == current:
+                return current, False
+            stored = None if new is None else json.dumps(list(new))
+            await self.store.update_settings(conn, guild_id, {"allowed_providers": stored}, self.clock())
+            details: dict[str, Any] = {"providers": None if new is None else list(new), "step": action}
+            if chosen:
+                details["chosen"] = sorted(chosen)
+            if model is not None:
+                details["model"] = model
+            await self._audit(conn, guild_id, actor_id, "providers.set", None, None, **details)
+        return new, True
+
+    def _known_providers(self, names: Iterable[str]) -> None:
+        unknown = sorted(set(names) - set(self.provider_names)) if self.provider_names else []
+        if unknown:
+            raise InvalidRequest(
+                f"This bot has no provider called {', '.join(repr(n) for n in unknown)}; "
+                f"it has {', '.join(self.provider_names)}."
+            )
+
     async def set_max_resolution(self, guild_id: int, actor_id: int, resolution: str | None) -> None:
-        if resolution is not None and resolution not in RESOLUTIONS:
-            raise InvalidRequest(f"The resolution must be one of {', '.join(RESOLUTIONS)}.")
-        await self._set(guild_id, actor_id, "max_resolution.set", {"max_resolution": resolution})
+        await self.set_request_max(guild_id, actor_id, resolution=resolution, clear_resolution=resolution is None)
 
-    async def set_max_count(self, guild_id: int, actor_id: int, count: int | None) -> None:
-        if count is not None and count < 1:
-            raise InvalidRequest("The maximum number of images per request must be at least 1.")
-        await self._set(guild_id, actor_id, "max_count.set", {"max_count": count})
+    async def set_max_count(
+        self, guild_id: int, actor_id: int, count: int | None, *, largest: int | None = None
+    ) -> None:
+        await self.set_request_max(guild_id, actor_id, count=count, clear_count=count is None, largest=largest)
 
-    async def set_max_in_flight(self, guild_id: int, actor_id: int, jobs: int | None) -> None:
-        """How many jobs one member may have waiting or running here (None: the config default)."""
-        if jobs is not None and jobs < 1:
-            raise InvalidRequest("Members must be allowed at least 1 job in progress.")
+    async def set_request_max(
+        self,
+        guild_id: int,
+        actor_id: int,
+        *,
+        resolution: str | None = None,
+        count: int | None = None,
+        largest: int | None = None,
+        clear_resolution: bool = False,
+        clear_count: bool = False,
+    ) -> dict[str, Any]:
+        """The largest resolution tier and image count one request may ask for here, checked together and
+        written together (one audit row each). ``largest`` is the most any configured model makes per request;
+        a larger maximum would mean nothing. Returns the columns written."""
+        changes: dict[str, Any] = {}
+        if resolution is not None:
+            changes["max_resolution"] = canonical_resolution(resolution)
+        elif clear_resolution:
+            changes["max_resolution"] = None
+        if count is not None:
+            top = largest or MAX_COUNT
+            if not 1 <= count <= top:
+                raise InvalidRequest(
+                    f"The largest image count must be between 1 and {top} (the most a model here makes in one "
+                    f"request), not {count}."
+                )
+            changes["max_count"] = count
+        elif clear_count:
+            changes["max_count"] = None
+        if not changes:
+            raise InvalidRequest("Please choose a largest resolution, a largest image count, or both.")
+        async with self.db.transaction() as conn:
+            await self.store.update_settings(conn, guild_id, changes, self.clock())
+            for column, value in changes.items():
+                await self._audit(conn, guild_id, actor_id, f"{column}.set", None, None, **{column: value})
+        return changes
+
+    async def set_max_in_flight(
+        self, guild_id: int, actor_id: int, jobs: int | None, *, ceiling: int | None = None
+    ) -> None:
+        """How many jobs one member may have waiting or running here (None: the config default). ``ceiling`` is
+        the bot owner's limit per member (``[quota] max_queued_per_user``): a server may lower it, not raise it."""
+        if jobs is not None:
+            top = ceiling or MAX_IN_FLIGHT
+            if not 1 <= jobs <= top:
+                raise InvalidRequest(
+                    f"Jobs in progress per member must be between 1 and {top}"
+                    + (" (the bot's own limit)" if ceiling else "")
+                    + f", not {jobs}."
+                )
         await self._set(guild_id, actor_id, "max_in_flight.set", {"max_in_flight": jobs})

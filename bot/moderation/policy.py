@@ -155,7 +155,10 @@ class PolicyService:
             log.exception("guild %s: could not audit a refused prompt", guild_id)
 
     def _in_flight_cap(self, rules: MemberRules) -> int:
-        return rules.settings.max_in_flight or self.config.max_queued_per_user
+        """The server's cap where it set one, never above the bot owner's ``max_queued_per_user``."""
+        server = rules.settings.max_in_flight
+        owner = self.config.max_queued_per_user
+        return min(server, owner) if server else owner
 
     async def _remember_roles(self, ctx: MemberContext, rules: MemberRules) -> None:
         """Keep the member's roles as last seen, so usage reports can total per role."""
@@ -178,23 +181,11 @@ class PolicyService:
         return self._resolve_limit(ctx, await self._rules(ctx))
 
     def _resolve_limit(self, ctx: MemberContext, rules: MemberRules) -> ResolvedLimit:
-        default = ResolvedLimit(self.config.default_limit or None, "default")  # config 0 = unlimited
-        if ctx.guild_id is None:
-            return default
-        limits = rules.limits
-        if ("user", ctx.user_id) in limits:
-            return ResolvedLimit(limits["user", ctx.user_id], "user", ctx.user_id)
-        roles = {r: limits["role", r] for r in ctx.real_role_ids if ("role", r) in limits}
-        if roles:
-            best = most_generous(roles.values())
-            role_id = next(r for r in ctx.real_role_ids if r in roles and roles[r] == best)
-            return ResolvedLimit(best, "role", role_id)
-        for channel_id in ctx.channels:
-            if ("channel", channel_id) in limits:
-                return ResolvedLimit(limits["channel", channel_id], "channel", channel_id)
-        if ("guild", ctx.guild_id) in limits:
-            return ResolvedLimit(limits["guild", ctx.guild_id], "guild", ctx.guild_id)
-        return default
+        return limit_for(ctx, rules.limits, self.default_limit())
+
+    def default_limit(self) -> ResolvedLimit:
+        """The bot's own allowance where no scope has a rule (config 0 = unlimited)."""
+        return ResolvedLimit(self.config.default_limit or None, "default")
 
     async def status(self, ctx: MemberContext) -> MemberStatus:
         """Everything /quota shows: used, left, next reset, in-flight jobs, and any block or pause."""
@@ -210,6 +201,27 @@ class PolicyService:
             block=rules.block if ctx.guild_id is not None else None,
             paused=paused,
         )
+
+
+def limit_for(
+    ctx: MemberContext, limits: Mapping[tuple[str, int], int | None], default: ResolvedLimit
+) -> ResolvedLimit:
+    """The allowance from the most specific scope in ``limits`` (keyed by (scope, id)) that bears on ``ctx``."""
+    if ctx.guild_id is None:
+        return default
+    if ("user", ctx.user_id) in limits:
+        return ResolvedLimit(limits["user", ctx.user_id], "user", ctx.user_id)
+    roles = {r: limits["role", r] for r in ctx.real_role_ids if ("role", r) in limits}
+    if roles:
+        best = most_generous(roles.values())
+        role_id = next(r for r in ctx.real_role_ids if r in roles and roles[r] == best)
+        return ResolvedLimit(best, "role", role_id)
+    for channel_id in ctx.channels:
+        if ("channel", channel_id) in limits:
+            return ResolvedLimit(limits["channel", channel_id], "channel", channel_id)
+    if ("guild", ctx.guild_id) in limits:
+        return ResolvedLimit(limits["guild", ctx.guild_id], "guild", ctx.guild_id)
+    return default
 
 
 def _rank(resolution: str) -> int:

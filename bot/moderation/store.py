@@ -109,6 +109,13 @@ class ModerationStore:
         )
         return tuple(json.loads(row[0])) if row else None
 
+    async def members_roles(self, guild_id: int) -> dict[int, tuple[int, ...]]:
+        """Every member's roles as last seen by a policy check here (members who never asked are absent)."""
+        rows = await self.db.fetchall(
+            "SELECT user_id, role_ids FROM member_roles WHERE guild_id = ? ORDER BY user_id", (guild_id,)
+        )
+        return {int(r[0]): tuple(int(i) for i in json.loads(r[1])) for r in rows}
+
     async def audit(
         self, guild_id: int, *, since: float | None = None, until: float | None = None, limit: int = 50
     ) -> list[AuditEntry]:
