@@ -79,6 +79,8 @@ class GenerationSection(Section):
     max_image_pixels: int = Field(default=50_000_000, ge=1_000_000)
     max_result_bytes: int = Field(default=60 * 1024 * 1024, ge=1024)
     download_timeout_seconds: float = Field(default=60.0, gt=0)
+    #: Posted images carry their prompt, model, seed and job id in the file's metadata (PNG text, JPEG XMP).
+    provenance: bool = True
 
 
 class QuotaSection(Section):
@@ -89,7 +91,7 @@ class QuotaSection(Section):
     timezone: str = "UTC"
     default_limit: int = Field(default=50, ge=0)
     max_queued_per_user: int = Field(default=10, ge=1)
-    resolution_weights: dict[str, int] = {"1K": 1, "2K": 1, "4K": 2}
+    resolution_weights: dict[str, int] = {"1K": 1, "2K": 1, "3K": 2, "4K": 2}
     global_daily_cap: int = Field(default=0, ge=0)  # 0 = no cap on the whole bot
     guild_allowlist: list[int] = []  # empty = every guild may use the bot
 
@@ -149,7 +151,9 @@ class LeonardoConfig(RemoteProviderSection):
     kind: Literal["leonardo"] = "leonardo"
     base_url: str = "https://cloud.leonardo.ai/api/rest"
     api_key_env: str | None = "LEONARDO_API_KEY"
-    model: Literal["seedream-4.5", "seedream-4.0"] = "seedream-4.5"
+    model: Literal[
+        "seedream-4.5", "seedream-4.0", "seedream-5.0-pro", "bytedance/seedream-5.0-flash", "bytedance/seedream-5.5"
+    ] = "seedream-4.5"
     reference_strength: Literal["LOW", "MID", "HIGH"] = "MID"
 
 
@@ -158,7 +162,7 @@ class NovitaConfig(RemoteProviderSection):
     kind: Literal["novita"] = "novita"
     base_url: str = "https://api.novita.ai"
     api_key_env: str | None = "NOVITA_API_KEY"
-    model: Literal["seedream-4.5", "seedream-4.0"] = "seedream-4.5"
+    model: Literal["seedream-4.5", "seedream-4.0", "seedream-5.0-lite"] = "seedream-4.5"
     watermark: bool = False
 
 
@@ -167,7 +171,7 @@ class HighwayConfig(RemoteProviderSection):
     kind: Literal["highway"] = "highway"
     base_url: str = "https://api.highwayapi.ai"
     api_key_env: str | None = "HIGHWAY_API_KEY"
-    model: Literal["seedream-4.5", "seedream-4.0"] = "seedream-4.5"
+    model: Literal["seedream-4.5", "seedream-4.0", "seedream-5.0-lite"] = "seedream-4.5"
     watermark: bool = False
 
 

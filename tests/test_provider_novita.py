@@ -88,7 +88,9 @@ async def test_text_to_image_with_count_and_aspect(fake: FakeNovitaServer, make_
     }
 
 
-async def test_single_image_turns_group_mode_off(fake: FakeNovitaServer, make_provider: MakeProvider) -> None:
+async def test_single_image_leaves_group_mode_at_its_default_off(
+    fake: FakeNovitaServer, make_provider: MakeProvider
+) -> None:
     result = await make_provider().generate(GenerationRequest(prompt="a tower", aspect_ratio="3:4", resolution="4K"))
 
     assert [(image.width, image.height) for image in result.images] == [(3456, 4608)]
@@ -97,8 +99,7 @@ async def test_single_image_turns_group_mode_off(fake: FakeNovitaServer, make_pr
         "prompt": "a tower",
         "size": "3456x4608",
         "watermark": False,
-        "sequential_image_generation": "disabled",
-    }
+    }  # "disabled" is the documented default; 5.0 Pro/Flash/5.5 refuse the field itself
 
 
 async def test_fewer_images_than_asked_are_delivered_with_a_notice(

@@ -3,8 +3,25 @@
 ``base_url`` already ends in ``/api/v3`` and picks the region (BytePlus
 ``https://ark.ap-southeast.bytepluses.com/api/v3``, Volcengine ``https://ark.cn-beijing.volces.com/api/v3``).
 Model ids: ``seedream-4-0-250828`` / ``seedream-4-5-251128`` (BytePlus), ``doubao-seedream-4-0-250828`` /
-``doubao-seedream-4-5-251128`` (Volcengine), or an inference endpoint id (``ep-…``), whose model we
-cannot see, so it gets the rules both models accept (4.5's).
+``doubao-seedream-4-5-251128`` (Volcengine), the Seedream 5.x ids ``seedream-5-0-260128`` (5.0 Lite),
+``seedream-5-0-pro-260628``, ``seedream-5-0-flash-260915`` and ``seedream-5-5-261028`` (and their
+``doubao-``/``dola-`` spellings), or an inference endpoint id (``ep-…``), whose model we cannot see, so
+it gets 4.5's rules.
+
+Seedream 5.x on Ark (provider reference §10.5; the facts come from a mirror of the BytePlus schema):
+
+========== ============ ======================= ==== ========== ============ ============
+model      tiers        total pixels            refs image sets transparent  enhance
+========== ============ ======================= ==== ========== ============ ============
+5.0 Lite   2K 3K        3,686,400–10,404,496    14   yes        no           standard
+5.0 Pro    1K 2K        1,048,576–4,194,304     10   no (400)   no ¹         standard
+5.0 Flash  1K 2K        921,600–4,624,220       10   no (400)   yes          not offered
+5.5        1K 2K ²      1,048,576–4,194,304 ²   10   no (400)   yes          not sent ³
+========== ============ ======================= ==== ========== ============ ============
+
+¹ Only image-to-image from a PNG with alpha; not offered. ² 5.5's pixel window is unconfirmed (no 3K/4K):
+the narrower of its siblings' windows is used. ³ Unconfirmed for 5.5, so never sent. The 1.5K tier of
+Flash and 5.5 is not one of the bot's tiers.
 
 The call is synchronous (the optional SSE stream is not used): a timed-out create may have been billed
 and is not repeated. In group mode single images can fail moderation; they come back as ``data[]``
@@ -20,6 +37,7 @@ from bot.config import ArkConfig
 from bot.errors import SeedreamError, redact_links
 from bot.images import ImageStore
 from bot.providers.http import default_error
+from bot.providers.models import family_of
 from bot.providers.seedream_v3 import (
     ModelRules,
     ParsedAnswer,
@@ -33,11 +51,54 @@ log = logging.getLogger(__name__)
 #: 4.0: 1K/2K/4K, total pixels [1280×720, 4096×4096]. 4.5: 2K/4K, [2560×1440, 4096×4096]. 14 references each.
 ARK_SEEDREAM_40 = ModelRules(resolutions=("1K", "2K", "4K"), min_pixels=921_600, max_references=14)
 ARK_SEEDREAM_45 = ModelRules(resolutions=("2K", "4K"), min_pixels=3_686_400, max_references=14)
+#: Seedream 5.x: see the module docstring's table.
+ARK_SEEDREAM_50_LITE = ModelRules(
+    resolutions=("2K", "3K"), min_pixels=3_686_400, max_pixels=10_404_496, max_references=14
+)
+ARK_SEEDREAM_50_PRO = ModelRules(
+    resolutions=("1K", "2K"), min_pixels=1_048_576, max_pixels=4_194_304, max_references=10, image_sets=False
+)
+ARK_SEEDREAM_50_FLASH = ModelRules(
+    resolutions=("1K", "2K"),
+    min_pixels=921_600,
+    max_pixels=4_624_220,
+    max_references=10,
+    image_sets=False,
+    prompt_optimization=False,
+    transparent_background=True,
+)
+ARK_SEEDREAM_55 = ModelRules(
+    resolutions=("1K", "2K"),
+    min_pixels=1_048_576,
+    max_pixels=4_194_304,
+    max_references=10,
+    image_sets=False,
+    prompt_optimization=False,
+    transparent_background=True,
+)
+RULES_BY_FAMILY: dict[str, ModelRules] = {
+    "4.0": ARK_SEEDREAM_40,
+    "4.5": ARK_SEEDREAM_45,
+    "5.0-lite": ARK_SEEDREAM_50_LITE,
+    "5.0-pro": ARK_SEEDREAM_50_PRO,
+    "5.0-flash": ARK_SEEDREAM_50_FLASH,
+    "5.5": ARK_SEEDREAM_55,
+}
+#: The documented BytePlus ids, for the capabilities table and the model choice.
+DOCUMENTED_MODELS: tuple[str, ...] = (
+    "seedream-5-5-261028",
+    "seedream-5-0-pro-260628",
+    "seedream-5-0-flash-260915",
+    "seedream-5-0-260128",
+    "seedream-4-5-251128",
+    "seedream-4-0-250828",
+)
 
 
 def rules_for_model(model: str) -> ModelRules:
-    """Seedream 4.0 ids get 4.0's wider size range; 4.5 and unknown (``ep-…``) ids get 4.5's."""
-    return ARK_SEEDREAM_40 if "seedream-4-0" in model else ARK_SEEDREAM_45
+    """The rules of the model's family; unknown ids (an ``ep-…`` endpoint) get 4.5's, as before 5.x."""
+    family = family_of(model)
+    return RULES_BY_FAMILY[family.key] if family else ARK_SEEDREAM_45
 
 
 def _code_and_message(error: Any) -> tuple[str, str] | None:

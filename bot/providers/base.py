@@ -49,6 +49,8 @@ class GenerationRequest(BaseModel):
     seed: int | None = None
     style: str | None = None
     enhance: bool = False
+    #: A transparent background (PNG with alpha), where the model offers it (``transparent_background``).
+    transparent: bool = False
     references: list[StoredImage] = []
 
 
@@ -88,9 +90,16 @@ class Capabilities(BaseModel):
     gives the member a notice that the rest may carry less weight. Characters are counted as
     Python (and JSON Schema's ``maxLength``) count them: code points of the stripped prompt.
 
-    Output size: ``output_pixels`` / ``output_sides`` are the documented windows of the size sent;
-    ``scale_up_to_min_pixels`` means the provider enlarges a smaller size to the window's lower
-    bound (aspect kept) instead of refusing it, and ``dimensions`` already returns the enlarged size.
+    Output size: ``output_pixels`` / ``output_sides`` / ``output_ratio_range`` are the documented windows
+    of the size sent; ``scale_up_to_min_pixels`` means a smaller size is enlarged to the window's lower
+    bounds (aspect kept) instead of refused, ``scale_down_to_fit`` that a larger one is shrunk to its upper
+    bounds (Leonardo's 5.0 Pro takes at most 2048 px a side, so its 16:9 "2K" is 2048×1152), and
+    ``dimensions`` already returns the adjusted size.
+
+    Model: ``family`` / ``strengths`` describe the model to members (``label``), ``cost_weight`` is its
+    default quota weight per image (5.0 Pro costs twice the others), ``image_sets`` says that ``count > 1``
+    is one request in which the model decides the set (it may make fewer); without it several images are
+    made by separate single-image calls.
     """
 
     model_config = ConfigDict(frozen=True)
@@ -123,8 +132,28 @@ class Capabilities(BaseModel):
     output_sides: tuple[int, int] | None = None
     #: Sizes under ``output_pixels[0]`` are enlarged to it (aspect kept) rather than refused.
     scale_up_to_min_pixels: bool = False
+    #: Sizes over ``output_pixels[1]`` or ``output_sides[1]`` are shrunk to fit (aspect kept) rather than refused.
+    scale_down_to_fit: bool = False
+    #: Inclusive window of width / height of the size sent, where the API documents one.
+    output_ratio_range: tuple[float, float] | None = None
     #: Aspect "auto" (match the first reference) is only allowed with references.
     auto_aspect_needs_reference: bool = True
+    #: Seedream family ("5.5", "5.0 Lite" …) and its strengths in a few words; None for unknown ids.
+    family: str | None = None
+    strengths: str = ""
+    #: Default quota units per image of this model (times the resolution weight).
+    cost_weight: int = Field(default=1, ge=0)
+    #: ``count > 1`` is one model-decided set (Seedream's sequential generation) rather than separate calls.
+    image_sets: bool = False
+    #: ``GenerationRequest.transparent`` is served (a PNG with an alpha channel).
+    transparent_background: bool = False
+
+    @property
+    def label(self) -> str:
+        """A few words for a model choice: ``5.5 — best quality, 1K/2K``."""
+        name = self.family or self.model
+        tiers = "/".join(self.resolutions)
+        return f"{name} — {self.strengths}, {tiers}" if self.strengths else f"{name} — {tiers}"
 
     def check(self, request: GenerationRequest) -> None:
         """Raise InvalidRequest, saying what is allowed, if this provider cannot serve the request."""
@@ -175,14 +204,22 @@ class Capabilities(BaseModel):
             )
         if request.enhance and not self.prompt_enhance:
             raise InvalidRequest(f"{label} cannot enhance prompts; turn 'enhance' off.")
+        if request.transparent and not self.transparent_background:
+            raise InvalidRequest(f"{label} cannot make a transparent background; turn 'transparent' off.")
 
     def _check_size(self, request: GenerationRequest, label: str) -> None:
-        if self.output_pixels is None and self.output_sides is None:
+        if self.output_pixels is None and self.output_sides is None and self.output_ratio_range is None:
             return
         width, height = self.dimensions(request)
         low, high = self.output_pixels or (1, width * height)
         side_low, side_high = self.output_sides or (1, max(width, height))
-        if not (low <= width * height <= high and side_low <= min(width, height) and max(width, height) <= side_high):
+        ratio_low, ratio_high = self.output_ratio_range or (0.0, math.inf)
+        if not (
+            low <= width * height <= high
+            and side_low <= min(width, height)
+            and max(width, height) <= side_high
+            and ratio_low <= width / height <= ratio_high
+        ):
             raise InvalidRequest(
                 f"{width}×{height} is outside what {label} renders ({low:,}–{high:,} pixels"
                 + (f", {side_low}–{side_high} per side" if self.output_sides else "")
@@ -205,22 +242,38 @@ class Capabilities(BaseModel):
     def dimensions(self, request: GenerationRequest) -> tuple[int, int]:
         """Pixel size sent for the request; ``auto`` takes the nearest listed ratio of the first reference.
 
-        With ``scale_up_to_min_pixels`` a size under the window is enlarged (aspect kept, sides rounded up
-        to multiples of 16): 1K at 16:9 on a 1024×1024 minimum becomes 1376×768 rather than 1280×720.
+        With ``scale_down_to_fit`` a size over the window is shrunk (aspect kept, sides rounded down to
+        multiples of 16): 2K at 16:9 with at most 2048 px a side becomes 2048×1152. With
+        ``scale_up_to_min_pixels`` a size under the window is enlarged (sides rounded up to multiples of
+        16): 1K at 16:9 on a 1024×1024 minimum becomes 1376×768 rather than 1280×720. A size that fits
+        neither way (the aspect ratio cannot meet both bounds) is left for ``check`` to refuse.
         """
         width, height = sizes.dimensions(self.aspect_for(request), request.resolution)
-        if self.scale_up_to_min_pixels and self.output_pixels and width * height < self.output_pixels[0]:
-            scale = math.sqrt(self.output_pixels[0] / (width * height))
-            width, height = (math.ceil(side * scale / 16) * 16 for side in (width, height))
+        if self.scale_down_to_fit:
+            scale = 1.0
+            if self.output_pixels and width * height > self.output_pixels[1]:
+                scale = min(scale, math.sqrt(self.output_pixels[1] / (width * height)))
+            if self.output_sides and max(width, height) > self.output_sides[1]:
+                scale = min(scale, self.output_sides[1] / max(width, height))
+            if scale < 1.0:
+                width, height = (max(16, math.floor(side * scale / 16) * 16) for side in (width, height))
+        if self.scale_up_to_min_pixels:
+            scale = 1.0
+            if self.output_pixels and width * height < self.output_pixels[0]:
+                scale = max(scale, math.sqrt(self.output_pixels[0] / (width * height)))
+            if self.output_sides and min(width, height) < self.output_sides[0]:
+                scale = max(scale, self.output_sides[0] / min(width, height))
+            if scale > 1.0:
+                width, height = (math.ceil(side * scale / 16) * 16 for side in (width, height))
         return width, height
 
-    @staticmethod
-    def aspect_for(request: GenerationRequest) -> str:
-        """The request's aspect ratio; ``auto`` becomes the listed ratio nearest the first reference."""
+    def aspect_for(self, request: GenerationRequest) -> str:
+        """The request's aspect ratio; ``auto`` becomes the ratio this model lists nearest the first reference."""
         aspect = request.aspect_ratio
         if aspect == "auto":
             first = request.references[0] if request.references else None
-            aspect = sizes.nearest_aspect(first.width, first.height) if first else "1:1"
+            listed = tuple(ratio for ratio in self.aspect_ratios if ratio != "auto") or sizes.ASPECT_RATIOS
+            aspect = sizes.nearest_aspect(first.width, first.height, listed) if first else "1:1"
         return aspect
 
 
@@ -292,13 +345,17 @@ def describe_capabilities(providers: Sequence[Provider]) -> list[dict[str, str]]
             pixels = f"{caps.output_pixels[0] / 1e6:.2f}–{caps.output_pixels[1] / 1e6:.2f} MP"
             if caps.output_sides is not None:
                 pixels += f", sides {caps.output_sides[0]}–{caps.output_sides[1]}"
+        if caps.scale_down_to_fit and caps.output_sides is not None:
+            pixels += " (scaled to fit)"
         rows.append(
             {
                 "provider": caps.kind,
                 "model": caps.model,
+                "family": f"{caps.family} ({caps.strengths})" if caps.family else "—",
                 "aspect ratios": " ".join(caps.aspect_ratios),
                 "resolutions": " ".join(caps.resolutions),
                 "images/request": str(caps.max_count),
+                "image sets": "yes" if caps.image_sets else "—",
                 "references": str(caps.max_references)
                 + (f" (refs+outputs ≤ {caps.max_total_images})" if caps.max_total_images else ""),
                 "seed": seed,
@@ -306,6 +363,8 @@ def describe_capabilities(providers: Sequence[Provider]) -> list[dict[str, str]]
                 "output size": pixels,
                 "styles": ", ".join(caps.styles) or "—",
                 "enhance": "yes" if caps.prompt_enhance else "—",
+                "transparent": "yes" if caps.transparent_background else "—",
+                "cost weight": str(caps.cost_weight),
             }
         )
     return rows

@@ -1,4 +1,4 @@
-"""HighwayAPI: ``POST /v3/seedream-4.5`` and ``/v3/seedream-4.0``, a copy of Novita's endpoints.
+"""HighwayAPI: ``POST /v3/seedream-4.5``, ``/v3/seedream-4.0`` and ``/v3/seedream-5.0-lite``, copies of Novita's.
 
 The request bodies and limits are Novita's field for field, and like Novita the calls are synchronous
 with no documented task variant, so the sync endpoint is used and a timed-out create is not repeated.

@@ -1,4 +1,4 @@
-"""Leonardo.AI: Seedream 4.5 / 4.0 through the v2 generations API (create on v2; poll and uploads on v1).
+"""Leonardo.AI: Seedream 4.x and 5.x through the v2 generations API (create on v2; poll and uploads on v1).
 
 Flow: upload each new reference (``POST /v1/init-image``, then a multipart POST of the bytes to the
 presigned S3 URL *without* our auth header) → ``POST /v2/generations`` → poll
@@ -13,15 +13,27 @@ the schema per side (32–14142) and Seedream's own pixel window per model: 4.0 
 those tiers lies inside; the capabilities declare both windows, so anything that would not is refused
 before it is queued (``leonardo_size`` checks again right before the call).
 
+Seedream 5.x (provider reference §10.1). The v2 schema gives ``seedream-5.0-pro`` 768–2048 px a side,
+quantity 1–6, a seed of 0–2147483637 and no ``style_ids``; ``bytedance/seedream-5.0-flash`` 1024–3008 a
+side, quantity 1–8, neither seed nor ``style_ids``; both take ≤ 10 references and ``prompt_enhance``.
+Where Leonardo's range is wider than the model's own (Flash: 3008² is 9 MP, ModelArk caps Flash at
+4,624,220 px) the narrower one is used, and sizes are shrunk or enlarged into the window (aspect kept)
+so that "2K" at 16:9 on 5.0 Pro is 2048×1152. For ``bytedance/seedream-5.5`` only the guide exists
+(≤ 10 references, a 2048² sample with quantity 2): every range is unconfirmed, so the bot uses what
+both 5.0 models accept (1024–2048 a side, 1,048,576–4,194,304 px, so no 21:9 / 9:21; quantity ≤ 4) and
+sends none of the fields whose existence on 5.5 is unknown (seed, styles, ``prompt_enhance``). The Flash
+and 5.5 guides drop the references' ``strength``, so it is sent to 4.x and 5.0 Pro only.
+
 Prompt: the v2 schema takes 1–9999 characters (``MAX_PROMPT_CHARS``), enforced by the capabilities
-before anything is queued or charged. Should Leonardo refuse a request anyway (a ``VALIDATION_ERROR``
-or one of the documented ``validation-failed`` / ``bad-request`` answers), it becomes
-``ProviderRejected``: said plainly, not retried, not charged.
+before anything is queued or charged (5.5 is assumed to share the limit). Should Leonardo refuse a
+request anyway (a ``VALIDATION_ERROR`` or one of the documented ``validation-failed`` / ``bad-request``
+answers), it becomes ``ProviderRejected``: said plainly, not retried, not charged.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import logging
 from dataclasses import dataclass
@@ -50,18 +62,75 @@ from bot.images import ImageStore
 from bot.providers.base import Capabilities, GenerationRequest, GenerationResult, Provider, StoredImage, Submission
 from bot.providers.http import ProviderHttp, default_error
 from bot.providers.links import exact_url, without_query
+from bot.providers.models import family_of
 
 log = logging.getLogger(__name__)
 
 MIN_SIDE, MAX_SIDE = 32, 14142
 MAX_PIXELS = 16_777_216
-#: Seedream's smallest output per model, and the resolution tiers that stay above it.
-MIN_PIXELS = {"seedream-4.0": 921_600, "seedream-4.5": 3_686_400}
-RESOLUTIONS = {"seedream-4.0": ("1K", "2K", "4K"), "seedream-4.5": ("2K", "4K")}
 MAX_QUANTITY = 8
 MAX_REFERENCES = 6
 MAX_SEED = 2_147_483_638
 MAX_PROMPT_CHARS = 9999
+
+
+@dataclass(frozen=True)
+class LeonardoModel:
+    """What one Seedream model accepts on Leonardo's v2 API (see the module docstring)."""
+
+    resolutions: tuple[str, ...]
+    #: Inclusive total-pixel and per-side windows of ``width`` × ``height``.
+    pixels: tuple[int, int]
+    sides: tuple[int, int] = (MIN_SIDE, MAX_SIDE)
+    max_quantity: int = MAX_QUANTITY
+    max_references: int = MAX_REFERENCES
+    seed_range: tuple[int, int] | None = (0, MAX_SEED)
+    styles: bool = True
+    prompt_enhance: bool = True
+    #: ``strength`` on each ``image_reference`` (dropped by the 5.0 Flash and 5.5 guides).
+    reference_strength: bool = True
+    aspect_ratios: tuple[str, ...] = (*sizes.ASPECT_RATIOS, "auto")
+    #: Shrink / enlarge a tier's size into the window instead of refusing it.
+    fit: bool = False
+
+
+MODELS: dict[str, LeonardoModel] = {
+    "seedream-4.5": LeonardoModel(resolutions=("2K", "4K"), pixels=(3_686_400, MAX_PIXELS)),
+    "seedream-4.0": LeonardoModel(resolutions=("1K", "2K", "4K"), pixels=(921_600, MAX_PIXELS)),
+    "seedream-5.0-pro": LeonardoModel(
+        resolutions=("1K", "2K"),
+        pixels=(1_048_576, 4_194_304),
+        sides=(768, 2048),
+        max_quantity=6,
+        max_references=10,
+        seed_range=(0, 2_147_483_637),
+        styles=False,
+        fit=True,
+    ),
+    "bytedance/seedream-5.0-flash": LeonardoModel(
+        resolutions=("1K", "2K"),
+        pixels=(921_600, 4_624_220),
+        sides=(1024, 3008),
+        max_references=10,
+        seed_range=None,
+        styles=False,
+        reference_strength=False,
+        fit=True,
+    ),
+    "bytedance/seedream-5.5": LeonardoModel(
+        resolutions=("1K", "2K"),
+        pixels=(1_048_576, 4_194_304),
+        sides=(1024, 2048),
+        max_quantity=4,
+        max_references=10,
+        seed_range=None,
+        styles=False,
+        prompt_enhance=False,
+        reference_strength=False,
+        aspect_ratios=("1:1", "4:3", "3:4", "16:9", "9:16", "3:2", "2:3", "auto"),
+        fit=True,
+    ),
+}
 #: The documented preset styles (same for both models). Without one Leonardo applies "Dynamic".
 STYLE_IDS = {
     "Cinematic": "a5632c7c-ddbb-4e2f-ba34-8456ab3ac436",
@@ -102,11 +171,13 @@ _VALIDATION_MESSAGES = (
 def leonardo_size(model: str, request: GenerationRequest, caps: Capabilities) -> tuple[int, int]:
     """Width × height for the request, guaranteed inside the model's window (see module docstring)."""
     width, height = caps.dimensions(request)
-    sides_ok = min(width, height) >= MIN_SIDE and max(width, height) <= MAX_SIDE
-    if not sides_ok or not MIN_PIXELS[model] <= width * height <= MAX_PIXELS:
+    spec = MODELS[model]
+    (low, high), (side_low, side_high) = spec.pixels, spec.sides
+    sides_ok = min(width, height) >= side_low and max(width, height) <= side_high
+    if not sides_ok or not low <= width * height <= high:
         raise InvalidRequest(
             f"{width}×{height} is outside what Leonardo {model} renders "
-            f"({MIN_PIXELS[model]:,}–{MAX_PIXELS:,} pixels); choose another aspect ratio or resolution."
+            f"({low:,}–{high:,} pixels); choose another aspect ratio or resolution."
         )
     return width, height
 
@@ -139,7 +210,9 @@ def _error_text(body: Any) -> tuple[str, str]:
     return "", ""
 
 
-def leonardo_error(status: int, body: Any, text: str, headers: Any) -> SeedreamError:
+def leonardo_error(
+    status: int, body: Any, text: str, headers: Any, *, max_references: int = MAX_REFERENCES
+) -> SeedreamError:
     """Map Leonardo's error bodies (documented v1 dicts, observed v2 lists) onto our taxonomy."""
     if status in (429, 503):
         return default_error(status, body, text, headers)
@@ -158,7 +231,7 @@ def leonardo_error(status: int, body: Any, text: str, headers: Any) -> SeedreamE
         return ImageRejected("A reference image is not available on Leonardo any more.", detail=detail)
     if "too many images" in lowered:
         return ProviderRejected(
-            f"Leonardo refused the request as invalid: it takes at most {MAX_REFERENCES} reference images. "
+            f"Leonardo refused the request as invalid: it takes at most {max_references} reference images. "
             "Use fewer reference images; the same request would be refused again.",
             detail=detail,
         )
@@ -220,29 +293,36 @@ class LeonardoProvider(Provider):
         self.store = store
         self.max_wait_seconds = max_wait_seconds or config.max_wait_seconds
         retry_base_seconds = retry_base_seconds or config.retry_base_seconds
+        self.spec = spec = MODELS[config.model]
         self.http = ProviderHttp(
             provider=name,
             api_key=config.api_key(),
             timeout_seconds=config.timeout_seconds,
             max_attempts=config.max_attempts,
-            map_error=leonardo_error,
+            map_error=functools.partial(leonardo_error, max_references=spec.max_references),
             retry_base_seconds=retry_base_seconds,
         )
+        family = family_of(config.model)
         self._capabilities = Capabilities(
             kind=self.kind,
             model=config.model,
-            aspect_ratios=(*sizes.ASPECT_RATIOS, "auto"),
-            resolutions=RESOLUTIONS[config.model],
-            max_count=MAX_QUANTITY,
-            max_references=MAX_REFERENCES,
+            aspect_ratios=spec.aspect_ratios,
+            resolutions=spec.resolutions,
+            max_count=spec.max_quantity,
+            max_references=spec.max_references,
             reference_formats=tuple(EXTENSIONS),
             reference_max_bytes=REFERENCE_MAX_BYTES,
-            seed_range=(0, MAX_SEED),
-            styles=tuple(STYLE_IDS),
-            prompt_enhance=True,
+            seed_range=spec.seed_range,
+            styles=tuple(STYLE_IDS) if spec.styles else (),
+            prompt_enhance=spec.prompt_enhance,
             max_prompt_chars=MAX_PROMPT_CHARS,
-            output_pixels=(MIN_PIXELS[config.model], MAX_PIXELS),
-            output_sides=(MIN_SIDE, MAX_SIDE),
+            output_pixels=spec.pixels,
+            output_sides=spec.sides,
+            scale_up_to_min_pixels=spec.fit,
+            scale_down_to_fit=spec.fit,
+            family=family.name if family else None,
+            strengths=family.strengths if family else "",
+            cost_weight=family.cost_weight if family else 1,
         )
 
     @property
@@ -288,16 +368,17 @@ class LeonardoProvider(Provider):
             "width": width,
             "height": height,
             "quantity": request.count,
-            "prompt_enhance": "ON" if request.enhance else "OFF",
         }
+        if self.spec.prompt_enhance:
+            parameters["prompt_enhance"] = "ON" if request.enhance else "OFF"
         if request.seed is not None:
             parameters["seed"] = request.seed
         if request.style is not None:
             parameters["style_ids"] = [STYLE_IDS[request.style]]
         if references:
-            strength = self.config.reference_strength
+            extra = {"strength": self.config.reference_strength} if self.spec.reference_strength else {}
             parameters["guidances"] = {
-                "image_reference": [{"image": {"id": i, "type": t}, "strength": strength} for i, t in references]
+                "image_reference": [{"image": {"id": i, "type": t}, **extra} for i, t in references]
             }
         body = {"model": self.config.model, "public": False, "parameters": parameters}
         try:

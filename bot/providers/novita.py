@@ -1,9 +1,12 @@
-"""Novita AI: ``POST /v3/seedream-4.5`` and ``/v3/seedream-4.0``.
+"""Novita AI: ``POST /v3/seedream-4.5``, ``/v3/seedream-4.0`` and ``/v3/seedream-5.0-lite``.
 
 Both endpoints are synchronous: the answer carries the image links. Novita documents no asynchronous
 (task id) variant for Seedream 4.x, so the sync endpoint is used; a create that times out may have been
 billed and is not repeated (see ``seedream_v3``). The two models name their fields differently
 (4.0: ``images`` + top-level ``max_images``; 4.5: ``image`` + ``sequential_image_generation_options``).
+5.0 Lite takes 4.5's body with its own sizes: ``2K``/``3K`` or WxH within 3,686,400–10,404,496 pixels,
+aspect [1/16, 16], up to 14 references. ``output_format`` and ``seed`` are not documented on that page,
+so they are not sent. Novita documents no endpoint for 5.0 Pro, Flash or 5.5.
 """
 
 from __future__ import annotations
@@ -42,6 +45,14 @@ V3_MODEL_RULES: dict[str, ModelRules] = {
     "seedream-4.5": ModelRules(
         resolutions=("2K", "4K"),
         min_pixels=3_686_400,
+        max_references=14,
+        reference_formats=("image/png", "image/jpeg", "image/webp"),
+    ),
+    # 2K/3K, total pixels [2560×1440, 10,404,496], up to 14 references, 4.5's field names.
+    "seedream-5.0-lite": ModelRules(
+        resolutions=("2K", "3K"),
+        min_pixels=3_686_400,
+        max_pixels=10_404_496,
         max_references=14,
         reference_formats=("image/png", "image/jpeg", "image/webp"),
     ),

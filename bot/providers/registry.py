@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import importlib
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 
 from pydantic import TypeAdapter
 
 from bot.config import ProviderConfig, Settings
 from bot.errors import InvalidRequest
 from bot.images import ImageStore
-from bot.providers.base import Provider
+from bot.providers.base import Capabilities, Provider
 
 #: kind -> "module:Class"; imported lazily so a deployment only loads what it configured.
 PROVIDER_CLASSES: dict[str, str] = {
@@ -30,19 +31,63 @@ def build_provider(name: str, config: ProviderConfig, store: ImageStore) -> Prov
     return provider
 
 
-#: Every kind × model we document, for the README capabilities table.
+#: Every kind × model we document, for the README capabilities table (``seedream-bot capabilities --all``).
 DOCUMENTED_MODELS: tuple[tuple[str, str], ...] = (
     ("local", "placeholder"),
+    ("leonardo", "bytedance/seedream-5.5"),
+    ("leonardo", "seedream-5.0-pro"),
+    ("leonardo", "bytedance/seedream-5.0-flash"),
     ("leonardo", "seedream-4.5"),
     ("leonardo", "seedream-4.0"),
+    ("novita", "seedream-5.0-lite"),
     ("novita", "seedream-4.5"),
     ("novita", "seedream-4.0"),
+    ("highway", "seedream-5.0-lite"),
     ("highway", "seedream-4.5"),
     ("highway", "seedream-4.0"),
+    ("taskapi", "doubao-seedream-5-0-lite"),
     ("taskapi", "doubao-seedream-4-5"),
+    ("ark", "seedream-5-5-261028"),
+    ("ark", "seedream-5-0-pro-260628"),
+    ("ark", "seedream-5-0-flash-260915"),
+    ("ark", "seedream-5-0-260128"),
     ("ark", "seedream-4-5-251128"),
     ("ark", "seedream-4-0-250828"),
 )
+
+
+@dataclass(frozen=True)
+class ModelChoice:
+    """One model a member can pick: the provider section that serves it and what it offers.
+
+    A provider section serves one model (its ``model`` key), so choosing a model means choosing the
+    section: pass ``provider`` wherever a provider name is taken (``JobEngine.enqueue(provider_name=…)``).
+    To offer several models of one provider, configure one section per model (they may share a key).
+    """
+
+    #: The configured provider name (``[providers.<name>]``), the value a choice stands for.
+    provider: str
+    #: The model id sent to the provider, e.g. ``seedream-5-5-261028``.
+    model: str
+    capabilities: Capabilities
+
+    @property
+    def label(self) -> str:
+        """What a member reads: ``5.5 — best quality, 1K/2K``."""
+        return self.capabilities.label
+
+    @property
+    def family(self) -> str | None:
+        return self.capabilities.family
+
+    @property
+    def cost_weight(self) -> int:
+        return self.capabilities.cost_weight
+
+    def choice_name(self, limit: int = 100) -> str:
+        """``provider: label`` cut to ``limit`` characters (Discord's choice names take at most 100)."""
+        text = f"{self.provider}: {self.label}"
+        return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def documented_providers(store: ImageStore) -> list[Provider]:
@@ -79,6 +124,19 @@ class ProviderRegistry:
 
     def names(self) -> list[str]:
         return list(self._providers)
+
+    def models(self, allowed: Iterable[str] | None = None) -> list[ModelChoice]:
+        """The models on offer, one per provider section in config order (the default first).
+
+        ``allowed`` keeps only those provider names (e.g. what a server permits); unknown names are ignored.
+        """
+        keep = None if allowed is None else set(allowed)
+        names = sorted(self._providers, key=lambda name: name != self.default)  # stable: config order otherwise
+        return [
+            ModelChoice(name, self._providers[name].capabilities.model, self._providers[name].capabilities)
+            for name in names
+            if keep is None or name in keep
+        ]
 
     async def close(self) -> None:
         for provider in self._providers.values():

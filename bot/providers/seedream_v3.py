@@ -9,6 +9,13 @@ billed and is never repeated.
 Group generation is decided by the model: with ``sequential_image_generation=auto`` and
 ``max_images=N`` it may return fewer than N pictures, so the prompt asks for N separate images and a
 shortfall is reported to the member as a notice.
+
+Seedream 5.x differs per model (provider reference §10). 5.0 Lite keeps 4.5's body with its own size
+window (2K/3K, 3,686,400–10,404,496 px). 5.0 Pro, 5.0 Flash and 5.5 answer 400 to the mere presence of
+``sequential_image_generation`` (even ``"disabled"``) and ``stream``, so those fields are never sent to
+them (``ModelRules.image_sets`` off); several images are then made by as many single-image calls in
+parallel, and a call that fails becomes a notice while the others' images are kept. Fields a model may
+not know are only sent when the member asks for what they do (``background`` for a transparent picture).
 """
 
 from __future__ import annotations
@@ -18,6 +25,7 @@ import base64
 import logging
 import re
 from abc import abstractmethod
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -45,6 +53,7 @@ from bot.providers.base import (
     Submission,
 )
 from bot.providers.http import ErrorMapper, ProviderHttp, retry_after_seconds
+from bot.providers.models import family_of
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +61,8 @@ log = logging.getLogger(__name__)
 MAX_TOTAL_IMAGES = 15
 #: Upper pixel bound of every Seedream 4.x size (4096×4096).
 MAX_OUTPUT_PIXELS = 16_777_216
+#: Most single-image calls one request fans out into on models without image sets (5.0 Pro, Flash, 5.5).
+MAX_SEPARATE_CALLS = 4
 #: Per-reference limits of the stricter documents (Novita 4.0, older Ark docs): ≤ 10 MB, sides > 14 px,
 #: aspect [1/3, 3], ≤ 6000 px. 7 MiB keeps the base64 text under 10 MB too; 12 MP at ratio ≤ 3 keeps
 #: every side ≤ 6000 px.
@@ -74,6 +85,12 @@ class ModelRules:
     #: Smallest total pixel count a ``WxH`` size may have; our size is scaled up to it when below.
     min_pixels: int
     max_references: int
+    #: Largest total pixel count a ``WxH`` size may have (4.x: 4096×4096).
+    max_pixels: int = MAX_OUTPUT_PIXELS
+    #: ``sequential_image_generation`` exists (4.x, 5.0 Lite); without it the field is never sent.
+    image_sets: bool = True
+    #: ``background: "transparent"`` (with ``output_format: "png"``) is accepted (5.0 Flash, 5.5).
+    transparent_background: bool = False
     #: ``image`` on 4.5 and on Ark, ``images`` on Novita/Highway 4.0.
     references_field: str = "image"
     #: 4.5 and Ark nest ``max_images`` in ``sequential_image_generation_options``; Novita 4.0 has it top-level.
@@ -86,19 +103,22 @@ class ModelRules:
 def capabilities_for(kind: str, model: str, rules: ModelRules) -> Capabilities:
     """The Capabilities every provider in this family declares; only the model rules differ.
 
-    No seed (not documented for 4.x), no style presets; ``enhance`` means "send the prompt optimizer
-    settings explicitly", available where the API has ``optimize_prompt_options``. No hard prompt limit
-    (none is documented), only the recommendation above. Sizes under the model's pixel minimum are
-    enlarged to it (``scale_up_to_min_pixels``); none of ours exceeds the 4096×4096 maximum.
+    No seed (not documented for 4.x; in the 5.x schema, but whether it is honoured is unconfirmed, and a
+    seed that is ignored would promise a reproduction that does not happen), no style presets;
+    ``enhance`` means "send the prompt optimizer settings explicitly", available where the API has
+    ``optimize_prompt_options``. No hard prompt limit (none is documented), only the recommendation
+    above. Sizes under the model's pixel minimum are enlarged to it (``scale_up_to_min_pixels``); every
+    tier a model lists stays under its maximum (``tests/test_models_5x.py`` checks each aspect × tier).
     """
+    family = family_of(model)
     return Capabilities(
         kind=kind,
         model=model,
         aspect_ratios=(*sizes.ASPECT_RATIOS, "auto"),
         resolutions=rules.resolutions,
-        max_count=MAX_TOTAL_IMAGES,
+        max_count=MAX_TOTAL_IMAGES if rules.image_sets else MAX_SEPARATE_CALLS,
         max_references=rules.max_references,
-        max_total_images=MAX_TOTAL_IMAGES,
+        max_total_images=MAX_TOTAL_IMAGES if rules.image_sets else None,
         reference_formats=rules.reference_formats,
         reference_max_bytes=REFERENCE_MAX_BYTES,
         reference_max_pixels=REFERENCE_MAX_PIXELS,
@@ -110,8 +130,14 @@ def capabilities_for(kind: str, model: str, rules: ModelRules) -> Capabilities:
         max_prompt_chars=None,
         recommended_prompt_words=RECOMMENDED_PROMPT_WORDS,
         recommended_prompt_cjk_chars=RECOMMENDED_PROMPT_CJK_CHARS,
-        output_pixels=(rules.min_pixels, MAX_OUTPUT_PIXELS),
+        output_pixels=(rules.min_pixels, rules.max_pixels),
+        output_ratio_range=(1 / 16, 16.0),
         scale_up_to_min_pixels=True,
+        family=family.name if family else None,
+        strengths=family.strengths if family else "",
+        cost_weight=family.cost_weight if family else 1,
+        image_sets=rules.image_sets,
+        transparent_background=rules.transparent_background,
     )
 
 
@@ -125,13 +151,14 @@ def size_for(capabilities: Capabilities, rules: ModelRules, request: GenerationR
     return f"{width}x{height}"
 
 
-def prompt_for(request: GenerationRequest) -> str:
+def prompt_for(request: GenerationRequest, count: int | None = None) -> str:
     """The member's prompt, plus an explicit ask for N pictures: group mode otherwise often makes one."""
     prompt = request.prompt.strip()
-    if request.count == 1:
+    count = request.count if count is None else count
+    if count == 1:
         return prompt
     return (
-        f"{prompt}\n\nCreate a set of {request.count} separate images, each a complete picture on its own "
+        f"{prompt}\n\nCreate a set of {count} separate images, each a complete picture on its own "
         "(not a collage, grid or split screen)."
     )
 
@@ -139,20 +166,28 @@ def prompt_for(request: GenerationRequest) -> str:
 def build_body(
     rules: ModelRules, request: GenerationRequest, *, size: str, references: list[str], watermark: bool
 ) -> dict[str, Any]:
-    """The JSON body all three APIs share (Ark adds ``model`` and ``response_format``)."""
-    body: dict[str, Any] = {"prompt": prompt_for(request), "size": size, "watermark": watermark}
+    """The JSON body all three APIs share (Ark adds ``model`` and ``response_format``).
+
+    On a model without image sets the body is for one image whatever ``request.count`` says (the
+    caller sends ``count`` of them). A single-image body carries no ``sequential_image_generation``:
+    "disabled" is the documented default, and an ``ep-…`` endpoint serving 5.0 Pro, Flash or 5.5 (whose
+    model we cannot see) would refuse the field.
+    """
+    count = request.count if rules.image_sets else 1
+    body: dict[str, Any] = {"prompt": prompt_for(request, count), "size": size, "watermark": watermark}
     if references:
         body[rules.references_field] = references
-    if request.count > 1:
+    if count > 1:  # single images leave the field out: "disabled" is its default, and 5.x Pro/Flash/5.5 refuse it
         body["sequential_image_generation"] = "auto"
         if rules.nested_max_images:
-            body["sequential_image_generation_options"] = {"max_images": request.count}
+            body["sequential_image_generation_options"] = {"max_images": count}
         else:
-            body["max_images"] = request.count
-    else:
-        body["sequential_image_generation"] = "disabled"
+            body["max_images"] = count
     if request.enhance and rules.prompt_optimization:
         body["optimize_prompt_options"] = {"mode": "standard"}
+    if request.transparent and rules.transparent_background:
+        body["background"] = "transparent"
+        body["output_format"] = "png"  # "transparent" with the default jpeg is an error
     return body
 
 
@@ -223,19 +258,23 @@ class ParsedAnswer:
     error: tuple[str, str] | None = None
 
 
-def shortfall_notice(asked: int, answer: ParsedAnswer) -> str | None:
-    """One sentence telling the member why they got fewer images than they asked for."""
+def shortfall_notice(asked: int, answer: ParsedAnswer, errors: Sequence[SeedreamError] = ()) -> str | None:
+    """One sentence telling the member why they got fewer images than they asked for.
+
+    ``errors`` are the calls that failed outright when the images were asked for one call each.
+    """
     got = len(answer.urls)
-    if got >= asked and not answer.failures:
+    if got >= asked and not answer.failures and not errors:
         return None
     blocked = sum(1 for code, _ in answer.failures if "SensitiveContent" in code)
-    failed = len(answer.failures) - blocked
+    blocked += sum(1 for error in errors if isinstance(error, ContentBlocked))
+    failed = len(answer.failures) + len(errors) - blocked
     reasons = []
     if blocked:
         reasons.append(f"{blocked} blocked by the provider's moderation")
     if failed:
         reasons.append(f"{failed} failed at the provider")
-    if got + len(answer.failures) < asked:
+    if got + len(answer.failures) + len(errors) < asked:
         reasons.append("Seedream decides how many pictures a set needs and made fewer")
     return f"You get {got} of the {asked} images you asked for ({'; '.join(reasons)})."
 
@@ -312,17 +351,32 @@ class SeedreamV3Provider(Provider):
             watermark=self.watermark,
         )
         body.update(self.extra_fields())
-        answer_body = await self.http.request_json("POST", self.create_url, create=True, json=body)
-        answer = self.parse_answer(answer_body)
+        calls = 1 if self.rules.image_sets else request.count
+        outcomes = await asyncio.gather(*(self._create(body) for _ in range(calls)), return_exceptions=True)
+        answer = ParsedAnswer()
+        errors: list[SeedreamError] = []
+        for outcome in outcomes:
+            if isinstance(outcome, ParsedAnswer):
+                answer.urls += outcome.urls
+                answer.failures += outcome.failures
+                answer.error = answer.error or outcome.error
+            elif isinstance(outcome, SeedreamError):
+                errors.append(outcome)
+            else:
+                raise outcome
         if not answer.urls:
-            raise self.nothing_generated(answer)
-        notices = [self.capabilities.prompt_advice(request.prompt), shortfall_notice(request.count, answer)]
+            raise errors[0] if errors else self.nothing_generated(answer)
+        notices = [self.capabilities.prompt_advice(request.prompt), shortfall_notice(request.count, answer, errors)]
         log.info("%s: generated %d image(s) for %d asked", self.name, len(answer.urls), request.count)
         return Submission(
             result_urls=answer.urls,
             result_ids=[None] * len(answer.urls),
             data={"notices": [notice for notice in notices if notice]},
         )
+
+    async def _create(self, body: dict[str, Any]) -> ParsedAnswer:
+        """One create call; its answer's links and per-image failures."""
+        return self.parse_answer(await self.http.request_json("POST", self.create_url, create=True, json=body))
 
     async def collect(self, request: GenerationRequest, submission: Submission) -> GenerationResult:
         if not submission.result_urls:

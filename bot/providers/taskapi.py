@@ -1,4 +1,4 @@
-"""The asynchronous task API of gccai.heqingsong.uk (an APIMart white label) for ``doubao-seedream-4.5``.
+"""The asynchronous task API of gccai.heqingsong.uk (an APIMart white label) for Seedream 4.5 and 5.0 Lite.
 
 ``POST {base}/v1/images/generations`` answers ``{"code": 200, "data": [{"status": "submitted", "task_id": …}]}``;
 ``GET {base}/v1/tasks/{task_id}?language=en`` reports ``pending|processing|completed|failed|cancelled`` and,
@@ -9,6 +9,11 @@ Text-only requests cannot produce several images on this API, so ``count > 1`` w
 out into parallel single-image tasks; all task ids go into one ``Submission`` and ``collect`` polls them
 concurrently, keeping what succeeded and reporting the rest as notices. With references, one task makes
 the whole set (``n``; Seedream's group mode, where the model may make fewer pictures than asked).
+
+Seedream 5.0 Lite (``doubao-seedream-5-0-lite``, provider reference §10.4) takes the same body with
+``resolution`` 2K or 3K (no 1K/4K), the aspect enum without ``9:21`` and ``n`` 1–4; its links live 72
+hours. Its reference limit is unconfirmed (APIMart's twin page says 10, which is used), and whether a
+text-only task can make several images is too, so text-only sets fan out as on 4.5.
 
 The API cannot look a task up without its id, so a create that timed out is never repeated (it may
 have been billed): the job fails and the engine refunds. The error body format is undocumented; the
@@ -26,6 +31,8 @@ from collections import Counter
 from typing import Any
 from urllib.parse import quote
 
+from pydantic import Field
+
 from bot import sizes
 from bot.config import TaskApiConfig
 from bot.errors import (
@@ -42,6 +49,7 @@ from bot.errors import (
 from bot.images import ImageStore
 from bot.providers.base import Capabilities, GenerationRequest, GenerationResult, Provider, StoredImage, Submission
 from bot.providers.http import NotAccepted, ProviderHttp, default_error, retry_after_seconds
+from bot.providers.models import family_of
 from bot.providers.seedream_v3 import bytedance_code_error, clean_message, data_uri, prompt_for
 
 log = logging.getLogger(__name__)
@@ -50,7 +58,10 @@ log = logging.getLogger(__name__)
 DOCUMENTED_MODELS = frozenset(
     {"doubao-seedance-4-5", "Doubao-Seedream-4.5", "doubao-seedream-4.5", "doubao-seedream-4-5"}
 )
+#: Seedream 5.0 Lite's names on this API.
+LITE_MODELS = frozenset({"doubao-seedream-5-0-lite", "doubao-seedream-5.0-lite", "Doubao-Seedream-5.0-lite"})
 MAX_IMAGES = 15
+MAX_LITE_IMAGES = 4
 MAX_REFERENCES = 10
 #: Documented per reference: jpeg/png, ≤ 10 MB, aspect [1/3, 3], sides > 14 px, ≤ 6000×6000 px. We stay
 #: under 7.5 MiB so the base64 text is under 10 MiB as well, and under 12 MP so no side exceeds 6000 px.
@@ -80,13 +91,22 @@ _AUTH_WORDS = ("api key", "api_key", "apikey", "unauthorized", "authentication",
 _RATE_WORDS = ("rate limit", "rate_limit", "too many requests", "too frequent")
 
 
+#: 5.0 Lite's documented sizes (16:9 only: 2848×1600 at 2K, 4096×2304 at 3K); other ratios follow bot.sizes.
+SIZES_50_LITE: dict[str, dict[str, tuple[int, int]]] = {
+    "2K": {"16:9": (2848, 1600), "9:16": (1600, 2848)},
+    "3K": {"16:9": (4096, 2304), "9:16": (2304, 4096)},
+}
+
+
 class TaskApiCapabilities(Capabilities):
-    """4K on this API is not twice 2K at every ratio (16:9 is 5404×3040), so sizes come from its table."""
+    """This API picks the pixels from aspect × resolution, not always as bot.sizes (4.5's 16:9 4K is 5404×3040)."""
+
+    #: resolution -> aspect -> size, where the API's own table differs from bot.sizes.
+    size_table: dict[str, dict[str, tuple[int, int]]] = Field(default_factory=dict)
 
     def dimensions(self, request: GenerationRequest) -> tuple[int, int]:
-        if request.resolution != "4K":
-            return super().dimensions(request)
-        return SIZES_4K[self.aspect_for(request)]
+        size = self.size_table.get(request.resolution, {}).get(self.aspect_for(request))
+        return size or super().dimensions(request)
 
 
 def _error_parts(body: Any) -> tuple[str, str] | None:
@@ -165,8 +185,15 @@ class TaskApiProvider(Provider):
         self.store = store
         self.task_deadline_seconds = task_deadline_seconds or config.max_wait_seconds
         self._secret = config.api_key()
-        if config.model not in DOCUMENTED_MODELS:
-            log.warning("%s: model %r is not one the API documents (%s)", name, config.model, sorted(DOCUMENTED_MODELS))
+        lite = config.model in LITE_MODELS
+        if config.model not in DOCUMENTED_MODELS | LITE_MODELS:
+            log.warning(
+                "%s: model %r is not one the API documents (%s)",
+                name,
+                config.model,
+                sorted(DOCUMENTED_MODELS | LITE_MODELS),
+            )
+        family = family_of(config.model)
         self.http = ProviderHttp(
             provider=name,
             api_key=self._secret,
@@ -178,9 +205,9 @@ class TaskApiProvider(Provider):
         self._capabilities = TaskApiCapabilities(
             kind=self.kind,
             model=config.model,
-            aspect_ratios=(*sizes.ASPECT_RATIOS, "auto"),
-            resolutions=("2K", "4K"),
-            max_count=MAX_IMAGES,
+            aspect_ratios=(*(a for a in sizes.ASPECT_RATIOS if not (lite and a == "9:21")), "auto"),
+            resolutions=("2K", "3K") if lite else ("2K", "4K"),
+            max_count=MAX_LITE_IMAGES if lite else MAX_IMAGES,
             max_references=MAX_REFERENCES,
             max_total_images=MAX_IMAGES,
             reference_formats=("image/png", "image/jpeg"),
@@ -193,6 +220,11 @@ class TaskApiProvider(Provider):
             prompt_enhance=True,
             # The page documents no prompt limit and no recommendation of its own: no bot-side cap.
             max_prompt_chars=None,
+            size_table=SIZES_50_LITE if lite else {"4K": SIZES_4K},
+            family=family.name if family else None,
+            strengths=family.strengths if family else "",
+            cost_weight=family.cost_weight if family else 1,
+            image_sets=True,
         )
 
     @property

@@ -97,6 +97,17 @@ def png_bytes(width: int, height: int, colour: tuple[int, int, int] = (40, 120, 
     return buffer.getvalue()
 
 
+def jpeg_bytes(width: int, height: int, colour: tuple[int, int, int] = (40, 120, 200)) -> bytes:
+    """A real, decodable JPEG of the exact size (Seedream 5.0's default ``output_format``)."""
+    buffer = io.BytesIO()
+    Image.new("RGB", (width, height), colour).save(buffer, format="JPEG", quality=85)
+    return buffer.getvalue()
+
+
+#: Content types of the result files the fakes serve, by extension.
+CONTENT_TYPES = {"png": "image/png", "jpeg": "image/jpeg", "jpg": "image/jpeg"}
+
+
 class FakeProviderServer:
     """Base class: subclasses add their routes in ``routes()`` and call ``take_fault`` in each handler."""
 
@@ -166,9 +177,9 @@ class FakeProviderServer:
 
     # -- result files -------------------------------------------------------------------------------
     def host_image(self, width: int, height: int, suffix: str = "png") -> str:
-        """Make a result image of the exact size and return its signed link (see the module docstring)."""
+        """Make a result image (PNG, or JPEG for ``jpeg``/``jpg``) of the exact size; return its signed link."""
         name = f"{self.next_id('img')}.{suffix}"
-        self.files[name] = png_bytes(width, height)
+        self.files[name] = jpeg_bytes(width, height) if suffix in ("jpeg", "jpg") else png_bytes(width, height)
         return signed_link(self.base_url, f"/files/{name}")
 
     def expire_all(self) -> None:
@@ -186,7 +197,7 @@ class FakeProviderServer:
             return web.Response(
                 status=404, text="<Error><Code>NoSuchKey</Code></Error>", content_type="application/xml"
             )
-        return web.Response(body=self.files[name], content_type="image/png")
+        return web.Response(body=self.files[name], content_type=CONTENT_TYPES.get(name.rsplit(".", 1)[-1], "image/png"))
 
     @web.middleware
     async def _record(self, request: web.Request, handler: Any) -> web.StreamResponse:

@@ -2,10 +2,17 @@
 
 Validation follows the v2 OpenAPI schema (unknown fields, types, ranges, max 6 references, max 1 style)
 and the size decision documented in ``bot.providers.leonardo``: 32–14142 per side, and Seedream's pixel
-window per model (4.0: 921,600–16,777,216; 4.5: 3,686,400–16,777,216). Validation errors come back in
-the GraphQL-style list observed on v2 (a prompt over the schema's 9999 characters with the code
-``VALIDATION_ERROR``); auth, moderation and reference errors in the documented v1 dict shape. The
-out-of-credit answer is undocumented: HTTP 402 with a v1 dict is this fake's guess.
+window per model (4.0: 921,600–16,777,216; 4.5: 3,686,400–16,777,216). Seedream 5.x follows the v2 schema
+per model (provider reference §10.1): ``seedream-5.0-pro`` 768–2048 a side, quantity 1–6, seed up to
+2147483637, ``mode``/``output_format``, no ``style_ids``; ``bytedance/seedream-5.0-flash`` 1024–3008 a
+side, quantity 1–8, no seed and no ``style_ids``; ≤ 10 references each, without ``strength`` on Flash,
+and the model's own pixel window (Pro 1,048,576–4,194,304, Flash at most 4,624,220). For
+``bytedance/seedream-5.5`` nothing beyond ≤ 10 references is documented: this fake takes only the fields
+every 5.x guide shows (prompt, size, quantity, references without ``strength``) within 1024–2048 a side.
+
+Validation errors come back in the GraphQL-style list observed on v2 (a prompt over the schema's 9999
+characters with the code ``VALIDATION_ERROR``); auth, moderation and reference errors in the documented
+v1 dict shape. The out-of-credit answer is undocumented: HTTP 402 with a v1 dict is this fake's guess.
 
 Links are signed (see ``common``): results, and the presigned upload URL too. Leonardo's real upload
 URL is a bare bucket address whose signature is in the form fields; the fake signs its query as
@@ -26,10 +33,55 @@ from PIL import Image
 
 from tests.fakeproviders.common import FakeProviderServer, link_intact, signed_link
 
-MIN_PIXELS = {"seedream-4.0": 921_600, "seedream-4.5": 3_686_400}
 MAX_PIXELS = 16_777_216
 SIDE_RANGE = (32, 14142)
 MAX_SEED = 2_147_483_638
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    pixels: tuple[int, int]
+    sides: tuple[int, int]
+    default_side: int
+    parameters: frozenset[str]
+    max_quantity: int = 8
+    max_references: int = 6
+    max_seed: int = MAX_SEED
+    #: Keys an ``image_reference`` item may have.
+    reference_keys: frozenset[str] = frozenset({"image", "strength", "order"})
+
+
+_V4 = frozenset({"prompt", "width", "height", "quantity", "seed", "prompt_enhance", "style_ids", "guidances"})
+SPECS = {
+    "seedream-4.5": ModelSpec((3_686_400, MAX_PIXELS), SIDE_RANGE, 2048, _V4),
+    "seedream-4.0": ModelSpec((921_600, MAX_PIXELS), SIDE_RANGE, 1024, _V4),
+    "seedream-5.0-pro": ModelSpec(
+        (1_048_576, 4_194_304),
+        (768, 2048),
+        2048,
+        frozenset(_V4 - {"style_ids"} | {"mode", "output_format"}),
+        max_quantity=6,
+        max_references=10,
+        max_seed=2_147_483_637,
+    ),
+    "bytedance/seedream-5.0-flash": ModelSpec(
+        (921_600, 4_624_220),
+        (1024, 3008),
+        2048,
+        frozenset(_V4 - {"style_ids", "seed"} | {"output_format"}),
+        max_references=10,
+        reference_keys=frozenset({"image", "order"}),
+    ),
+    "bytedance/seedream-5.5": ModelSpec(
+        (1_048_576, 4_624_220),
+        (1024, 2048),
+        2048,
+        frozenset({"prompt", "width", "height", "quantity", "guidances"}),
+        max_quantity=4,
+        max_references=10,
+        reference_keys=frozenset({"image", "order"}),
+    ),
+}
 STYLE_UUIDS = {
     "a5632c7c-ddbb-4e2f-ba34-8456ab3ac436",
     "6fedbf1f-4a17-45ec-84fb-92fe524a29ef",
@@ -40,7 +92,6 @@ STYLE_UUIDS = {
     "dee282d3-891f-4f73-ba02-7f8131e5541b",
     "556c1ee5-ec38-42e8-955a-1e82dad0ffa1",
 }
-PARAMETERS = {"prompt", "width", "height", "quantity", "seed", "prompt_enhance", "style_ids", "guidances"}
 #: A prompt containing this word is refused by the "moderation filter".
 BLOCKED_WORD = "gore"
 #: A prompt containing this marker gets its first output flagged ``nsfw: true``.
@@ -168,7 +219,7 @@ class FakeLeonardo(FakeProviderServer):
     def _validate_create(self, body: dict[str, Any]) -> FakeGeneration:
         _only(body, {"model", "public", "parameters"})
         model = body.get("model")
-        if model not in MIN_PIXELS:
+        if model not in SPECS:
             raise Rejected(
                 f"{model} is not supported within the Production API. Please try again with a different model ID.",
                 code="unexpected",
@@ -179,27 +230,30 @@ class FakeLeonardo(FakeProviderServer):
         params = body.get("parameters")
         if not isinstance(params, dict):
             raise Rejected('expecting a value for non-nullable variable: "parameters"')
-        _only(params, PARAMETERS)
+        spec = SPECS[model]
+        _only(params, set(spec.parameters))
         prompt = params.get("prompt")
         if not isinstance(prompt, str) or not prompt:
             raise Rejected('expecting a value for non-nullable variable: "prompt"')
         if len(prompt) > MAX_PROMPT_CHARS:
             raise Rejected(PROMPT_TOO_LONG_MESSAGE, code="VALIDATION_ERROR")
-        default = 2048 if model == "seedream-4.5" else 1024
-        width = _int(params.get("width", default), "width", *SIDE_RANGE)
-        height = _int(params.get("height", default), "height", *SIDE_RANGE)
-        if not MIN_PIXELS[model] <= width * height <= MAX_PIXELS:
-            raise Rejected(
-                f"image size must be between {MIN_PIXELS[model]} and {MAX_PIXELS} pixels, got {width}x{height}"
-            )
-        quantity = _int(params.get("quantity", 1), "quantity", 1, 8)
-        seed = _int(params["seed"], "seed", 0, MAX_SEED) if "seed" in params else None
+        width = _int(params.get("width", spec.default_side), "width", *spec.sides)
+        height = _int(params.get("height", spec.default_side), "height", *spec.sides)
+        low, high = spec.pixels
+        if not low <= width * height <= high:
+            raise Rejected(f"image size must be between {low} and {high} pixels, got {width}x{height}")
+        quantity = _int(params.get("quantity", 1), "quantity", 1, spec.max_quantity)
+        seed = _int(params["seed"], "seed", 0, spec.max_seed) if "seed" in params else None
+        if params.get("mode", "QUALITY") not in ("FAST", "QUALITY"):
+            raise Rejected(f'invalid value for enum "mode": {params["mode"]!r}')
+        if params.get("output_format", "jpeg") not in ("jpeg", "png"):
+            raise Rejected(f'invalid value for enum "output_format": {params["output_format"]!r}')
         if params.get("prompt_enhance", "AUTO") not in ("AUTO", "ON", "OFF"):
             raise Rejected(f'invalid value for enum "prompt_enhance": {params["prompt_enhance"]!r}')
         styles = params.get("style_ids", [])
         if not isinstance(styles, list) or len(styles) > 1 or any(s not in STYLE_UUIDS for s in styles):
             raise Rejected(f'"style_ids" takes at most one of the preset style ids, got {styles!r}')
-        self._validate_guidances(params.get("guidances", {}))
+        self._validate_guidances(params.get("guidances", {}), spec)
         if BLOCKED_WORD in prompt.lower():
             raise Rejected(MODERATION_MESSAGE, code="unexpected", graphql=False)
         return FakeGeneration(
@@ -214,19 +268,19 @@ class FakeLeonardo(FakeProviderServer):
             fail=self.fail_generations,
         )
 
-    def _validate_guidances(self, guidances: Any) -> None:
+    def _validate_guidances(self, guidances: Any, spec: ModelSpec) -> None:
         if not isinstance(guidances, dict):
             raise Rejected('"guidances" must be an object')
         _only(guidances, {"image_reference"})
         references = guidances.get("image_reference", [])
         if not isinstance(references, list):
             raise Rejected('"image_reference" must be an array')
-        if len(references) > 6:
+        if len(references) > spec.max_references:
             raise Rejected("Too many images", code="bad-request", graphql=False)
         for item in references:
             if not isinstance(item, dict) or not isinstance(item.get("image"), dict):
                 raise Rejected('expecting a value for non-nullable variable: "image"')
-            _only(item, {"image", "strength", "order"})
+            _only(item, set(spec.reference_keys))
             _only(item["image"], {"id", "type", "url", "data", "width", "height"})
             if item.get("strength", "MID") not in ("LOW", "MID", "HIGH"):
                 raise Rejected(f'invalid value for enum "strength": {item["strength"]!r}')

@@ -1,4 +1,6 @@
-"""A strict fake of Novita's (and HighwayAPI's) synchronous ``/v3/seedream-4.5`` and ``/v3/seedream-4.0``.
+"""A strict fake of Novita's (and HighwayAPI's) synchronous ``/v3/seedream-4.5``, ``/v3/seedream-4.0`` and
+``/v3/seedream-5.0-lite`` (4.5's body; 2K/3K or WxH in [3,686,400, 10,404,496] px, ≤ 14 references;
+``output_format`` and ``seed`` are undocumented there, so this fake refuses them like any unknown field).
 
 It validates bodies as the documents say (field names per model, size tiers and pixel ranges, at most
 14/10 references, refs + outputs ≤ 15, ``optimize_prompt_options.mode`` standard only), rejects
@@ -20,24 +22,35 @@ from PIL import Image
 
 from tests.fakeproviders.common import FakeProviderServer
 
-MODELS = ("seedream-4.5", "seedream-4.0")
+MODELS = ("seedream-4.5", "seedream-4.0", "seedream-5.0-lite")
+_FIELDS_45 = {
+    "prompt",
+    "size",
+    "image",
+    "watermark",
+    "optimize_prompt_options",
+    "sequential_image_generation",
+    "sequential_image_generation_options",
+}
 FIELDS = {
-    "seedream-4.5": {
-        "prompt",
-        "size",
-        "image",
-        "watermark",
-        "optimize_prompt_options",
-        "sequential_image_generation",
-        "sequential_image_generation_options",
-    },
+    "seedream-4.5": _FIELDS_45,
+    "seedream-5.0-lite": _FIELDS_45,
     "seedream-4.0": {"prompt", "images", "size", "sequential_image_generation", "max_images", "watermark"},
 }
-TIERS = {"seedream-4.5": {"2K": 2048, "4K": 4096}, "seedream-4.0": {"1K": 1024, "2K": 2048, "4K": 4096}}
-PIXEL_RANGE = {"seedream-4.5": (3_686_400, 16_777_216), "seedream-4.0": (1024 * 1024, 4096 * 4096)}
-MAX_REFERENCES = {"seedream-4.5": 14, "seedream-4.0": 10}
+TIERS = {
+    "seedream-4.5": {"2K": 2048, "4K": 4096},
+    "seedream-4.0": {"1K": 1024, "2K": 2048, "4K": 4096},
+    "seedream-5.0-lite": {"2K": 2048, "3K": 3072},
+}
+PIXEL_RANGE = {
+    "seedream-4.5": (3_686_400, 16_777_216),
+    "seedream-4.0": (1024 * 1024, 4096 * 4096),
+    "seedream-5.0-lite": (3_686_400, 10_404_496),
+}
+MAX_REFERENCES = {"seedream-4.5": 14, "seedream-4.0": 10, "seedream-5.0-lite": 14}
 REFERENCE_FORMATS = {
     "seedream-4.5": {"JPEG", "PNG", "WEBP", "BMP", "TIFF", "GIF"},
+    "seedream-5.0-lite": {"JPEG", "PNG", "WEBP", "BMP", "TIFF", "GIF"},
     "seedream-4.0": {"JPEG", "PNG"},
 }
 DATA_URI = re.compile(r"^data:image/([a-z]+);base64,(.+)$", re.DOTALL)
@@ -114,7 +127,7 @@ class FakeNovitaServer(FakeProviderServer):
         if not isinstance(prompt, str) or not prompt.strip():
             raise Rejected(400, "INVALID_REQUEST_BODY", "prompt is required")
         width, height = self._size(model, body.get("size", "2048x2048"))
-        refs_field = "image" if model == "seedream-4.5" else "images"
+        refs_field = "images" if model == "seedream-4.0" else "image"
         references = body.get(refs_field, [])
         if not isinstance(references, list) or (refs_field in body and not references):
             raise Rejected(400, "INVALID_REQUEST_BODY", f"{refs_field} must be a non-empty array")
@@ -129,7 +142,7 @@ class FakeNovitaServer(FakeProviderServer):
         mode = body.get("sequential_image_generation", "disabled")
         if mode not in ("auto", "disabled"):
             raise Rejected(400, "INVALID_REQUEST_BODY", "sequential_image_generation must be auto or disabled")
-        if model == "seedream-4.5":
+        if model != "seedream-4.0":
             options = body.get("sequential_image_generation_options", {})
             if not isinstance(options, dict) or set(options) - {"max_images"}:
                 raise Rejected(400, "INVALID_REQUEST_BODY", "sequential_image_generation_options is invalid")

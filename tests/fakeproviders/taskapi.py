@@ -1,4 +1,8 @@
-"""A strict fake of the gccai / APIMart task API for ``doubao-seedream-4.5`` (seed 004).
+"""A strict fake of the gccai / APIMart task API for ``doubao-seedream-4.5`` (seed 004) and 5.0 Lite.
+
+5.0 Lite (``doubao-seedream-5-0-lite`` and its spellings, provider reference §10.4): ``resolution`` 2K
+or 3K only, the aspect enum without ``9:21``, ``n`` 1–4, ``output_format`` jpeg (default) or png, and
+the documented 16:9 sizes 2848×1600 (2K) and 4096×2304 (3K).
 
 Validates create bodies as the page documents them (model list, ``size`` aspect enum, ``resolution``
 2K/4K, ``n`` a JSON number 1–15 and > 1 only with ``image_urls``, ≤ 10 data-URI references decoded and
@@ -27,6 +31,7 @@ from PIL import Image, UnidentifiedImageError
 from tests.fakeproviders.common import FakeProviderServer
 
 MODELS = frozenset({"doubao-seedance-4-5", "Doubao-Seedream-4.5", "doubao-seedream-4.5", "doubao-seedream-4-5"})
+LITE_MODELS = frozenset({"doubao-seedream-5-0-lite", "doubao-seedream-5.0-lite", "Doubao-Seedream-5.0-lite"})
 ASPECTS = ("1:1", "4:3", "3:4", "16:9", "9:16", "3:2", "2:3", "21:9", "9:21")
 #: Output sizes: the doc's table (2K 1:1 2048², 16:9 2560×1440; 4K 1:1 4096², 16:9 5404×3040), other ratios
 #: from Seedream's recommended 2K sizes and 4K sizes of about the same 16.5 MP.
@@ -52,6 +57,15 @@ SIZES = {
         "2:3": (3328, 4992),
         "21:9": (6198, 2656),
         "9:21": (2656, 6198),
+    },
+}
+#: 5.0 Lite: bot.sizes' 2K table scaled 1.5× for 3K, with the documented 16:9 / 9:16 sizes.
+SIZES_LITE = {
+    "2K": {**SIZES["2K"], "16:9": (2848, 1600), "9:16": (1600, 2848)},
+    "3K": {
+        **{aspect: (w * 3 // 2, h * 3 // 2) for aspect, (w, h) in SIZES["2K"].items()},
+        "16:9": (4096, 2304),
+        "9:16": (2304, 4096),
     },
 }
 FIELDS = frozenset(
@@ -164,27 +178,33 @@ class FakeTaskApi(FakeProviderServer):
         """Returns (n, width, height) of an acceptable body; raises Rejected as the API would."""
         if not isinstance(body, dict):
             raise Rejected("Request body must be a JSON object")
-        unknown = sorted(set(body) - FIELDS)
+        lite = body.get("model") in LITE_MODELS
+        unknown = sorted(set(body) - FIELDS - ({"output_format"} if lite else set()))
         if unknown:
             raise Rejected(f"Unknown parameter(s): {', '.join(unknown)}")
-        if body.get("model") not in MODELS:
-            raise Rejected(f"Model {body.get('model')!r} is not supported; use one of {sorted(MODELS)}")
+        if body.get("model") not in MODELS | LITE_MODELS:
+            raise Rejected(f"Model {body.get('model')!r} is not supported; use one of {sorted(MODELS | LITE_MODELS)}")
         prompt = body.get("prompt")
         if not isinstance(prompt, str) or not prompt.strip():
             raise Rejected("prompt is required")
+        aspects = tuple(a for a in ASPECTS if not (lite and a == "9:21"))
         size = body.get("size", "1:1")
-        if size not in (*ASPECTS, "auto"):
-            raise Rejected(f"size must be one of {', '.join(ASPECTS)}, auto")
+        if size not in (*aspects, "auto"):
+            raise Rejected(f"size must be one of {', '.join(aspects)}, auto")
         resolution = body.get("resolution", "2K")
+        table = SIZES_LITE if lite else SIZES
         if resolution == "1K":
             raise Rejected("Seedream-4.5 does not support 1K resolution")
-        if resolution not in SIZES:
-            raise Rejected("resolution must be 2K or 4K")
+        if resolution not in table:
+            raise Rejected(f"resolution must be {' or '.join(table)}")
+        if body.get("output_format", "jpeg") not in ("jpeg", "png"):
+            raise Rejected("output_format must be jpeg or png")
         n = body.get("n", 1)
+        most = 4 if lite else 15
         if type(n) is not int:
             raise Rejected("n must be a number, not a string")
-        if not 1 <= n <= 15:
-            raise Rejected("n must be between 1 and 15")
+        if not 1 <= n <= most:
+            raise Rejected(f"n must be between 1 and {most}")
         references = self._references(body.get("image_urls"))
         if size == "auto" and not references:
             raise Rejected("size 'auto' requires image_urls")
@@ -195,8 +215,8 @@ class FakeTaskApi(FakeProviderServer):
         self._check_options(body)
         if size == "auto":
             first_w, first_h = references[0]
-            size = min(ASPECTS, key=lambda a: abs(int(a.split(":")[0]) / int(a.split(":")[1]) - first_w / first_h))
-        width, height = SIZES[resolution][size]
+            size = min(aspects, key=lambda a: abs(int(a.split(":")[0]) / int(a.split(":")[1]) - first_w / first_h))
+        width, height = table[resolution][size]
         return n, width, height
 
     @staticmethod
