@@ -203,6 +203,16 @@ async def test_a_transaction_that_raises_is_rolled_back_whole(pg_db: PostgresDat
     assert await pg_db.fetchone("SELECT 1 FROM jobs WHERE id = ?", (job.id,)) is None
 
 
+async def test_a_read_that_finds_no_free_connection_is_store_busy(pg_url: str) -> None:
+    """Reading through ``db`` while every pooled connection is a transaction gives up instead of hanging."""
+    async with PostgresDatabase(pg_url, min_size=1, max_size=1, acquire_timeout=0.2) as db:
+        async with db.transaction() as conn:
+            with pytest.raises(StoreBusy):
+                await db.fetchone("SELECT 1")
+            assert (await conn.execute_fetchall("SELECT 1"))[0][0] == 1
+        assert await db.fetchone("SELECT 1") == (1,)
+
+
 # -- the admission rule ----------------------------------------------------------------------------
 async def test_a_refused_admission_writes_nothing(pg_db: PostgresDatabase) -> None:
     jobs = JobRepository(pg_db)

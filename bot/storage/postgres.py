@@ -54,6 +54,8 @@ _MIGRATION_LOCK = (24300, 0)
 #: busy timeout: another process's short transactions are ridden out, a stuck one is not waited for.
 LOCK_TIMEOUT_MS = 5_000
 CONNECT_TIMEOUT_S = 10.0
+#: How long a call waits for a free pooled connection before it fails with ``StoreBusy``.
+ACQUIRE_TIMEOUT_S = 10.0
 #: SQLSTATEs that mean "someone else held on, try again": serialization_failure, deadlock_detected,
 #: lock_not_available (lock_timeout). The transaction was rolled back whole.
 _BUSY_STATES = {"40001", "40P01", "55P03"}
@@ -345,23 +347,42 @@ class PgConnection:
             return list(await self.raw.fetch(translate(sql), *params))
 
 
+@asynccontextmanager
+async def _pooled(pool: asyncpg.Pool, timeout: float) -> AsyncIterator[Any]:
+    """A connection from ``pool``; ``StoreBusy`` if none frees up within ``timeout`` seconds.
+
+    Without the timeout, code that reads through ``db`` while it holds ``db.transaction()`` (harmless on
+    SQLite's one connection) could wait forever once every pooled connection is such a transaction.
+    """
+    try:
+        raw = await pool.acquire(timeout=timeout)
+    except TimeoutError:
+        raise StoreBusy(f"no free database connection within {timeout:g} s (pool of {pool.get_max_size()})") from None
+    try:
+        yield raw
+    finally:
+        await pool.release(raw)
+
+
 class PgPool:
     """The pool seen as one connection (``PostgresDatabase.conn``): each call is its own autocommit statement."""
 
-    def __init__(self, pool: asyncpg.Pool) -> None:
+    def __init__(self, pool: asyncpg.Pool, acquire_timeout: float = ACQUIRE_TIMEOUT_S) -> None:
         self.pool = pool
+        self.acquire_timeout = acquire_timeout
 
     async def execute(self, sql: str, params: Sequence[Any] = ()) -> PgCursor:
-        async with self.pool.acquire() as raw:
+        async with _pooled(self.pool, self.acquire_timeout) as raw:
             return await _execute(raw, sql, params)
 
     async def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> PgCursor:
-        async with self.pool.acquire() as raw, raw.transaction():
+        async with _pooled(self.pool, self.acquire_timeout) as raw, raw.transaction():
             return await PgConnection(raw).executemany(sql, rows)
 
     async def execute_fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[asyncpg.Record]:
-        with _mapped("reading"):
-            return list(await self.pool.fetch(translate(sql), *params))
+        async with _pooled(self.pool, self.acquire_timeout) as raw:
+            with _mapped("reading"):
+                return list(await raw.fetch(translate(sql), *params))
 
 
 def pg_migration_files() -> list[tuple[int, str, str]]:
@@ -395,6 +416,7 @@ class PostgresDatabase:
         max_size: int = 10,
         connect_timeout: float = CONNECT_TIMEOUT_S,
         lock_timeout_ms: int = LOCK_TIMEOUT_MS,
+        acquire_timeout: float = ACQUIRE_TIMEOUT_S,
         application_name: str = "seedream-bot",
     ) -> None:
         if not is_postgres_url(url):
@@ -405,6 +427,7 @@ class PostgresDatabase:
         self.min_size, self.max_size = min_size, max_size
         self.connect_timeout = connect_timeout
         self.lock_timeout_ms = lock_timeout_ms
+        self.acquire_timeout = acquire_timeout
         self.application_name = application_name
         self._pool: asyncpg.Pool | None = None
 
@@ -425,7 +448,7 @@ class PostgresDatabase:
     @property
     def conn(self) -> PgPool:
         """The pool in aiosqlite's clothes, for code that reads through ``db.conn``."""
-        return PgPool(self.pool)
+        return PgPool(self.pool, self.acquire_timeout)
 
     async def open(self) -> PostgresDatabase:
         """Create the pool (``min_size`` connections at once); ``PostgresUnavailable`` if that fails."""
@@ -464,9 +487,10 @@ class PostgresDatabase:
 
         Unlike SQLite, a failed statement spoils the rest of the transaction (every later statement
         fails until it ends): a block that wants to carry on after an error uses a savepoint
-        (``async with conn.raw.transaction():`` nests as one).
+        (``async with conn.raw.transaction():`` nests as one). Inside the block, read through ``conn``:
+        ``db.fetchone`` takes another connection, which does not see this transaction's writes.
         """
-        async with self.pool.acquire() as raw:
+        async with _pooled(self.pool, self.acquire_timeout) as raw:
             transaction = raw.transaction()
             with _mapped("starting a write"):
                 await transaction.start()
@@ -486,7 +510,7 @@ class PostgresDatabase:
 
     async def write(self, sql: str, params: Sequence[Any] = ()) -> None:
         """One statement as its own transaction (autocommit) on a pooled connection."""
-        async with self.pool.acquire() as raw:
+        async with _pooled(self.pool, self.acquire_timeout) as raw:
             await _execute(raw, sql, params)
 
     async def fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[asyncpg.Record]:
