@@ -17,6 +17,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import gc
+import os
+from pathlib import Path
 from typing import Any
 
 import _common as c
@@ -26,7 +28,16 @@ from tests.fakediscord import FakeDiscord
 TARGET_P99 = 0.100
 
 
-async def one_round(n: int, patches: list[str]) -> dict[str, Any]:
+async def one_round(n: int, patches: list[str], root: str | None = None) -> dict[str, Any]:
+    saved = c.BOT_ROOT
+    c.BOT_ROOT = Path(root).resolve() if root else saved
+    try:
+        return await _one_round(n, patches)
+    finally:
+        c.BOT_ROOT = saved
+
+
+async def _one_round(n: int, patches: list[str]) -> dict[str, Any]:
     with c.workdir(f"ack{n}") as tmp:
         async with FakeDiscord(token=c.BOT_TOKEN, discord_limits=False) as fake:  # figures measured with generic limits
             world = await c.World(fake).build(users=50)
@@ -64,9 +75,14 @@ async def main() -> None:
     parser.add_argument("--patch", action="append", default=None, help="proposed fixes from _botproc.py")
     args = parser.parse_args()
     variants: dict[str, list[str]] = {"as is": []}
+    roots: dict[str, str | None] = {}
+    before = os.environ.get("BENCH_BEFORE")  # an older checkout, measured in the same run
+    if before:
+        variants["+before"] = []
+        roots["+before"] = before
     if args.patch is not None:
         variants["+" + "+".join(args.patch)] = args.patch
-    else:  # the code before cogs/ackfirst.py, and the floor: a command that only defers
+    elif not before:  # the code before cogs/ackfirst.py, and the floor: a command that only defers
         variants |= {"+no_ack_first": ["no_ack_first"], "+ack_only": ["ack_only"]}
     c.header("ack_latency: N concurrent /imagine, bot in its own process")
     rows, result = [], {}
@@ -75,7 +91,7 @@ async def main() -> None:
         refused, spread = 0, []
         for _ in range(args.rounds):
             for label, patches in variants.items():
-                r = await one_round(n, patches)
+                r = await one_round(n, patches, roots.get(label))
                 acks[label] += r["acks"]
                 refused += r["refused"]
                 spread.append(r["spread"])

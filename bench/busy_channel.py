@@ -5,7 +5,8 @@ Run: python bench/busy_channel.py [--sizes 40,100] [--rounds 1]
 
 The bot is the real ``python -m bot run`` in its own process; the fake Discord applies Discord's limits
 (5 messages and 5 edits per 5 s per channel, 5 per 2 s per interaction token, 50 bot-token requests per
-second); the provider is the instant ``local`` one at 1K, so Discord's limits alone set the pace. For each
+second); the provider is the ``local`` one at 1K made instant (``instant_local`` in _botproc.py: each size is drawn
+once), so Discord's limits alone set the pace. For each
 member it measures, from the moment the commands are dispatched: when their answer became visible (the
 card, or the old "Queued" reply) and when their pictures did. It prints the time until every result is
 visible, the median and p95 per member, the requests per job by route and token, and the floor that
@@ -69,7 +70,10 @@ async def one_round(n: int, root: str | None) -> dict[str, Any]:
                 settings = c.settings_for(
                     fake, world.guild, tmp, discord={"status_edit_seconds": 5.0, "shutdown_grace_seconds": 0}
                 )
-                async with c.bot_process(fake, settings, tmp) as bot:
+                # instant_local: the local provider reuses its drawn PNG, so Pillow's drawing (~40 ms a
+                # picture) does not compete with the delivery being measured
+                env = {"BENCH_BOT_ROOT": str(c.BOT_ROOT)}
+                async with c.bot_process(fake, settings, tmp, env=env, patches=["instant_local"]) as bot:
                     await asyncio.sleep(0.5)  # start-up settles (command sync, READY)
                     since = len(fake.state.rest_log)
                     started = time.time()
