@@ -18,7 +18,7 @@ from bot.errors import SeedreamError
 from bot.jobs.models import Job, JobState
 from bot.jobs.repository import JobRepository
 from bot.providers.base import GenerationRequest
-from bot.quota import Admission, AdmissionRefused, AllowanceExceeded, Ledger
+from bot.quota import _GLOBAL_USED_SQL, Admission, AdmissionRefused, AllowanceExceeded, Ledger
 from bot.storage import StoreBusy
 from bot.storage.postgres import (
     PostgresDatabase,
@@ -237,6 +237,51 @@ async def test_the_ledger_explains_a_refusal_on_postgres(pg_db: PostgresDatabase
     with pytest.raises(AllowanceExceeded, match="you have 1 of 5 left"):
         await admit(2)
     assert await ledger.used(GUILD, 8) == 4
+
+
+async def test_the_trigger_counts_what_the_ledger_reports(pg_db: PostgresDatabase) -> None:
+    """The trigger's sums (written for speed) agree with Ledger.used/global_used (quota.py's join) at the edge:
+    a job reserved before the window and refunded inside it, a partly refunded job, a manual refund."""
+    now = [1_800_000_000.0]
+    ledger = Ledger(pg_db, QuotaSection(window="rolling", rolling_hours=1), lambda: now[0])
+    jobs = JobRepository(pg_db)
+    t0, user = now[0], 13
+
+    async def admit(units: int, at: float, **limits: object) -> Job:
+        job = new_job(user=user, units=units, now=at)
+        await jobs.admit(job, Admission(window_start=t0 - 3600, **limits))  # type: ignore[arg-type]
+        return job
+
+    async def at(when: float, action: object) -> None:
+        now[0] = when
+        async with pg_db.transaction() as conn:
+            await action(conn)  # type: ignore[operator]
+
+    old = await admit(3, t0 - 7200, limit=None)
+    await at(t0 - 100, lambda conn: ledger.settle(conn, old.id, 2))  # refunds 1 unit of a reservation before the window
+    partly = await admit(4, t0 - 1800, limit=None)
+    await at(t0 - 1700, lambda conn: ledger.settle(conn, partly.id, 2))  # commits 2, refunds 2
+    await at(
+        t0 - 1000,
+        lambda conn: ledger.refund_manually(conn, guild_id=GUILD, user_id=user, units=1, actor_id=1, note="sorry"),
+    )
+    await admit(5, t0 - 500, limit=None)
+    now[0] = t0
+    used = await ledger.used(GUILD, user)
+    assert used == 4 - 2 - 1 + 5
+
+    await admit(2, t0, limit=used + 2)  # fits exactly
+    with pytest.raises(AdmissionRefused, match="allowance"):
+        await admit(1, t0, limit=used + 2)
+    assert await ledger.used(GUILD, user) == used + 2
+
+    row = await pg_db.fetchone(_GLOBAL_USED_SQL, (t0 - 3600, t0 - 3600))  # the bot's "day" from t0 - 3600
+    assert row is not None
+    spent = int(row[0])
+    assert spent == used + 2  # one member: the same entries
+    await admit(1, t0, limit=None, daily_cap=spent + 1, daily_start=t0 - 3600)
+    with pytest.raises(AdmissionRefused, match="daily cap"):
+        await admit(1, t0, limit=None, daily_cap=spent + 1, daily_start=t0 - 3600)
 
 
 async def admit_many(stores: list[PostgresDatabase], jobs: list[Job], admission: Admission) -> tuple[int, list[str]]:

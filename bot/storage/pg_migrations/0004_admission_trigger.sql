@@ -16,6 +16,13 @@
 -- reads a snapshot taken after the lock was granted: every reservation of an earlier holder is
 -- committed and counted. Commits and refunds take no lock: they can only lower a sum, so a check that
 -- misses one refuses conservatively and never overspends.
+--
+-- The sums are bot/quota.py's _USED_SQL and _GLOBAL_USED_SQL (and SQLite's trigger), written for speed:
+-- those join every entry to its job's 'reserve' entry to date it; here only refunds are looked up, since
+-- a job has exactly one 'reserve' entry (this trigger writes it), a reserve entry is its own reservation
+-- and commits add nothing. The member's sum costs one index range scan instead of a join against the
+-- whole ledger (0.3 ms instead of 2 ms at 300 entries a member). tests/test_postgres_store.py checks
+-- that the trigger admits exactly what Ledger.used leaves.
 
 ALTER TABLE jobs ADD COLUMN admit_limit INTEGER;
 ALTER TABLE jobs ADD COLUMN admit_window_start DOUBLE PRECISION;
@@ -50,25 +57,27 @@ BEGIN
     END IF;
 
     IF NEW.cost_units > 0 AND NEW.admit_limit IS NOT NULL THEN
-        SELECT COALESCE(SUM(CASE l.entry WHEN 'reserve' THEN l.units WHEN 'refund' THEN -l.units ELSE 0 END), 0)
+        SELECT COALESCE(SUM(l.units) FILTER (WHERE l.entry = 'reserve'), 0)
+             - COALESCE(SUM(l.units) FILTER (WHERE l.entry = 'refund' AND COALESCE(
+                   (SELECT r.created_at FROM quota_ledger AS r WHERE r.job_id = l.job_id AND r.entry = 'reserve' LIMIT 1),
+                   l.created_at) >= NEW.admit_window_start), 0)
         INTO used
         FROM quota_ledger AS l
-        LEFT JOIN quota_ledger AS r ON r.job_id = l.job_id AND r.entry = 'reserve'
         WHERE l.user_id = NEW.requester_id AND l.guild_id IS NOT DISTINCT FROM NEW.guild_id
-          AND l.created_at >= NEW.admit_window_start
-          AND COALESCE(r.created_at, l.created_at) >= NEW.admit_window_start;
+          AND l.created_at >= NEW.admit_window_start AND l.entry <> 'commit';
         IF GREATEST(0, used) + NEW.cost_units > NEW.admit_limit THEN
             RAISE EXCEPTION 'admission refused: allowance';
         END IF;
     END IF;
 
     IF NEW.cost_units > 0 AND NEW.admit_daily_cap IS NOT NULL THEN
-        SELECT COALESCE(SUM(CASE l.entry WHEN 'reserve' THEN l.units WHEN 'refund' THEN -l.units ELSE 0 END), 0)
+        SELECT COALESCE(SUM(l.units) FILTER (WHERE l.entry = 'reserve'), 0)
+             - COALESCE(SUM(l.units) FILTER (WHERE l.entry = 'refund' AND COALESCE(
+                   (SELECT r.created_at FROM quota_ledger AS r WHERE r.job_id = l.job_id AND r.entry = 'reserve' LIMIT 1),
+                   l.created_at) >= NEW.admit_daily_start), 0)
         INTO used
         FROM quota_ledger AS l
-        LEFT JOIN quota_ledger AS r ON r.job_id = l.job_id AND r.entry = 'reserve'
-        WHERE l.created_at >= NEW.admit_daily_start
-          AND COALESCE(r.created_at, l.created_at) >= NEW.admit_daily_start;
+        WHERE l.created_at >= NEW.admit_daily_start AND l.entry <> 'commit';
         IF used + NEW.cost_units > NEW.admit_daily_cap THEN
             RAISE EXCEPTION 'admission refused: daily cap';
         END IF;
