@@ -8,14 +8,17 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
 
+from bot import sizes
 from bot.errors import ConfigError
 
 DISCORD_API_BASE = "https://discord.com/api/v10"
@@ -39,6 +42,9 @@ class DiscordSection(Section):
     status_edit_seconds: float = Field(default=5.0, ge=0)  # at most one status-message edit per job this often
     shutdown_grace_seconds: float = Field(default=20.0, ge=0)
     guild_ready_timeout: float = Field(default=2.0, ge=0)  # discord.py waits this long for guilds before on_ready
+    #: ``run`` retries an unreachable Discord (no DNS, connection refused, no answer) with backoff for this
+    #: long, one log line per attempt, then exits with code 1 (a supervisor restarts it later).
+    login_timeout_seconds: float = Field(default=120.0, gt=0)
     #: Who may take bot-wide actions (resume a provider paused for credit for every server); empty = the
     #: Discord application's owner, or its team's admins and developers. When set, only these user ids.
     owner_ids: list[int] = []
@@ -82,6 +88,13 @@ class GenerationSection(Section):
     #: Posted images carry their prompt, model, seed and job id in the file's metadata (PNG text, JPEG XMP).
     provenance: bool = True
 
+    @field_validator("default_aspect")
+    @classmethod
+    def _aspect_is_listed(cls, value: str) -> str:
+        if value not in sizes.ASPECT_RATIOS:
+            raise ValueError(f"choose one of {' '.join(sizes.ASPECT_RATIOS)}")
+        return value
+
 
 class QuotaSection(Section):
     """Default allowance per member; moderators refine it per guild, role, channel and member."""
@@ -94,6 +107,27 @@ class QuotaSection(Section):
     resolution_weights: dict[str, int] = {"1K": 1, "2K": 1, "3K": 2, "4K": 2}
     global_daily_cap: int = Field(default=0, ge=0)  # 0 = no cap on the whole bot
     guild_allowlist: list[int] = []  # empty = every guild may use the bot
+
+    @field_validator("timezone")
+    @classmethod
+    def _timezone_exists(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError, OSError):
+            raise ValueError(
+                "not a known time zone; use an IANA name such as UTC, Europe/Paris or America/New_York"
+            ) from None
+        return value
+
+    @field_validator("resolution_weights")
+    @classmethod
+    def _weights_are_resolutions(cls, weights: dict[str, int]) -> dict[str, int]:
+        for resolution, weight in weights.items():
+            if resolution not in sizes.RESOLUTIONS:
+                raise ValueError(f"{resolution!r} is not a resolution; use {', '.join(sizes.RESOLUTIONS)}")
+            if weight < 0:
+                raise ValueError(f"the weight of {resolution} must be 0 or more")
+        return weights
 
 
 class MetricsSection(Section):
@@ -204,6 +238,11 @@ def _default_providers() -> dict[str, ProviderConfig]:
     return {"local": LocalProviderConfig()}
 
 
+#: A provider's name is what members pick in /imagine and what ``SEEDREAM_PROVIDERS__NAME__KEY`` targets
+#: (environment names are read in lower case), so it is lower case, short and has no spaces.
+PROVIDER_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,31}$")
+
+
 class Settings(Section):
     """The whole configuration. Precedence: ``SEEDREAM_*`` env > TOML file > defaults."""
 
@@ -214,6 +253,23 @@ class Settings(Section):
     logging: LoggingSection = LoggingSection()
     metrics: MetricsSection = MetricsSection()
     providers: dict[str, ProviderConfig] = Field(default_factory=_default_providers)
+    #: Dotted keys set by ``SEEDREAM_*`` variables (``generation.workers`` -> ``SEEDREAM_GENERATION__WORKERS``).
+    _from_env: dict[str, str] = PrivateAttr(default_factory=dict)
+
+    @field_validator("providers")
+    @classmethod
+    def _provider_names(cls, providers: dict[str, ProviderConfig]) -> dict[str, ProviderConfig]:
+        if not providers:
+            raise ValueError('configure at least one provider, e.g. [providers.local] kind = "local"')
+        for name in providers:
+            if not PROVIDER_NAME.match(name):
+                raise ValueError(
+                    f"provider name {name!r} must be 1-32 lower-case letters, digits, '-' or '_' (members pick it"
+                    " in /imagine)"
+                )
+        if len(providers) > 25:
+            raise ValueError("at most 25 providers (Discord offers at most 25 choices)")
+        return providers
 
     @model_validator(mode="after")
     def _default_provider_exists(self) -> Settings:
@@ -233,6 +289,11 @@ class Settings(Section):
     def uses_real_discord(self) -> bool:
         return self.discord.api_base == DISCORD_API_BASE
 
+    @property
+    def from_env(self) -> dict[str, str]:
+        """Which settings came from the environment: dotted key -> the ``SEEDREAM_*`` variable that set it."""
+        return dict(self._from_env)
+
     def secret_env_vars(self) -> dict[str, str]:
         """Every environment variable that holds a secret, keyed by what it is for."""
         names = {"discord token": self.discord.token_env}
@@ -242,11 +303,16 @@ class Settings(Section):
         return names
 
 
-def _describe_error(error: Any) -> str:
+def _error_path(error: Any) -> list[str]:
     loc = [str(part) for part in error["loc"]]
     # A discriminated union puts the chosen kind into the path (providers.leo.leonardo.model): drop it.
     if len(loc) > 2 and loc[0] == "providers" and loc[2] in PROVIDER_KINDS:
         del loc[2]
+    return loc
+
+
+def _describe_error(error: Any) -> str:
+    loc = _error_path(error)
     key = ".".join(loc) or "(top level)"
     message = str(error["msg"]).removeprefix("Value error, ")
     if error["type"] == "extra_forbidden":
@@ -264,11 +330,13 @@ def _describe_error(error: Any) -> str:
 ENV_PREFIX = "SEEDREAM_"
 
 
-def apply_env_overrides(data: dict[str, Any], environ: Mapping[str, str]) -> None:
+def apply_env_overrides(data: dict[str, Any], environ: Mapping[str, str]) -> dict[tuple[str, ...], str]:
     """Overlay ``SEEDREAM_SECTION__KEY=value`` variables onto the file's data (``__`` nests deeper).
 
     Values are read as JSON when they parse (numbers, booleans, lists), else taken as plain strings.
+    Returns the key path each variable set, so a mistake can be blamed on the variable, not the file.
     """
+    applied: dict[tuple[str, ...], str] = {}
     for name, raw in sorted(environ.items()):
         if not name.startswith(ENV_PREFIX):
             continue
@@ -286,6 +354,39 @@ def apply_env_overrides(data: dict[str, Any], environ: Mapping[str, str]) -> Non
                 child = node[part] = {}
             node = child
         node[path[-1]] = value
+        applied[tuple(path)] = name
+    return applied
+
+
+def _env_source(loc: list[str], applied: Mapping[tuple[str, ...], str]) -> str | None:
+    """The variable that set the key at ``loc`` (or a table around it, or a value inside it), if any."""
+    for path, name in applied.items():
+        depth = min(len(path), len(loc))
+        if depth and tuple(loc[:depth]) == path[:depth]:
+            return name
+    return None
+
+
+def _read_config(path: Path) -> dict[str, Any]:
+    """The TOML file as data; ``ConfigError`` with one line for anything that is not a readable UTF-8 TOML file."""
+    try:
+        text = path.read_bytes().decode("utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"config file {path} does not exist") from None
+    except IsADirectoryError:
+        raise ConfigError(f"{path} is a folder, not a config file: pass the TOML file itself") from None
+    except PermissionError:
+        raise ConfigError(f"cannot read {path}: permission denied (give the bot's user read access)") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            f"{path} is not UTF-8 text (byte 0x{exc.object[exc.start]:02x} at offset {exc.start}): save it as UTF-8"
+        ) from None
+    except OSError as exc:
+        raise ConfigError(f"cannot read {path}: {exc.strerror or exc}") from None
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
 
 
 def load_settings(path: Path | None = None) -> Settings:
@@ -299,16 +400,17 @@ def load_settings(path: Path | None = None) -> Settings:
         path = DEFAULT_CONFIG_PATH
     if path is not None:
         source = str(path)
-        try:
-            data = tomllib.loads(path.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            raise ConfigError(f"config file {path} does not exist") from None
-        except tomllib.TOMLDecodeError as exc:
-            raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+        data = _read_config(path)
     data.setdefault("providers", {"local": {"kind": "local"}})
-    apply_env_overrides(data, os.environ)
+    applied = apply_env_overrides(data, os.environ)
     try:
-        return Settings.model_validate(data)
+        settings = Settings.model_validate(data)
     except ValidationError as exc:
-        lines = [f"{source}: {_describe_error(err)}" for err in exc.errors()]
+        lines = []
+        for err in exc.errors():
+            variable = _env_source(_error_path(err), applied)
+            origin = f"environment variable {variable}" if variable else source
+            lines.append(f"{origin}: {_describe_error(err)}")
         raise ConfigError("\n".join(lines)) from None
+    settings._from_env = {".".join(path): name for path, name in applied.items()}
+    return settings

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import os
+import re
+import tomllib
+import typing
 from pathlib import Path
 
 import pytest
+from pydantic import TypeAdapter
 
-from bot.config import LeonardoConfig, Settings, load_settings
+from bot.config import LeonardoConfig, ProviderConfig, ProviderSection, Settings, load_settings
 from bot.errors import ConfigError
 
 REPO = Path(__file__).resolve().parents[1]
@@ -29,10 +34,59 @@ def test_defaults_use_local_provider_and_sqlite(monkeypatch: pytest.MonkeyPatch,
 
 def test_example_config_is_valid() -> None:
     settings = load_settings(REPO / "config.example.toml")
-    leonardo = settings.providers["leonardo"]
-    assert isinstance(leonardo, LeonardoConfig)
-    assert leonardo.api_key_env == "LEONARDO_API_KEY"
     assert settings.discord.attachment_hosts == ["https://cdn.discordapp.com", "https://media.discordapp.net"]
+    assert settings.generation.default_provider == "local"
+
+
+def test_the_example_enables_nothing_that_needs_a_key(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A newcomer copies the example and runs the bot: no provider may wait for a key they do not have."""
+    for name in [n for n in os.environ if n.startswith("SEEDREAM_")]:
+        monkeypatch.delenv(name)
+    settings = load_settings(REPO / "config.example.toml")
+    assert {name: p.api_key_env for name, p in settings.providers.items() if p.api_key_env} == {}
+    assert list(settings.secret_env_vars().values()) == ["DISCORD_TOKEN"]
+
+
+def example_blocks() -> dict[str, str]:
+    """Each ``[providers.NAME]`` table of the example, enabled or commented out, as TOML with the '# ' removed."""
+    blocks: dict[str, list[str]] = {}
+    current: list[str] | None = None
+    for line in (REPO / "config.example.toml").read_text().splitlines():
+        bare = line.removeprefix("# ") if line.startswith("# ") else line
+        header = re.match(r"^\[providers\.([a-z0-9_-]+)\]", bare)
+        if header:
+            current = blocks.setdefault(header.group(1), [])
+        elif current is not None and re.match(r"^\s*[a-z_]+ = ", bare):
+            current.append(bare)
+        elif not line.strip() or line.startswith("["):
+            current = None
+    return {name: "\n".join(lines) for name, lines in blocks.items()}
+
+
+PROVIDER_CLASSES = typing.get_args(typing.get_args(ProviderConfig)[0])
+
+
+@pytest.mark.parametrize("cls", PROVIDER_CLASSES, ids=lambda c: c.__name__)
+def test_every_provider_kind_has_a_block_with_every_key_in_the_example(cls: type[ProviderSection]) -> None:
+    """Each kind's block lists every field it reads; uncommented, it is valid and shows the defaults."""
+    kind = cls.model_fields["kind"].default
+    blocks = [text for text in example_blocks().values() if f'kind = "{kind}"' in text]
+    assert len(blocks) == 1, f"config.example.toml needs one [providers.NAME] block with kind = {kind!r}"
+    data = tomllib.loads(blocks[0])
+    missing = sorted(set(cls.model_fields) - set(data))
+    assert missing == [], f"[providers] kind={kind}: add {missing} to config.example.toml"
+    if kind == "local":
+        assert data.pop("api_key_env") == ""  # listed only to say it is not used
+    config = TypeAdapter(ProviderConfig).validate_python(data)
+    defaults = cls()
+    assert {k: getattr(config, k) for k in data} == {k: getattr(defaults, k) for k in data}
+
+
+def test_every_key_in_the_example_has_a_comment() -> None:
+    lines = (REPO / "config.example.toml").read_text().splitlines()
+    bare = [line.removeprefix("# ") for line in lines]
+    uncommented = [line for line in bare if re.match(r"^[a-z_]+ = ", line) and " # " not in line]
+    assert uncommented == []
 
 
 def test_contract_keys_are_read(tmp_path: Path) -> None:
