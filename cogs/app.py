@@ -3,21 +3,27 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import json
 import logging
 import signal
+import socket
 import time
 from collections.abc import Callable
 from typing import Any
 
 import aiohttp
 import discord
+import yarl
 from discord.ext import commands
 
 from bot.config import Settings
 from bot.generation import GenerationService
+from bot.health import HEARTBEAT_SECONDS, beat
 from bot.jobs.engine import JobEngine
 from bot.retention import remove_old_images
 from bot.services import Services
+from bot.storage.meta import get_meta, set_meta
 from cogs import EXTENSIONS
 from cogs.ackfirst import AckFirst
 from cogs.cards import CardStarter
@@ -27,6 +33,120 @@ from cogs.errors import SeedreamTree
 
 log = logging.getLogger(__name__)
 HTTP_CONNECTIONS = 32
+PORTAL = "https://discord.com/developers/applications"
+#: One try to reach Discord at start-up waits at most this long for an answer.
+ATTEMPT_TIMEOUT_SECONDS = 15.0
+#: Backoff between tries: 1, 2, 4 ... seconds, at most this.
+MAX_BACKOFF_SECONDS = 30.0
+
+
+def plural(count: int, word: str) -> str:
+    """``1 guild``, ``2 guilds``."""
+    return f"{count} {word}" if count == 1 else f"{count} {word}s"
+
+
+def quiet_voice_warnings() -> None:
+    """This bot has no voice features: discord.py's "PyNaCl/davey is not installed" warnings would only alarm."""
+    discord.VoiceClient.warn_nacl = False
+    discord.VoiceClient.warn_dave = False
+
+
+class DiscordUnreachable(Exception):
+    """Discord could not be reached for ``discord.login_timeout_seconds``."""
+
+
+def _why_unreachable(exc: BaseException, url: yarl.URL, timeout: float) -> str:
+    if isinstance(exc, TimeoutError):
+        return f"{url.host} did not answer within {timeout:.0f} s"
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        if isinstance(exc.os_error, socket.gaierror):
+            return f"the name {url.host} could not be resolved ({exc.os_error.strerror or exc.os_error}): check DNS"
+        reason = exc.os_error.strerror or str(exc.os_error) or type(exc.os_error).__name__
+        return f"cannot connect to {url.host}:{url.port} ({reason})"
+    return f"{type(exc).__name__}: {exc}"
+
+
+async def reach_discord(api_base: str, give_up_after: float) -> None:
+    """Wait until Discord's API answers at all, retrying with backoff; ``DiscordUnreachable`` after ``give_up_after``.
+
+    One unauthenticated ``GET /gateway`` per try, each bounded by a timeout, so a missing network, a DNS
+    failure, a refused connection and a server that never answers all end in a clear line per try instead
+    of a traceback or a silent hang. Any HTTP answer below 500 means Discord is there.
+    """
+    url = yarl.URL(f"{api_base}/gateway")
+    started = time.monotonic()
+    delay, attempt = 1.0, 0
+    async with aiohttp.ClientSession() as session:
+        while True:
+            attempt += 1
+            left = give_up_after - (time.monotonic() - started)
+            timeout = max(0.5, min(ATTEMPT_TIMEOUT_SECONDS, left))
+            try:
+                async with asyncio.timeout(timeout), session.get(url, allow_redirects=False) as response:
+                    if response.status < 500:
+                        if attempt > 1:
+                            log.info("reached Discord at %s after %s", api_base, plural(attempt, "attempt"))
+                        return
+                    reason = f"{url.host} answered HTTP {response.status}"
+            except (TimeoutError, aiohttp.ClientError, OSError) as exc:
+                reason = _why_unreachable(exc, url, timeout)
+            elapsed = time.monotonic() - started
+            if elapsed + 0.01 >= give_up_after:
+                raise DiscordUnreachable(
+                    f"could not reach Discord at {api_base} for {elapsed:.0f} s ({plural(attempt, 'attempt')}):"
+                    f" {reason}. Check this machine's network, DNS and firewall, then start the bot again"
+                    " (discord.login_timeout_seconds sets how long to try)"
+                )
+            wait = min(delay, give_up_after - elapsed)
+            delay = min(delay * 2, MAX_BACKOFF_SECONDS)
+            log.warning(
+                "cannot reach Discord (attempt %d): %s; trying again in %.0f s (giving up after %.0f s)",
+                attempt,
+                reason,
+                wait,
+                give_up_after,
+            )
+            await asyncio.sleep(wait)
+
+
+def start_error(exc: BaseException, settings: Settings) -> int | None:
+    """Log one line for an error that stops the bot at start-up and return the exit code (None: not ours)."""
+    discord_settings = settings.discord
+    if isinstance(exc, DiscordUnreachable):
+        log.error("%s", exc)
+        return 1
+    if isinstance(exc, discord.LoginFailure):
+        log.error(
+            "Discord refused the bot token: check %s (Bot tab -> Reset Token at %s)", discord_settings.token_env, PORTAL
+        )
+        return 2
+    if isinstance(exc, discord.PrivilegedIntentsRequired):
+        log.error(
+            "Discord refused the Message Content intent that [discord] message_content_intent = true asks for:"
+            " switch on Bot -> Privileged Gateway Intents -> MESSAGE CONTENT INTENT at %s, or set"
+            " message_content_intent = false (SEEDREAM_DISCORD__MESSAGE_CONTENT_INTENT=false)",
+            PORTAL,
+        )
+        return 2
+    if isinstance(exc, discord.ConnectionClosed):
+        log.error(
+            "Discord closed the gateway connection (code %s: %s); check the token and intents at %s",
+            exc.code,
+            exc.reason or "no reason given",
+            PORTAL,
+        )
+        return 1
+    if isinstance(exc, discord.HTTPException):
+        log.error("Discord answered HTTP %s while the bot was starting: %s; try again later", exc.status, exc.text)
+        return 1
+    if isinstance(exc, discord.GatewayNotFound | TimeoutError | aiohttp.ClientError | OSError):
+        log.error(
+            "lost the connection to Discord while starting (%s: %s); check the network and start the bot again",
+            type(exc).__name__,
+            exc,
+        )
+        return 1
+    return None
 
 
 class SeedreamBot(commands.Bot):
@@ -73,17 +193,29 @@ class SeedreamBot(commands.Bot):
         self._maintenance = asyncio.create_task(self._maintain(), name="maintenance")
 
     async def _maintain(self) -> None:
-        """Every minute: refresh the metrics gauges; every day: remove images past their retention."""
+        """Every minute: write the heartbeat (``seedream-bot health``), refresh the metrics gauges; every day:
+        remove images past their retention."""
         last_cleanup = 0.0
         while True:
             try:
+                await beat(self.services.db, gateway_connected=self.gateway_connected, workers_running=self.working)
                 self.services.metrics.set_states(await self.engine.counts_by_state())
                 if time.monotonic() - last_cleanup >= 86400 or not last_cleanup:
                     last_cleanup = time.monotonic()
                     await remove_old_images(self.settings.data_dir, self.settings.storage.retention_days)
             except Exception:
                 log.exception("maintenance failed; trying again later")
-            await asyncio.sleep(60)
+            await asyncio.sleep(HEARTBEAT_SECONDS)
+
+    @property
+    def gateway_connected(self) -> bool:
+        return self.is_ready() and not self.is_closed() and self.ws is not None and self.ws.open
+
+    @property
+    def working(self) -> bool:
+        """The job engine's dispatcher is running (it starts jobs and resumes them after a restart)."""
+        dispatcher = self.engine._dispatcher
+        return dispatcher is not None and not dispatcher.done()
 
     async def close(self) -> None:
         """Stop taking work, let running jobs reach a saved state, then disconnect."""
@@ -93,21 +225,61 @@ class SeedreamBot(commands.Bot):
         await self.sink.drain(min(5.0, self.settings.discord.shutdown_grace_seconds))
         await super().close()
 
-    async def sync_commands(self) -> None:
-        """Guild sync is instant (for configured guilds); global sync can take up to an hour to show."""
+    async def sync_commands(self, *, force: bool = False) -> None:
+        """Register the command tree with Discord, only where it changed since the last sync (or ``force``).
+
+        Guild sync (``command_guilds``) shows at once in those servers; global sync can take up to an hour to
+        show. Discord rate-limits syncing, so the hash of what was last synced to each place is kept in the
+        ``meta`` table and a restart with the same commands syncs nothing; ``seedream-bot sync`` forces it.
+        """
         guild_ids = self.settings.discord.command_guilds
-        if guild_ids:
-            for guild_id in guild_ids:
-                guild = discord.Object(id=guild_id)
+        scopes: list[discord.Object | None] = [discord.Object(id=g) for g in guild_ids] if guild_ids else [None]
+        for guild in scopes:
+            if guild is not None:
                 self.tree.copy_global_to(guild=guild)
-                synced = await self.tree.sync(guild=guild)
-                log.info("synced %d commands to guild %s", len(synced), guild_id)
+            where = f"guild {guild.id}" if guild is not None else "every server (global)"
+            key = f"commands:{self.settings.discord.api_base}:{self.application_id}:{guild.id if guild else 'global'}"
+            digest = await self._command_digest(guild)
+            if not force and await get_meta(self.services.db, key) == digest:
+                log.info(
+                    "commands for %s unchanged since the last sync; not syncing (seedream-bot sync forces it)", where
+                )
+                continue
+            synced = await self.tree.sync(guild=guild)
+            await set_meta(self.services.db, key, digest)
+            log.info("synced %s to %s", plural(len(synced), "command"), where)
+
+    async def _command_digest(self, guild: discord.Object | None) -> str:
+        """sha256 of the payload ``tree.sync`` would send for ``guild`` (None: global), the same way it builds it."""
+        commands_ = self.tree.get_commands(guild=guild)
+        translator = self.tree.translator
+        if translator:
+            payload = [await command.get_translated_payload(self.tree, translator) for command in commands_]
         else:
-            synced = await self.tree.sync()
-            log.info("synced %d global commands", len(synced))
+            payload = [command.to_dict(self.tree) for command in commands_]
+        payload.sort(key=lambda c: (c.get("type", 1), c["name"]))
+        return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
 
     async def on_ready(self) -> None:
-        log.info("connected as %s (%s) to %d guilds", self.user, getattr(self.user, "id", "?"), len(self.guilds))
+        try:  # at once, so `seedream-bot health` need not wait for the next minute to see the gateway
+            await beat(self.services.db, gateway_connected=self.gateway_connected, workers_running=self.working)
+        except Exception as exc:
+            log.warning("could not write the heartbeat: %s", exc)
+        log.info(
+            "connected as %s (%s) to %s", self.user, getattr(self.user, "id", "?"), plural(len(self.guilds), "guild")
+        )
+
+
+class CommandSyncer(SeedreamBot):
+    """``seedream-bot sync``: log in, build the command tree, sync it everywhere it belongs, and stop.
+
+    No gateway connection, no job engine: only what the tree needs.
+    """
+
+    async def setup_hook(self) -> None:
+        for extension in EXTENSIONS:
+            await self.load_extension(extension)
+        await self.sync_commands(force=True)
 
 
 async def run_bot(
@@ -122,6 +294,7 @@ async def run_bot(
     ``on_start`` receives the bot before it logs in (tests use it to stop the bot they started).
     """
     use_api_base(settings.discord.api_base)
+    quiet_voice_warnings()
     async with await Services.open(settings) as services:
         bot = SeedreamBot(services)
         if on_start is not None:
@@ -132,8 +305,27 @@ async def run_bot(
                 loop.add_signal_handler(signum, lambda: asyncio.ensure_future(bot.close()))
         async with bot:
             try:
+                await reach_discord(settings.discord.api_base, settings.discord.login_timeout_seconds)
                 await bot.start(token)
-            except discord.LoginFailure:
-                log.error("Discord refused the bot token: check %s", settings.discord.token_env)
-                return 2
+            except Exception as exc:
+                code = start_error(exc, settings)
+                if code is None:
+                    raise
+                return code
+    return 0
+
+
+async def sync_now(settings: Settings, token: str) -> int:
+    """``seedream-bot sync``: force a command sync now (see ``SeedreamBot.sync_commands``); the exit code."""
+    use_api_base(settings.discord.api_base)
+    quiet_voice_warnings()
+    async with await Services.open(settings) as services, CommandSyncer(services) as bot:
+        try:
+            await reach_discord(settings.discord.api_base, settings.discord.login_timeout_seconds)
+            await bot.login(token)
+        except Exception as exc:
+            code = start_error(exc, settings)
+            if code is None:
+                raise
+            return code
     return 0

@@ -60,14 +60,24 @@ def test_generate_invalid_option_is_explained(tmp_path: Path, monkeypatch: pytes
     assert "1 to 8 images" in capsys.readouterr().err
 
 
-def test_check_config_masks_and_lists_missing_env(monkeypatch: pytest.MonkeyPatch, capsys) -> None:
+def test_check_config_masks_and_lists_missing_env(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("DISCORD_TOKEN", "super-secret-token-value")
     monkeypatch.delenv("LEONARDO_API_KEY", raising=False)
     assert main(["check-config", "--config", str(REPO / "config.example.toml")]) == 0
     out = capsys.readouterr().out
     assert "super-secret-token-value" not in out
     assert "DISCORD_TOKEN: set (value hidden)" in out
+    assert out.rstrip().endswith("configuration is valid")
+
+    config = tmp_path / "leo.toml"
+    config.write_text('[providers.local]\nkind = "local"\n[providers.leo]\nkind = "leonardo"\n')
+    assert main(["check-config", "--config", str(config)]) == 1  # valid, but the key run would need is missing
+    out = capsys.readouterr().out
     assert "missing environment variables: LEONARDO_API_KEY" in out
+    assert "- LEONARDO_API_KEY is not set: provider leo cannot work" in out
 
 
 def test_broken_config_is_one_line_exit_2(tmp_path: Path, capsys) -> None:
@@ -87,8 +97,16 @@ def test_run_without_token_says_what_to_set(tmp_path: Path, monkeypatch: pytest.
     assert "DISCORD_TOKEN" in err and "developers/applications" in err
 
 
-def test_status_on_a_fresh_database(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys) -> None:
+def test_status_refuses_a_database_that_does_not_exist_and_creates_none(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys
+) -> None:
     monkeypatch.chdir(tmp_path)
+    assert main(["status"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0
+    assert err.startswith("error: the database seedream-bot.sqlite3 does not exist") and "storage.database" in err
+    assert list(tmp_path.iterdir()) == []
+    migrated(tmp_path / "seedream-bot.sqlite3")
     assert main(["status"]) == 0
     assert "queue depth: 0" in capsys.readouterr().out
 
@@ -250,6 +268,7 @@ def test_the_restricted_child_runs_the_cli_normally_on_a_writable_store(
 ) -> None:
     """The control for the refusals below: the same child, a store it may write, a normal answer."""
     config = store_config(tmp_path)
+    migrated(tmp_path / "db" / "bot.sqlite3")
     done = seedream_bot("status", config=config, **modes_bind)
     assert done.returncode == 0, done.stderr
     assert "queue depth: 0" in done.stdout
@@ -333,3 +352,143 @@ def test_generate_against_a_busy_database_says_busy_and_charges_nothing(tmp_path
     with contextlib.closing(sqlite3.connect(database)) as conn:
         assert conn.execute("SELECT COUNT(*) FROM jobs").fetchone()[0] == 0
         assert conn.execute("SELECT COUNT(*) FROM quota_ledger").fetchone()[0] == 0
+
+
+# -- one line per failure, the right exit code (the installed console script, as an operator runs it) -----
+def cli(*args: str, cwd: Path, env: dict[str, str] | None = None, **kwargs: Any) -> subprocess.CompletedProcess[str]:
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("SEEDREAM_")}
+    return subprocess.run(
+        [str(SCRIPT), *args],
+        cwd=cwd,
+        env={**environ, **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=90,
+        check=False,
+        **kwargs,
+    )
+
+
+def one_line(done: subprocess.CompletedProcess[str], code: int) -> str:
+    """The process failed with ``code`` and said so in exactly one line on stderr, without a traceback."""
+    assert done.returncode == code, (done.returncode, done.stderr)
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1, done.stderr
+    assert "Traceback" not in done.stderr
+    return lines[0]
+
+
+def test_version_and_config_before_or_after_the_command(tmp_path: Path) -> None:
+    done = cli("--version", cwd=tmp_path)
+    assert done.returncode == 0 and done.stdout.strip() == "seedream-bot 0.1.0"
+    config = tmp_path / "elsewhere.toml"
+    config.write_text('[quota]\ntimezone = "Europe/Paris"\n')
+    before = cli("--config", str(config), "check-config", cwd=tmp_path)
+    after = cli("check-config", "--config", str(config), cwd=tmp_path)
+    for done in (before, after):
+        assert f"# effective configuration: {config}" in done.stdout
+        assert 'timezone = "Europe/Paris"' in done.stdout
+    (tmp_path / "other.toml").write_text('[quota]\ntimezone = "Asia/Tokyo"\n')
+    both = cli("--config", "other.toml", "check-config", "--config", str(config), cwd=tmp_path)
+    assert 'timezone = "Europe/Paris"' in both.stdout  # the one after the command wins
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ('[quota]\ntimezone = "Mars/Base"\n', "quota.timezone = 'Mars/Base': not a known time zone"),
+        ('[generation]\ndefault_aspect = "5:4"\n', "generation.default_aspect = '5:4': choose one of 1:1"),
+        ('[generation]\ndefault_resolution = "8K"\n', "generation.default_resolution = '8K'"),
+        ("[quota]\nresolution_weights = { 8K = 3 }\n", "'8K' is not a resolution"),
+        ('[providers."Big Provider"]\nkind = "local"\n', "provider name 'Big Provider' must be"),
+    ],
+)
+def test_check_config_refuses_what_run_or_generate_would_trip_on(tmp_path: Path, text: str, expected: str) -> None:
+    config = tmp_path / "config.toml"
+    config.write_text(text)
+    line = one_line(cli("check-config", cwd=tmp_path), 2)
+    assert line.startswith("error: config.toml: ") and expected in line, line
+
+
+def test_a_config_that_is_not_utf8_or_is_a_folder_is_one_line(tmp_path: Path) -> None:
+    (tmp_path / "latin1.toml").write_bytes('[quota]\ntimezone = "Europe/Zürich"\n'.encode("latin-1"))
+    line = one_line(cli("check-config", "--config", "latin1.toml", cwd=tmp_path), 2)
+    assert line == "error: latin1.toml is not UTF-8 text (byte 0xfc at offset 28): save it as UTF-8"
+    (tmp_path / "conf.d").mkdir()
+    line = one_line(cli("status", "--config", "conf.d", cwd=tmp_path), 2)
+    assert line == "error: conf.d is a folder, not a config file: pass the TOML file itself"
+
+
+def test_a_bad_environment_override_is_blamed_on_the_variable_not_the_file(tmp_path: Path) -> None:
+    (tmp_path / "config.toml").write_text("[generation]\nworkers = 2\n")
+    env = {"SEEDREAM_GENERATION__WORKERS": "0"}
+    line = one_line(cli("check-config", cwd=tmp_path, env=env), 2)
+    assert line.startswith("error: environment variable SEEDREAM_GENERATION__WORKERS: generation.workers = 0")
+    line = one_line(cli("check-config", cwd=tmp_path, env={"SEEDREAM_QUOTA__TIMEZONE": "Nowhere/Land"}), 2)
+    assert line.startswith("error: environment variable SEEDREAM_QUOTA__TIMEZONE: quota.timezone")
+    (tmp_path / "config.toml").write_text("[generation]\nworkers = 0\n")
+    assert one_line(cli("check-config", cwd=tmp_path), 2).startswith("error: config.toml: generation.workers = 0")
+
+
+def test_check_config_marks_the_values_that_come_from_the_environment(tmp_path: Path) -> None:
+    (tmp_path / "config.toml").write_text('[metrics]\nhost = "127.0.0.1"\nport = 9200\n')
+    env = {"SEEDREAM_METRICS__HOST": "0.0.0.0", "DISCORD_TOKEN": "x" * 20}
+    done = cli("check-config", cwd=tmp_path, env=env)
+    assert done.returncode == 0, done.stderr
+    assert 'host = "0.0.0.0"  # from the environment: SEEDREAM_METRICS__HOST' in done.stdout.splitlines()
+    assert "port = 9200" in done.stdout.splitlines()  # from the file: no mark
+
+
+def test_status_refuses_a_missing_database_without_creating_it(tmp_path: Path) -> None:
+    (tmp_path / "config.toml").write_text(f'[storage]\ndatabase = "{tmp_path / "typo" / "bot.sqlite3"}"\n')
+    line = one_line(cli("status", cwd=tmp_path), 2)
+    assert f"the database {tmp_path / 'typo' / 'bot.sqlite3'} does not exist" in line
+    assert not (tmp_path / "typo").exists()
+
+
+@pytest.mark.parametrize("count", ["0", "-3", "two"])
+def test_generate_refuses_a_count_below_one(tmp_path: Path, count: str) -> None:
+    line = one_line(cli("generate", "a koala", "--count", count, cwd=tmp_path), 2)
+    assert line.startswith("error: argument --count: ")
+    assert list(tmp_path.iterdir()) == []  # refused before anything was opened, made or charged
+
+
+def test_generate_never_overwrites_a_file_unless_forced(tmp_path: Path) -> None:
+    (tmp_path / "koala.png").write_bytes(b"my own picture")
+    line = one_line(cli("generate", "a koala", "--resolution", "1K", "--out", "koala.png", cwd=tmp_path), 2)
+    assert line == "error: koala.png already exists: pass --force to overwrite it, or choose another --out"
+    assert (tmp_path / "koala.png").read_bytes() == b"my own picture"
+    assert not (tmp_path / "seedream-bot.sqlite3").exists()  # refused before a job was made
+
+    done = cli("generate", "a koala", "--resolution", "1K", "--out", "koala.png", "--force", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["koala.png"]
+    with Image.open(tmp_path / "koala.png") as image:
+        assert image.size == (1024, 1024)
+
+    done = cli("generate", "two koalas", "--resolution", "1K", "--count", "2", "--out", "pair.png", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["pair-1.png", "pair-2.png"]
+
+
+def test_generate_names_the_variable_of_a_missing_provider_key(tmp_path: Path) -> None:
+    (tmp_path / "config.toml").write_text('[providers.local]\nkind = "local"\n[providers.leo]\nkind = "leonardo"\n')
+    env = {"LEONARDO_API_KEY": ""}
+    line = one_line(cli("generate", "a koala", "--provider", "leo", cwd=tmp_path, env=env), 2)
+    assert line.startswith("error: provider leo has no API key: set the environment variable LEONARDO_API_KEY")
+    assert not (tmp_path / "seedream-bot.sqlite3").exists()
+
+
+def test_no_traceback_when_the_reader_closes_the_pipe(tmp_path: Path) -> None:
+    def shell(line: str) -> subprocess.CompletedProcess[str]:
+        script = f"set -o pipefail; {line}"
+        return subprocess.run(["bash", "-c", script], cwd=tmp_path, capture_output=True, text=True, timeout=60)
+
+    done = shell(f"{SCRIPT} capabilities --all | head -1")
+    assert done.stdout.startswith("| provider | model |") and done.stdout.count("\n") == 1
+    assert done.stderr == ""
+    # A reader that is gone before the first line is written: the write fails with EPIPE every time.
+    done = shell(f"{SCRIPT} capabilities --all | true")
+    assert done.stderr == ""
+    assert done.returncode == 141  # like any Unix tool whose reader went away (128 + SIGPIPE)
+    assert not (tmp_path / "seedream-bot.sqlite3").exists()  # the table needs no database
