@@ -189,6 +189,11 @@ def _without_root_file_override() -> Callable[[], None]:
 @pytest.fixture
 def modes_bind(tmp_path: Path) -> dict[str, Any]:
     """``subprocess`` arguments under which the child obeys file modes (skips if that cannot be had here)."""
+    return child_obeying_file_modes(tmp_path)
+
+
+def child_obeying_file_modes(tmp_path: Path) -> dict[str, Any]:
+    """``modes_bind``, for other test modules."""
     kwargs: dict[str, Any] = {"preexec_fn": _without_root_file_override()} if os.geteuid() == 0 else {}
     probe = tmp_path / "probe"
     probe.write_text("")

@@ -15,6 +15,7 @@ import sqlite3
 import subprocess
 import sys
 import time
+import tomllib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager, closing
 from pathlib import Path
@@ -22,6 +23,7 @@ from pathlib import Path
 import pytest
 
 from tests.fakediscord import FakeDiscord, FakeGuild
+from tests.test_cli import child_obeying_file_modes
 
 SCRIPT = Path(sys.executable).with_name("seedream-bot")  # the installed console script
 TOKEN = "fake-bot-token-for-operator-tests-5c1e"
@@ -221,3 +223,105 @@ async def test_health_is_ok_while_the_bot_runs_and_fails_when_it_stops(tmp_path:
     with closing(sqlite3.connect(tmp_path / "bot.sqlite3")) as conn:
         (value,) = conn.execute("SELECT value FROM meta WHERE key = 'heartbeat'").fetchone()
     assert f'"pid": {process.pid}' in value
+
+
+# -- the Docker image: pinned, health-checked, metrics reachable, environment marked, data folder checked ---
+REPO = Path(__file__).resolve().parents[1]
+
+
+def image_env(data: Path) -> dict[str, str]:
+    """The image's SEEDREAM_* settings with its /data volume at ``data``."""
+    return {k: v.replace("/data", str(data)) for k, v in dockerfile_env().items() if k.startswith("SEEDREAM_")}
+
+
+def dockerfile_env() -> dict[str, str]:
+    """The ``ENV`` values the image sets (``KEY=value`` pairs, lines continued with a backslash)."""
+    text = (REPO / "Dockerfile").read_text().replace("\\\n", " ")
+    env: dict[str, str] = {}
+    for line in text.splitlines():
+        if line.startswith("ENV "):
+            for pair in line.removeprefix("ENV ").split():
+                key, _, value = pair.partition("=")
+                env[key] = value
+    return env
+
+
+def test_the_image_installs_pinned_versions_and_has_a_healthcheck() -> None:
+    dockerfile = (REPO / "Dockerfile").read_text()
+    assert "pip install -c constraints.txt ." in dockerfile
+    assert (
+        'HEALTHCHECK --interval=60s --timeout=20s --start-period=180s --retries=3 CMD ["seedream-bot", "health"]'
+        in (dockerfile)
+    )
+    assert "COPY pyproject.toml README.md LICENSE constraints.txt ./" in dockerfile
+    assert "-c constraints.txt" in (REPO / ".ci" / "run").read_text()  # CI tests what the image installs
+    assert dockerfile_env()["SEEDREAM_METRICS__HOST"] == "0.0.0.0"  # reachable through -p 9108:9108
+    assert "EXPOSE 9108" in dockerfile
+
+
+def test_constraints_pin_every_dependency_within_its_range() -> None:
+    from packaging.requirements import Requirement
+    from packaging.utils import canonicalize_name
+
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    wanted = [Requirement(r) for r in [*project["dependencies"], *project["optional-dependencies"]["test"]]]
+    pins = {}
+    for line in (REPO / "constraints.txt").read_text().splitlines():
+        if line and not line.startswith("#"):
+            name, _, pinned = line.partition("==")
+            pins[canonicalize_name(name)] = pinned
+    problems = []
+    for requirement in wanted:
+        pinned = pins.get(canonicalize_name(requirement.name))
+        if pinned is None:
+            problems.append(f"{requirement.name} is not pinned")
+        elif pinned not in requirement.specifier:
+            problems.append(f"{requirement.name}=={pinned} is outside {requirement.specifier}")
+    assert problems == [], "regenerate constraints.txt as its header says: " + "; ".join(problems)
+
+
+def test_the_image_environment_wins_over_the_file_and_check_config_says_so(tmp_path: Path) -> None:
+    env = {
+        k: v.replace("/data", str(tmp_path / "data")) for k, v in dockerfile_env().items() if k.startswith("SEEDREAM_")
+    }
+    (tmp_path / "config.toml").write_text('[storage]\ndatabase = "mine.sqlite3"\n[metrics]\nhost = "127.0.0.1"\n')
+    done = subprocess.run(
+        [str(SCRIPT), "check-config"],
+        cwd=tmp_path,
+        env=environment(**env),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    lines = done.stdout.splitlines()
+    database = tmp_path / "data" / "seedream-bot.sqlite3"
+    assert f'database = "{database}"  # from the environment: SEEDREAM_STORAGE__DATABASE' in lines
+    assert 'host = "0.0.0.0"  # from the environment: SEEDREAM_METRICS__HOST' in lines
+
+
+def test_a_data_folder_the_image_user_cannot_write_stops_run_with_one_line(tmp_path: Path) -> None:
+    """A host folder bind-mounted at /data but owned by another user: one line naming it, exit 2, nothing started."""
+    modes_bind = child_obeying_file_modes(tmp_path)
+    data = tmp_path / "data"
+    data.mkdir()
+    data.chmod(0o555)  # as a root-owned 0755 folder is to uid 10001
+    env = image_env(data)
+    try:
+        done = subprocess.run(
+            [str(SCRIPT), "run"],
+            cwd=tmp_path,
+            env=environment(**env),
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+            **modes_bind,
+        )
+    finally:
+        data.chmod(0o755)
+    assert done.returncode == 2, done.stderr
+    (line,) = done.stderr.strip().splitlines()
+    assert line.startswith(f"error: cannot write to {data}: ") and "cannot create files in" in line
+    assert "Give that user write access to it, or set storage.database" in line
