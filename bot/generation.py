@@ -16,6 +16,7 @@ from bot.fetch import ImageFetcher, fetch_all
 from bot.jobs import Job
 from bot.jobs.engine import JobEngine
 from bot.jobs.models import Delivery
+from bot.jobs.pending import PendingAnswers
 from bot.metrics import Metrics
 from bot.moderation import MemberContext, PolicyService
 from bot.prompts import clean_prompt
@@ -67,6 +68,7 @@ class GenerationService:
         self.fetcher = fetcher
         self.engine = engine
         self.metrics = metrics
+        self.pending = PendingAnswers(engine.db)  # acknowledged commands whose job is not written yet
 
     # -- building a request -------------------------------------------------------------------------
     def request(

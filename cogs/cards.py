@@ -24,6 +24,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 BuildOrder = Callable[[Delivery], Awaitable[Order]]
+RESTARTED = (
+    "The bot restarted before your request was queued, so nothing was made and nothing was charged. Please try again."
+)
 
 
 def check_place(guilds_only: bool, guild_id: int | None) -> None:
@@ -59,10 +62,13 @@ class CardStarter:
         """Acknowledge, queue what ``build`` asks for, and show the card; None when it was refused."""
         callback = await interaction.response.defer(thinking=True)
         await self.bot.ack_first.after_ack(interaction)
+        ref = self.bot.sink.interaction_ref(interaction)
         try:
             card_id = callback.message_id if callback is not None else None
             if card_id is None:
                 card_id = (await interaction.original_response()).id
+            # Noted before any other work: a crash from here until the job is written is answered at the next start
+            await self.bot.generation.pending.add(ref, card_id, interaction.channel_id, self.bot.sink.wall_clock())
             perms = interaction.app_permissions
             if interaction.guild_id is not None and not can_post_results(interaction.channel, perms):
                 raise NotAllowed(
@@ -73,7 +79,7 @@ class CardStarter:
                 channel_id=interaction.channel_id,
                 card_message_id=card_id,
                 card_channel_id=interaction.channel_id,
-                interaction=self.bot.sink.interaction_ref(interaction),
+                interaction=ref,
                 threads_allowed=can_thread(interaction.channel, perms),
             )
             order = await build(delivery)
@@ -81,12 +87,44 @@ class CardStarter:
             job, position = await self.bot.generation.submit(order)
         except Exception as exc:
             await self.withdraw(interaction, exc)
+            try:
+                await self.bot.generation.pending.settle(ref)
+            except Exception:
+                log.exception(
+                    "interaction %s: its refusal was not noted; the next start answers it again", interaction.id
+                )
             return None
         try:
             await self.bot.sink.show_card(job, position)
         except discord.HTTPException as exc:
             log.info("job %s: card not shown yet (%s); the job goes on", job.id, exc)
         return job
+
+    async def recover(self) -> None:
+        """Answer the commands a previous run acknowledged but never queued (it stopped in between)."""
+        try:
+            await self._answer_left_behind()
+        except Exception:
+            log.exception("commands left by the last run were not answered; the next start tries again")
+
+    async def _answer_left_behind(self) -> None:
+        sink = self.bot.sink
+        for left in await self.bot.generation.pending.left_behind():
+            try:
+                if sink.wall_clock() < left.interaction.usable_until:
+                    webhook = sink.followup(left.interaction)
+                    if left.message_id is not None:
+                        try:
+                            await webhook.delete_message(left.message_id)
+                        except discord.NotFound:
+                            pass
+                    await webhook.send(RESTARTED, ephemeral=True, allowed_mentions=discord.AllowedMentions.none())
+                elif left.message_id is not None and left.channel_id is not None:
+                    channel = self.bot.get_partial_messageable(left.channel_id)
+                    await channel.get_partial_message(left.message_id).edit(content=RESTARTED, embeds=[], view=None)
+            except discord.HTTPException as exc:
+                log.info("a command left by the last run could not be answered (%s)", exc)
+            await self.bot.generation.pending.settle(left.interaction)
 
     async def withdraw(self, interaction: discord.Interaction, error: BaseException) -> None:
         """Remove the public "thinking…" message and explain privately: a refusal makes no card."""

@@ -124,7 +124,7 @@ class DiscordSink:
             job.delivery = delivery
             await self.bot.engine.save_delivery(job, delivery)
 
-    def _followup(self, interaction: InteractionRef) -> discord.Webhook:
+    def followup(self, interaction: InteractionRef) -> discord.Webhook:
         """The interaction's own webhook, as ``Interaction.followup`` builds it (after a restart we only have
         the saved token): an application webhook, so it may send private messages."""
         payload: Any = {"id": interaction.application_id, "type": 3, "token": interaction.token}
@@ -139,7 +139,7 @@ class DiscordSink:
             return
         interaction = delivery.interaction
         if interaction is not None and self.wall_clock() < interaction.usable_until:
-            webhook = self._followup(interaction)
+            webhook = self.followup(interaction)
             try:
                 await webhook.edit_message(
                     delivery.card_message_id, embed=embed, view=view, allowed_mentions=NO_MENTIONS
@@ -252,7 +252,7 @@ class DiscordSink:
         mention = discord.AllowedMentions(users=[discord.Object(job.requester_id)])
         interaction = delivery.interaction
         if interaction is not None and self.wall_clock() < interaction.usable_until:
-            webhook = self._followup(interaction)
+            webhook = self.followup(interaction)
             try:
                 await webhook.send(text, ephemeral=True, allowed_mentions=NO_MENTIONS)
                 return

@@ -251,8 +251,9 @@ async def test_a_stop_after_each_delivery_step_ends_with_every_part_posted_once(
         history_reads = len([c for c in fake.calls(HISTORY) if c.path == f"/channels/{channel.id}/messages"])
         async with running_bot(fake, bot_settings(fake, guild, tmp_path)) as bot:
             await fake.wait_for(lambda: "Done" in described(card) or None, timeout=20)
-            (job,) = await bot.engine.jobs.recent_for(alice.id, guild.id)
-            assert job.state == JobState.DONE
+            async with asyncio.timeout(5):  # the card says "done" just before the job's row does
+                while (await bot.engine.jobs.recent_for(alice.id, guild.id))[0].state != JobState.DONE:
+                    await asyncio.sleep(0.02)
         (thread,) = fake.threads(channel)
         assert thread.id == card.id
         posted = [m for m in fake.bot_messages(thread) if m.attachments]
@@ -267,3 +268,55 @@ async def test_a_stop_after_each_delivery_step_ends_with_every_part_posted_once(
         assert [m.id for m in fake.bot_messages(channel)] == [card.id]
         # the card was found again by its stored id: nobody read the channel's history for it
         assert len([c for c in fake.calls(HISTORY) if c.path == f"/channels/{channel.id}/messages"]) == history_reads
+
+
+async def pending_rows(tmp_path: Path) -> int:
+    import aiosqlite
+
+    async with (
+        aiosqlite.connect(tmp_path / "bot.sqlite3") as conn,
+        conn.execute("SELECT COUNT(*) FROM pending_answers") as cursor,
+    ):
+        row = await cursor.fetchone()
+    return int(row[0]) if row else 0
+
+
+async def test_a_stop_between_the_acknowledgement_and_the_queue_still_answers_the_member(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from bot.generation import GenerationService
+    from tests.botrunner import kill
+
+    async with FakeDiscord() as fake:
+        crowd = await Crowd().build(fake, 2)
+        settings = bot_settings(fake, crowd.guild, tmp_path, quota={"default_limit": 1})
+        reached = asyncio.Event()
+
+        async def stuck(self: GenerationService, order):  # type: ignore[no-untyped-def]
+            reached.set()
+            await asyncio.Event().wait()  # the process "dies" here, before the job is written
+
+        with monkeypatch.context() as patch:
+            patch.setattr(GenerationService, "submit", stuck)
+            async with running_bot(fake, settings) as bot:
+                handle = await fake.slash_command(
+                    "imagine", user=crowd.users[0], channel=crowd.channel, options={"prompt": "x"}
+                )
+                await asyncio.wait_for(reached.wait(), timeout=10)
+                await kill(bot)
+        assert await pending_rows(tmp_path) == 1
+        async with running_bot(fake, settings) as bot:
+            notice = await handle.wait_for_response(lambda m: bool(m.flags & 64) and "restarted" in m.content)
+            assert "nothing was charged" in notice.content
+            assert await bot.engine.jobs.recent_for(crowd.users[0].id, crowd.guild.id) == []
+            # the thinking message is gone, and answered and refused commands leave nothing behind
+            assert fake.bot_messages(crowd.channel) == []
+            first = await fake.slash_command(
+                "imagine", user=crowd.users[1], channel=crowd.channel, options={"prompt": "y"}
+            )
+            await wait_for_card(first)
+            refused = await fake.slash_command(
+                "imagine", user=crowd.users[1], channel=crowd.channel, options={"prompt": "z"}
+            )
+            await refused.wait_for_response(lambda m: bool(m.flags & 64) and "left" in m.content)
+            assert await pending_rows(tmp_path) == 0
