@@ -36,12 +36,14 @@ from bot.providers.leonardo import LeonardoProvider
 from bot.providers.novita import NovitaProvider
 from bot.providers.registry import ProviderRegistry
 from bot.providers.taskapi import TaskApiProvider
+from bot.storage import Database
 from tests.fakeproviders.ark import FakeArkServer, error_body
 from tests.fakeproviders.common import FakeProviderServer, Fault, png_bytes
 from tests.fakeproviders.leonardo import FakeLeonardo
 from tests.fakeproviders.novita import FakeNovitaServer
 from tests.fakeproviders.taskapi import FakeTaskApi
-from tests.provider_helpers import KEY_ENV, reference
+from tests.provider_helpers import KEY_ENV, engine_for, enqueue, reference
+from tests.test_jobs import RecordingSink
 
 LITE, PRO, FLASH, V55 = (
     "seedream-5-0-260128",
@@ -425,3 +427,25 @@ async def test_capabilities_all_lists_the_5x_models(tmp_path: Any, monkeypatch: 
     for kind, model in EVERY_5X:
         assert f"| {kind} | {model} |" in table, (kind, model)
     assert "| ark | seedream-5-0-pro-260628 | 5.0 Pro (finest detail, slow) |" in table
+
+
+@pytest.mark.parametrize("kind", ["ark", "novita", "highway"])
+async def test_the_sections_cost_weight_reaches_the_quota_for_every_kind(
+    kind: str, fakes: Fakes, store: ImageStore, db: Database
+) -> None:
+    """The engine charges ``config.cost_weight``; the synchronous providers used to hide their config (charged 1)."""
+    base = fakes[kind].base_url
+    common = {**COMMON, "cost_weight": 3}
+    provider: Provider
+    if kind == "ark":
+        provider = ArkProvider(kind, ArkConfig(base_url=f"{base}/api/v3", model=PRO, **common), store)
+    elif kind == "novita":
+        provider = NovitaProvider(kind, NovitaConfig(base_url=base, model=NOVITA_LITE, **common), store)
+    else:
+        provider = HighwayProvider(kind, HighwayConfig(base_url=base, model=NOVITA_LITE, **common), store)
+    engine = engine_for(db, provider, RecordingSink())
+    try:
+        job = await enqueue(engine, GenerationRequest(prompt="x", resolution="2K", count=2))
+    finally:
+        await provider.close()
+    assert job.cost_units == 2 * 3

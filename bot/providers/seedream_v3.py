@@ -295,6 +295,8 @@ class SeedreamV3Provider(Provider):
         retry_base_seconds: float,
     ) -> None:
         super().__init__(name, config.max_concurrent)
+        #: The section's settings (the job engine reads ``cost_weight`` from here, as for every provider).
+        self.config = config
         self.store = store
         self.rules = rules
         self.watermark = watermark
