@@ -9,7 +9,12 @@ from discord import app_commands
 from discord.ext import commands
 
 from cogs import members
+from cogs.edits import DismissButton
 from cogs.errors import reply
+from cogs.views import JobButton
+
+#: Every button the bot makes carries a custom id of one of these shapes (and persists across restarts).
+OUR_BUTTONS = (JobButton, DismissButton)
 
 if TYPE_CHECKING:
     from cogs.app import SeedreamBot
@@ -45,6 +50,19 @@ class General(commands.Cog):
             left = "unlimited" if balance.limit is None else f"{balance.left} of {balance.limit} credits left"
             lines += ["", f"Your allowance: {left}; it resets <t:{int(balance.resets_at.timestamp())}:R>."]
         await reply(interaction, "\n".join(lines))
+
+
+    @commands.Cog.listener()
+    async def on_interaction(self, interaction: discord.Interaction) -> None:
+        """A press on a button no handler knows (an old bot's, or a crafted one) gets a polite private answer,
+        not Discord's "This interaction failed" (discord.py drops such presses silently)."""
+        if interaction.type is not discord.InteractionType.component:
+            return
+        data: dict[str, object] = dict(interaction.data or {})
+        custom_id = str(data.get("custom_id", ""))
+        if any(item.__discord_ui_compiled_template__.fullmatch(custom_id) for item in OUR_BUTTONS):
+            return
+        await reply(interaction, "This button no longer works. Use `/imagine` to start again.")
 
 
 async def setup(bot: SeedreamBot) -> None:

@@ -152,12 +152,6 @@ GARBAGE_IDS = (
 )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a component custom_id that matches no DynamicItem template (cogs/views.py JobButton, cogs/edits.py "
-    "DismissButton) is dropped silently by discord.py's ViewStore.dispatch_view: nothing answers it, so the "
-    "member sees Discord's 'This interaction failed' instead of a polite refusal",
-)
 async def test_button_ids_that_match_no_button_are_refused_politely(tmp_path: Path) -> None:
     async with FakeDiscord() as fake:
         server = await Server().build(fake)
