@@ -299,14 +299,32 @@ async def run_bot(
         bot = SeedreamBot(services)
         if on_start is not None:
             on_start(bot)
+        probe = asyncio.create_task(
+            reach_discord(settings.discord.api_base, settings.discord.login_timeout_seconds), name="reach-discord"
+        )
+
+        closing: list[asyncio.Future[None]] = []
+
+        def stop() -> None:
+            probe.cancel()  # a stop while Discord is still being retried ends the retries at once
+            closing.append(asyncio.ensure_future(bot.close()))
+
         if handle_signals:
             loop = asyncio.get_running_loop()
             for signum in (signal.SIGTERM, signal.SIGINT):
-                loop.add_signal_handler(signum, lambda: asyncio.ensure_future(bot.close()))
+                loop.add_signal_handler(signum, stop)
         async with bot:
             try:
-                await reach_discord(settings.discord.api_base, settings.discord.login_timeout_seconds)
-                await bot.start(token)
+                try:
+                    await probe
+                except asyncio.CancelledError:
+                    current = asyncio.current_task()
+                    if not probe.cancelled() or (current is not None and current.cancelling()):
+                        raise  # we are being cancelled ourselves
+                    log.info("stopped before Discord could be reached")
+                    return 0
+                if not bot.is_closed():
+                    await bot.start(token)
             except Exception as exc:
                 code = start_error(exc, settings)
                 if code is None:

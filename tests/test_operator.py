@@ -34,7 +34,9 @@ def environment(**extra: str) -> dict[str, str]:
     return {**env, "DISCORD_TOKEN": TOKEN, "PYTHONUNBUFFERED": "1", **extra}
 
 
-def write_config(tmp_path: Path, api_base: str, *, guild: FakeGuild | None = None, extra: str = "") -> Path:
+def write_config(
+    tmp_path: Path, api_base: str, *, guild: FakeGuild | None = None, extra: str = "", login_timeout: float = 3
+) -> Path:
     config = tmp_path / "config.toml"
     config.write_text(
         f"""
@@ -42,7 +44,7 @@ def write_config(tmp_path: Path, api_base: str, *, guild: FakeGuild | None = Non
 api_base = "{api_base}"
 guild_ready_timeout = 0.05
 shutdown_grace_seconds = 2
-login_timeout_seconds = 3
+login_timeout_seconds = {login_timeout}
 {f"command_guilds = [{guild.id}]" if guild else ""}
 {extra}
 [storage]
@@ -93,6 +95,32 @@ def test_run_retries_an_unreachable_discord_then_gives_up_with_exit_1(
     assert f"could not reach Discord at {api_base} for 3 s" in final
     assert reason in final and "discord.login_timeout_seconds" in final
     assert took < 30
+
+
+def test_sigterm_while_discord_is_retried_stops_at_once(tmp_path: Path) -> None:
+    config = write_config(tmp_path, "http://127.0.0.1:9/api/v10", login_timeout=600)
+    process = subprocess.Popen(
+        [str(SCRIPT), "run", "--config", str(config)],
+        cwd=tmp_path,
+        env=environment(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert process.stderr is not None
+        for line in process.stderr:  # wait for the first retry line
+            if "cannot reach Discord (attempt 1)" in line:
+                break
+        started = time.monotonic()
+        process.send_signal(signal.SIGTERM)
+        _, rest = process.communicate(timeout=30)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == 0, rest
+    assert time.monotonic() - started < 10  # not after the next backoff, let alone the 600 s
+    assert "Traceback" not in rest and "stopped before Discord could be reached" in rest
 
 
 def test_run_does_not_hang_on_a_server_that_never_answers(tmp_path: Path) -> None:
