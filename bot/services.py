@@ -57,7 +57,7 @@ class Services:
             fetcher=fetcher,
             providers=providers,
             ledger=ledger,
-            policy=PolicyService.for_settings(db, ledger, settings),
+            policy=PolicyService.for_settings(db, ledger, settings, providers.cost_weights()),
             moderation=ModeratorActions(db, ledger, provider_names=settings.providers.keys()),
             usage=UsageService(db, ledger, model_labels=UsageService.labels_for(settings)),
             metrics=Metrics(settings.metrics.enabled),

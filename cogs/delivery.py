@@ -14,6 +14,7 @@ continues where it stopped: the card is found again by its id, parts already pos
 from __future__ import annotations
 
 import asyncio
+import functools
 import io
 import logging
 import time
@@ -24,12 +25,12 @@ from typing import TYPE_CHECKING, Any
 import aiohttp
 import discord
 
-from bot.errors import DeliveryFailed
+from bot.errors import DeliveryFailed, SeedreamError
 from bot.jobs import Job, JobState
 from bot.jobs.engine import RecordMessage
 from bot.jobs.formats import part_range
 from bot.jobs.models import InteractionRef
-from bot.uploads import UploadFile, plan_parts
+from bot.uploads import UploadFile, plan_parts, provenance_fields
 from cogs.views import NO_MENTIONS, result_embed, result_view, status_embed, status_view, thread_name
 
 if TYPE_CHECKING:
@@ -403,8 +404,11 @@ class DiscordSink:
         else:
             job.delivery = job.delivery.model_copy(update={"posting_started": True})
             await self.bot.engine.save_delivery(job, job.delivery)
+        provenance = self._provenance(job)
         while posted < total:
-            parts = await asyncio.to_thread(plan_parts, job.results[posted:], job.id, limit, posted + 1)
+            parts = await asyncio.to_thread(
+                functools.partial(plan_parts, provenance=provenance), job.results[posted:], job.id, limit, posted + 1
+            )
             part = parts[0]
             first, last = posted + 1, posted + len(part)
             try:
@@ -425,6 +429,16 @@ class DiscordSink:
                 raise
             posted = last
             await record_message(message.id, job.delivery.model_copy(update={"posted_images": posted}))
+
+    def _provenance(self, job: Job) -> dict[str, str] | None:
+        """Prompt, model, seed and job id written into each posted file (``[generation] provenance``)."""
+        if not self.bot.settings.generation.provenance:
+            return None
+        try:
+            model = self.bot.services.providers.get(job.provider).capabilities.model
+        except SeedreamError:  # the provider was removed from the config since
+            model = job.provider
+        return provenance_fields(job.id, job.request, model=model, provider=job.provider)
 
     @staticmethod
     def _next_to_card(job: Job, target: Messageable) -> dict[str, Any]:

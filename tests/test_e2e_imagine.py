@@ -9,6 +9,7 @@ from pathlib import Path
 from PIL import Image
 
 from bot import sizes
+from bot.images import read_provenance
 from bot.jobs import JobState
 from tests.botrunner import bot_settings, is_card, running_bot, wait_for_card
 from tests.fakediscord import CallbackType, FakeDiscord, FakeMessage
@@ -18,6 +19,10 @@ def png(width: int = 64, height: int = 64, colour: str = "red") -> bytes:
     buffer = io.BytesIO()
     Image.new("RGB", (width, height), colour).save(buffer, format="PNG")
     return buffer.getvalue()
+
+
+def embed_footer_job(message: FakeMessage) -> str:
+    return str(message.embeds[0]["footer"]["text"]).split(" · ")[0].removeprefix("job ")
 
 
 def result_messages(fake: FakeDiscord, channel) -> list[FakeMessage]:  # type: ignore[no-untyped-def]
@@ -54,6 +59,10 @@ async def test_imagine_posts_images_in_a_thread(tmp_path: Path) -> None:
             for attachment in message.attachments:
                 with Image.open(io.BytesIO(attachment.data)) as image:
                     assert image.size == sizes.dimensions("16:9", "1K")
+                # the file itself says how to make it again (provenance, on by default)
+                provenance = read_provenance(attachment.data)
+                assert provenance["prompt"] == "a koala on a skateboard" and provenance["model"] == "placeholder"
+                assert provenance["job_id"] == embed_footer_job(message)
             embed = message.embeds[0]
             assert embed["title"] == "a koala on a skateboard"
             assert message.allowed_mentions == {"parse": []}
@@ -248,4 +257,6 @@ async def test_a_foreign_delete_press_is_refused(tmp_path: Path) -> None:
             assert refusal.flags & 64 and "Only" in refusal.content
             assert not fake.message(message.id).deleted
             mine = await fake.click_button(message, delete, user=world.users[0])
-            assert "Deleted" in (await mine.wait_for_response(lambda m: "Deleted" in (m.content or ""))).content
+            await fake.wait_for(lambda: fake.message(message.id).deleted or None)  # the owner may delete it
+            answer = await mine.wait_for_response(lambda m: bool(m.content))
+            assert answer.flags & 64 and answer.content == "Deleted."

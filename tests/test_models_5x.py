@@ -449,3 +449,21 @@ async def test_the_sections_cost_weight_reaches_the_quota_for_every_kind(
     finally:
         await provider.close()
     assert job.cost_units == 2 * 3
+
+
+@pytest.mark.parametrize(("explicit", "expected"), [({}, 2), ({"cost_weight": 5}, 5)])
+async def test_a_models_own_cost_weight_is_charged_unless_the_section_sets_one(
+    explicit: dict[str, int], expected: int, fakes: Fakes, store: ImageStore, db: Database
+) -> None:
+    """5.0 Pro costs two credits an image by default; a section's own ``cost_weight`` wins. The policy's quote
+    and the engine's charge read the same number (``ProviderRegistry.cost_weight``)."""
+    config = ArkConfig(base_url=f"{fakes['ark'].base_url}/api/v3", model=PRO, **{**COMMON, **explicit})
+    provider = ArkProvider("pro", config, store)
+    registry = ProviderRegistry({"pro": provider}, "pro")
+    assert registry.cost_weight("pro") == registry.cost_weights()["pro"] == expected
+    engine = engine_for(db, provider, RecordingSink())
+    try:
+        job = await enqueue(engine, GenerationRequest(prompt="x", resolution="2K", count=2))
+    finally:
+        await provider.close()
+    assert job.cost_units == 2 * expected

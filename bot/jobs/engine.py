@@ -186,7 +186,7 @@ class JobEngine:
         provider = self.providers.get(provider_name)
         self.health.ensure_available(provider.name)
         provider.capabilities.check(request)
-        weight = getattr(getattr(provider, "config", None), "cost_weight", 1)
+        weight = self.providers.cost_weight(provider.name)
         now = self.clock()
         job = Job(
             id=new_job_id(),

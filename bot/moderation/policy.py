@@ -57,12 +57,17 @@ class PolicyService:
         self._recorded_roles: dict[tuple[int, int], tuple[int, ...]] = {}  # what this process last wrote
 
     @classmethod
-    def for_settings(cls, db: Database, ledger: Ledger, settings: Settings) -> PolicyService:
+    def for_settings(
+        cls, db: Database, ledger: Ledger, settings: Settings, weights: Mapping[str, int] | None = None
+    ) -> PolicyService:
+        """``weights``: each provider's credits per image (``ProviderRegistry.cost_weights``, the one source)."""
         return cls(
             db,
             ledger,
             settings.quota,
-            provider_weights={name: cfg.cost_weight for name, cfg in settings.providers.items()},
+            provider_weights=weights
+            if weights is not None
+            else {name: cfg.cost_weight for name, cfg in settings.providers.items()},
             default_provider=settings.generation.default_provider,
         )
 

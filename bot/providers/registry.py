@@ -111,6 +111,18 @@ class ProviderRegistry:
         built = {name: build_provider(name, cfg, store) for name, cfg in settings.providers.items()}
         return cls(built, settings.generation.default_provider)
 
+    def cost_weight(self, name: str | None = None) -> int:
+        """Credits per image of this provider section before the resolution's weight, the one source of it:
+        the section's own ``cost_weight`` when set, else its model's (Seedream 5.0 Pro costs two)."""
+        provider = self.get(name)
+        config = getattr(provider, "config", None)
+        if config is not None and "cost_weight" in getattr(config, "model_fields_set", ()):
+            return int(config.cost_weight)
+        return provider.capabilities.cost_weight
+
+    def cost_weights(self) -> dict[str, int]:
+        return {name: self.cost_weight(name) for name in self._providers}
+
     def get(self, name: str | None = None) -> Provider:
         key = name or self.default
         try:
