@@ -45,10 +45,12 @@ def _union(caps: list[Capabilities], field: str) -> list[str]:
     return list(seen)
 
 
-def build_imagine_command(
-    cog: Imagine, caps: list[Capabilities], providers: list[str]
-) -> app_commands.Command[Any, Any, Any]:
-    """/imagine with choices built from what the configured providers support."""
+def build_imagine_command(cog: Imagine, caps: list[Capabilities]) -> app_commands.Command[Any, Any, Any]:
+    """/imagine with choices built from what the configured providers support; ``provider`` is offered as
+    the models this server allows, each with a few words on what it is good at (autocomplete)."""
+
+    async def models(interaction: discord.Interaction, current: str) -> list[Choice[str]]:
+        return await cog.model_choices(interaction, current)
 
     async def imagine(
         interaction: discord.Interaction,
@@ -73,7 +75,6 @@ def build_imagine_command(
         "aspect": [Choice(name=a, value=a) for a in _union(caps, "aspect_ratios")][:25],
         "resolution": [Choice(name=r, value=r) for r in _union(caps, "resolutions")][:25],
         "count": [Choice(name=str(n), value=n) for n in range(1, max(c.max_count for c in caps) + 1)][:25],
-        "provider": [Choice(name=p, value=p) for p in providers][:25],
     }
     styles = _union(caps, "styles")
     if styles:
@@ -89,9 +90,10 @@ def build_imagine_command(
         seed="Same seed + same prompt = same picture",
         style="A preset style (where the provider has them)",
         enhance="Let the provider improve your prompt",
-        provider="Which Seedream service to use",
+        provider="Which Seedream model to use (each says what it is best at)",
     )(imagine)
     described = app_commands.choices(**choices)(described)
+    described = app_commands.autocomplete(provider=models)(described)
     command: app_commands.Command[Any, Any, Any] = app_commands.Command(
         name="imagine", description="Make pictures with Seedream", callback=described, extras={ANSWERS_ITSELF: True}
     )
@@ -138,10 +140,7 @@ class Imagine(commands.Cog):
 
     def __init__(self, bot: SeedreamBot) -> None:
         self.bot = bot
-        providers = list(bot.services.providers)
-        self.imagine_command = build_imagine_command(
-            self, [p.capabilities for p in providers], [p.name for p in providers]
-        )
+        self.imagine_command = build_imagine_command(self, [p.capabilities for p in bot.services.providers])
 
     async def cog_load(self) -> None:
         self.bot.tree.add_command(self.imagine_command)
@@ -186,6 +185,18 @@ class Imagine(commands.Cog):
             return Order("imagine", members.of_interaction(interaction), request, provider, delivery)
 
         await self.bot.starter.start(interaction, build)
+
+    async def model_choices(self, interaction: discord.Interaction, current: str) -> list[Choice[str]]:
+        """The models on offer here (a server may allow only some), matching what the member typed."""
+        allowed = None
+        if interaction.guild_id is not None:
+            allowed = (await self.bot.services.policy.store.settings(interaction.guild_id)).allowed_providers
+        typed = current.casefold()
+        return [
+            Choice(name=choice.choice_name(), value=choice.provider)
+            for choice in self.bot.services.providers.models(allowed)
+            if typed in choice.choice_name().casefold()
+        ][:25]
 
     # -- buttons ------------------------------------------------------------------------------------
     async def on_job_button(self, interaction: discord.Interaction, button: JobButton) -> None:
