@@ -36,7 +36,7 @@ from bot.provider_health import ProviderHealth
 from bot.providers.base import GenerationRequest
 from bot.providers.registry import ProviderRegistry
 from bot.quota import Ledger
-from bot.storage import Database
+from bot.storage import Database, StoreBusy
 
 log = logging.getLogger(__name__)
 Clock = Callable[[], float]
@@ -49,6 +49,7 @@ class RecordMessage(Protocol):
 
 
 DELIVERY_ATTEMPTS = 5
+BUSY_ATTEMPTS = 6  # a running job waits out a busy database this often (1 s, 2 s, 4 s, ...) before failing
 #: How far back a start looks for failed or cancelled jobs whose card may not show it yet.
 OUTCOME_RECOVERY_SECONDS = 24 * 3600
 INTERRUPTED_MESSAGE = (
@@ -103,6 +104,7 @@ class JobEngine:
         self.max_queued_per_user = max_queued_per_user
         self.delivery_workers = delivery_workers
         self.clock = clock
+        self.busy_retry_seconds = 1.0
         self._wake = asyncio.Event()
         self._running: dict[str, asyncio.Task[None]] = {}
         self._generating: set[str] = set()  # running jobs not yet past the provider (they hold a worker)
@@ -326,7 +328,7 @@ class JobEngine:
     # -- running one job ----------------------------------------------------------------------------
     async def _run(self, job: Job) -> None:
         try:
-            await self._advance(job)
+            await self._advance_while_busy(job)
         except asyncio.CancelledError:
             if job.id not in self._cancelling:
                 log.info("job %s interrupted in state %s; it resumes on the next start", job.id, job.state)
@@ -341,6 +343,19 @@ class JobEngine:
             await self._finish_failed(
                 job, JobState.FAILED, "internal", f"Sorry, something went wrong on our side (job {job.id})."
             )
+
+    async def _advance_while_busy(self, job: Job) -> None:
+        """A database busy for a while (another process holds the write lock) pauses a running job instead of
+        failing it: its images may already be made and paid for. It goes on from its last saved state."""
+        for attempt in range(1, BUSY_ATTEMPTS + 1):
+            try:
+                await self._advance(job)
+                return
+            except StoreBusy:
+                if attempt == BUSY_ATTEMPTS:
+                    raise
+                log.warning("job %s: the database is busy; trying again (%d of %d)", job.id, attempt, BUSY_ATTEMPTS)
+                await asyncio.sleep(min(30.0, self.busy_retry_seconds * 2 ** (attempt - 1)))
 
     async def _set(self, job: Job, **fields: object) -> None:
         await self.jobs.set(job.id, self.clock(), **fields)
