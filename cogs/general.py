@@ -51,7 +51,6 @@ class General(commands.Cog):
             lines += ["", f"Your allowance: {left}; it resets <t:{int(balance.resets_at.timestamp())}:R>."]
         await reply(interaction, "\n".join(lines))
 
-
     @commands.Cog.listener()
     async def on_interaction(self, interaction: discord.Interaction) -> None:
         """A press on a button no handler knows (an old bot's, or a crafted one) gets a polite private answer,
