@@ -136,8 +136,6 @@ class EditModal(discord.ui.Modal, title="Edit with Seedream"):
 
 
 class Imagine(commands.Cog):
-    member_context = staticmethod(members.member_context)
-
     def __init__(self, bot: SeedreamBot) -> None:
         self.bot = bot
         self.imagine_command = build_imagine_command(self, [p.capabilities for p in bot.services.providers])
