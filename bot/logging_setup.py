@@ -32,5 +32,6 @@ def configure_logging(level: str, secret_env_vars: Iterable[str] = ()) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
-    for noisy in ("discord.http", "discord.gateway", "aiohttp.access"):
+    # aiosqlite logs every statement with its parameters at DEBUG: saved provider tasks hold signed result links
+    for noisy in ("discord.http", "discord.gateway", "aiohttp.access", "aiosqlite"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))

@@ -246,3 +246,21 @@ def test_error_details_and_logged_bodies_lose_their_signed_queries() -> None:
         assert "https://tos.example/files/img.png?…" in text
         assert CREDENTIAL not in text and link.rsplit("=", 1)[1] not in text and "deadbeef" not in text
     assert redact_links("no links here: 50% done?") == "no links here: 50% done?"
+
+
+def test_debug_logging_keeps_the_databases_statement_log_quiet() -> None:
+    """At DEBUG the bot's own lines are kept, but aiosqlite's log of every statement and its parameters (saved
+    submissions hold signed result links) is not."""
+    import logging
+
+    from bot.logging_setup import configure_logging
+
+    root = logging.getLogger()
+    saved = (root.handlers[:], root.level, logging.getLogger("aiosqlite").level)
+    try:
+        configure_logging("DEBUG")
+        assert logging.getLogger("bot.jobs.engine").isEnabledFor(logging.DEBUG)
+        assert not logging.getLogger("aiosqlite").isEnabledFor(logging.DEBUG)
+    finally:
+        root.handlers[:], root.level = saved[0], saved[1]
+        logging.getLogger("aiosqlite").setLevel(saved[2])
