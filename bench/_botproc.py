@@ -131,8 +131,9 @@ def patch_instant_local() -> None:
     import hashlib
     import io
 
+    from bot.images import StoredImage
     from bot.providers import local
-    from bot.providers.base import GenerationResult, StoredImage
+    from bot.providers.base import GenerationResult
 
     cache: dict[tuple[int, int], bytes] = {}
 

@@ -28,11 +28,11 @@ from bot import sizes
 from bot.config import DEFAULT_CONFIG_PATH, Settings, load_settings
 from bot.errors import ConfigError, SeedreamError
 from bot.health import MAX_AGE_SECONDS, judge, last_heartbeat
-from bot.images import ImageStore
+from bot.images import ImageStore, StoredImage
 from bot.jobs import Job
 from bot.jobs.engine import RecordMessage
 from bot.logging_setup import configure_logging
-from bot.providers.base import GenerationRequest, StoredImage, describe_capabilities
+from bot.providers.base import GenerationRequest, describe_capabilities
 from bot.providers.registry import ProviderRegistry, documented_providers
 from bot.services import Services
 from bot.storage import Database, StoreNotWritable, ensure_writable_database, ensure_writable_dir

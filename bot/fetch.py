@@ -17,8 +17,7 @@ from urllib.parse import urljoin, urlsplit
 import aiohttp
 
 from bot.errors import ImageRejected
-from bot.images import ImageStore
-from bot.providers.base import StoredImage
+from bot.images import ImageStore, StoredImage
 from bot.providers.links import exact_url, without_query
 
 log = logging.getLogger(__name__)

@@ -13,6 +13,7 @@ from bot.config import Settings
 from bot.edits import AttachmentFacts
 from bot.errors import InvalidRequest, QuotaExceeded
 from bot.fetch import ImageFetcher, fetch_all
+from bot.images import StoredImage
 from bot.jobs import Job
 from bot.jobs.engine import JobEngine
 from bot.jobs.models import Delivery
@@ -20,7 +21,7 @@ from bot.jobs.pending import PendingAnswers
 from bot.metrics import Metrics
 from bot.moderation import MemberContext, PolicyService
 from bot.prompts import clean_prompt
-from bot.providers.base import GenerationRequest, StoredImage
+from bot.providers.base import GenerationRequest
 from bot.providers.registry import ProviderRegistry
 
 #: What a member can start: a fresh picture, an edit of images, or a variation of an earlier job.

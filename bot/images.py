@@ -25,9 +25,9 @@ from xml.sax.saxutils import escape
 
 from PIL import ExifTags, Image, UnidentifiedImageError
 from PIL.PngImagePlugin import PngInfo
+from pydantic import BaseModel, ConfigDict
 
 from bot.errors import ImageRejected, StorageFull
-from bot.providers.base import StoredImage
 
 #: Formats we accept from members and providers, with the extension and MIME type we store them under.
 ACCEPTED_FORMATS: dict[str, tuple[str, str]] = {
@@ -38,6 +38,23 @@ ACCEPTED_FORMATS: dict[str, tuple[str, str]] = {
     "BMP": ("bmp", "image/bmp"),
     "TIFF": ("tiff", "image/tiff"),
 }
+
+
+class StoredImage(BaseModel):
+    """An image file we hold under data_dir: a validated reference or a downloaded result."""
+
+    model_config = ConfigDict(frozen=True)
+
+    path: Path
+    sha256: str
+    size_bytes: int
+    width: int
+    height: int
+    mime: str
+    #: Name of the configured provider that knows this image by ``provider_image_id``.
+    provider: str | None = None
+    #: The provider's own id for the image (e.g. a Leonardo GENERATED image id), reusable as a reference.
+    provider_image_id: str | None = None
 
 
 _DISK_FULL = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}

@@ -19,8 +19,18 @@ from pathlib import Path
 
 from PIL import Image
 
-from bot.images import Pieces, encoded, pieces_size, png_info, read_pieces, resized, splice_plan, xmp_packet
-from bot.providers.base import GenerationRequest, StoredImage
+from bot.images import (
+    Pieces,
+    StoredImage,
+    encoded,
+    pieces_size,
+    png_info,
+    read_pieces,
+    resized,
+    splice_plan,
+    xmp_packet,
+)
+from bot.providers.base import GenerationRequest
 
 MAX_FILES_PER_MESSAGE = 10
 #: Room left in each request for the JSON payload and multipart framing.

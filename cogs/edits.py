@@ -22,11 +22,11 @@ from discord.ext import commands
 from bot import edits as core
 from bot.errors import ImageRejected, InvalidRequest, NotAllowed, SeedreamError
 from bot.generation import Options, Order
+from bot.images import StoredImage
 from bot.jobs import Job
 from bot.jobs.formats import result_range
 from bot.jobs.models import Delivery
 from bot.prompts import clean_prompt
-from bot.providers.base import StoredImage
 from cogs import members
 from cogs.cards import can_post_results, can_thread, check_place
 from cogs.errors import ANSWERS_ITSELF, reply, reply_error

@@ -12,11 +12,11 @@ from typing import Any
 from PIL import Image
 
 from bot.config import ArkConfig, HighwayConfig, LeonardoConfig, NovitaConfig, QuotaSection, TaskApiConfig
-from bot.images import ImageStore
+from bot.images import ImageStore, StoredImage
 from bot.jobs import Job
 from bot.jobs.engine import JobEngine, ResultSink
 from bot.providers.ark import ArkProvider
-from bot.providers.base import GenerationRequest, Provider, StoredImage
+from bot.providers.base import GenerationRequest, Provider
 from bot.providers.highway import HighwayProvider
 from bot.providers.leonardo import LeonardoProvider
 from bot.providers.novita import NovitaProvider

@@ -21,8 +21,7 @@ from PIL import Image, ImageCms, ImageFile
 
 from bot.config import GenerationSection
 from bot.errors import ImageRejected
-from bot.images import ImageStore, encode_for_provider, plan_reference
-from bot.providers.base import StoredImage
+from bot.images import ImageStore, StoredImage, encode_for_provider, plan_reference
 from bot.providers.seedream_v3 import (
     REFERENCE_MAX_BYTES,
     REFERENCE_MAX_PIXELS,

@@ -18,9 +18,9 @@ import pytest
 from PIL import Image
 
 from bot.config import ArkConfig, GenerationSection, load_settings
-from bot.images import XMP_NAMESPACE, ImageStore, read_provenance
+from bot.images import XMP_NAMESPACE, ImageStore, StoredImage, read_provenance
 from bot.providers.ark import ArkProvider
-from bot.providers.base import GenerationRequest, StoredImage
+from bot.providers.base import GenerationRequest
 from bot.uploads import OVERHEAD_BYTES, UploadFile, plan_parts, provenance_fields
 from tests.fakeproviders.ark import FakeArkServer
 from tests.provider_helpers import KEY_ENV

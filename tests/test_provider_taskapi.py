@@ -30,8 +30,8 @@ from bot.errors import (
     ResultExpired,
     SeedreamError,
 )
-from bot.images import ImageStore
-from bot.providers.base import GenerationRequest, StoredImage
+from bot.images import ImageStore, StoredImage
+from bot.providers.base import GenerationRequest
 from bot.providers.http import NotAccepted
 from bot.providers.taskapi import TaskApiProvider
 from tests.fakeproviders.common import Fault

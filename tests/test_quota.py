@@ -19,10 +19,11 @@ import pytest
 
 from bot.config import QuotaSection
 from bot.errors import InvalidRequest, QuotaExceeded
+from bot.images import StoredImage
 from bot.jobs.models import Job, JobState
 from bot.jobs.repository import JobRepository
 from bot.moderation import ModeratorActions
-from bot.providers.base import GenerationRequest, StoredImage
+from bot.providers.base import GenerationRequest
 from bot.quota import AllowanceExceeded, Ledger, Window
 from bot.storage import Database
 

@@ -21,11 +21,11 @@ from PIL import Image
 
 from bot.config import LocalProviderConfig, QuotaSection
 from bot.errors import SeedreamError
-from bot.images import ImageStore
+from bot.images import ImageStore, StoredImage
 from bot.jobs import Job, JobState
 from bot.jobs.engine import JobEngine, RecordMessage
 from bot.jobs.repository import JobRepository
-from bot.providers.base import GenerationRequest, StoredImage
+from bot.providers.base import GenerationRequest
 from bot.providers.local import LocalProvider
 from bot.providers.registry import ProviderRegistry
 from bot.quota import Ledger

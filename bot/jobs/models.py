@@ -10,7 +10,8 @@ from enum import StrEnum
 import aiosqlite
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field
 
-from bot.providers.base import GenerationRequest, StoredImage, Submission
+from bot.images import StoredImage
+from bot.providers.base import GenerationRequest, Submission
 
 
 class JobState(StrEnum):

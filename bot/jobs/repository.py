@@ -10,8 +10,9 @@ from typing import Any
 
 import aiosqlite
 
+from bot.images import StoredImage
 from bot.jobs.models import ACTIVE_STATES, Job, JobState
-from bot.providers.base import StoredImage, Submission
+from bot.providers.base import Submission
 from bot.quota import Admission, AdmissionRefused
 from bot.storage import Database
 

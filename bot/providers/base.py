@@ -13,30 +13,13 @@ import math
 import re
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from bot import sizes
 from bot.errors import InvalidRequest
-
-
-class StoredImage(BaseModel):
-    """An image file we hold under data_dir: a validated reference or a downloaded result."""
-
-    model_config = ConfigDict(frozen=True)
-
-    path: Path
-    sha256: str
-    size_bytes: int
-    width: int
-    height: int
-    mime: str
-    #: Name of the configured provider that knows this image by ``provider_image_id``.
-    provider: str | None = None
-    #: The provider's own id for the image (e.g. a Leonardo GENERATED image id), reusable as a reference.
-    provider_image_id: str | None = None
+from bot.images import StoredImage, encode_for_provider
 
 
 class GenerationRequest(BaseModel):
@@ -304,8 +287,6 @@ class Provider(ABC):
 
     async def encode_reference(self, image: StoredImage) -> tuple[bytes, str]:
         """A stored reference re-encoded within this provider's declared limits: (bytes, MIME type)."""
-        from bot.images import encode_for_provider  # bot.images imports this module
-
         caps = self.capabilities
         return await asyncio.to_thread(
             encode_for_provider,

@@ -35,8 +35,7 @@ from bot.errors import (
     SeedreamError,
     redact_links,
 )
-from bot.images import ImageStore
-from bot.providers.base import StoredImage
+from bot.images import ImageStore, StoredImage
 from bot.providers.links import exact_url, without_query
 
 log = logging.getLogger(__name__)

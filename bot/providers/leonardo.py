@@ -58,8 +58,8 @@ from bot.errors import (
     SeedreamError,
     redact_links,
 )
-from bot.images import ImageStore
-from bot.providers.base import Capabilities, GenerationRequest, GenerationResult, Provider, StoredImage, Submission
+from bot.images import ImageStore, StoredImage
+from bot.providers.base import Capabilities, GenerationRequest, GenerationResult, Provider, Submission
 from bot.providers.http import ProviderHttp, default_error
 from bot.providers.links import exact_url, without_query
 from bot.providers.models import family_of

@@ -19,8 +19,8 @@ from PIL import Image, ImageDraw, ImageFont, ImageOps
 
 from bot import sizes
 from bot.config import LocalProviderConfig
-from bot.images import ImageStore
-from bot.providers.base import Capabilities, GenerationRequest, GenerationResult, Provider, StoredImage, Submission
+from bot.images import ImageStore, StoredImage
+from bot.providers.base import Capabilities, GenerationRequest, GenerationResult, Provider, Submission
 
 STYLES = ("Cinematic", "Creative", "Dynamic", "Fashion", "Portrait", "Stock Photo", "Vibrant")
 MAX_SEED = 2**31 - 1

@@ -43,13 +43,12 @@ from bot.errors import (
     ResultRefused,
     SeedreamError,
 )
-from bot.images import ImageStore
+from bot.images import ImageStore, StoredImage
 from bot.providers.base import (
     Capabilities,
     GenerationRequest,
     GenerationResult,
     Provider,
-    StoredImage,
     Submission,
 )
 from bot.providers.http import ErrorMapper, ProviderHttp, retry_after_seconds

@@ -46,8 +46,8 @@ from bot.errors import (
     SeedreamError,
     redact_links,
 )
-from bot.images import ImageStore
-from bot.providers.base import Capabilities, GenerationRequest, GenerationResult, Provider, StoredImage, Submission
+from bot.images import ImageStore, StoredImage
+from bot.providers.base import Capabilities, GenerationRequest, GenerationResult, Provider, Submission
 from bot.providers.http import NotAccepted, ProviderHttp, default_error, retry_after_seconds
 from bot.providers.models import family_of
 from bot.providers.seedream_v3 import bytedance_code_error, clean_message, data_uri, prompt_for
