@@ -15,7 +15,7 @@ from typing import Any
 import aiohttp
 import discord
 import yarl
-from discord.ext import commands
+from discord.ext import commands, tasks
 
 from bot.config import Settings
 from bot.generation import GenerationService
@@ -174,7 +174,7 @@ class SeedreamBot(commands.Bot):
             settings, services.providers, services.policy, services.fetcher, self.engine, services.metrics
         )
         self.starter = CardStarter(self)
-        self._maintenance: asyncio.Task[None] | None = None
+        self._last_cleanup = 0.0
 
     def dispatch(self, event_name: str, /, *args: Any, **kwargs: Any) -> None:
         # discord.py parses INTERACTION_CREATE and dispatches "interaction" before any command code runs.
@@ -190,22 +190,20 @@ class SeedreamBot(commands.Bot):
         await self.engine.start()
         if self.settings.metrics.enabled:
             self.services.metrics.serve(self.settings.metrics.host, self.settings.metrics.port)
-        self._maintenance = asyncio.create_task(self._maintain(), name="maintenance")
+        self.maintenance.start()
 
-    async def _maintain(self) -> None:
+    @tasks.loop(seconds=HEARTBEAT_SECONDS)
+    async def maintenance(self) -> None:
         """Every minute: write the heartbeat (``seedream-bot health``), refresh the metrics gauges; every day:
         remove images past their retention."""
-        last_cleanup = 0.0
-        while True:
-            try:
-                await beat(self.services.db, gateway_connected=self.gateway_connected, workers_running=self.working)
-                self.services.metrics.set_states(await self.engine.counts_by_state())
-                if time.monotonic() - last_cleanup >= 86400 or not last_cleanup:
-                    last_cleanup = time.monotonic()
-                    await remove_old_images(self.settings.data_dir, self.settings.storage.retention_days)
-            except Exception:
-                log.exception("maintenance failed; trying again later")
-            await asyncio.sleep(HEARTBEAT_SECONDS)
+        try:
+            await beat(self.services.db, gateway_connected=self.gateway_connected, workers_running=self.working)
+            self.services.metrics.set_states(await self.engine.counts_by_state())
+            if time.monotonic() - self._last_cleanup >= 86400 or not self._last_cleanup:
+                self._last_cleanup = time.monotonic()
+                await remove_old_images(self.settings.data_dir, self.settings.storage.retention_days)
+        except Exception:
+            log.exception("maintenance failed; trying again later")
 
     @property
     def gateway_connected(self) -> bool:
@@ -214,13 +212,11 @@ class SeedreamBot(commands.Bot):
     @property
     def working(self) -> bool:
         """The job engine's dispatcher is running (it starts jobs and resumes them after a restart)."""
-        dispatcher = self.engine._dispatcher
-        return dispatcher is not None and not dispatcher.done()
+        return self.engine.dispatching
 
     async def close(self) -> None:
         """Stop taking work, let running jobs reach a saved state, then disconnect."""
-        if self._maintenance is not None:
-            self._maintenance.cancel()
+        self.maintenance.cancel()
         await self.engine.stop(self.settings.discord.shutdown_grace_seconds)
         await self.sink.drain(min(5.0, self.settings.discord.shutdown_grace_seconds))
         await super().close()

@@ -164,6 +164,11 @@ class JobEngine:
         self._wake.set()
 
     @property
+    def dispatching(self) -> bool:
+        """The dispatcher runs: it starts queued jobs (and resumed the unfinished ones at start)."""
+        return self._dispatcher is not None and not self._dispatcher.done()
+
+    @property
     def running_count(self) -> int:
         return len(self._running)
 
