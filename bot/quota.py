@@ -22,6 +22,7 @@ import aiosqlite
 from bot.config import QuotaSection
 from bot.errors import QuotaExceeded, TooManyJobs
 from bot.storage import Database, fetch_all, fetch_one
+from bot.storage.errors import AdmissionRefused
 
 Clock = Callable[[], float]
 WINDOW_KINDS: tuple[str, ...] = ("daily", "weekly", "monthly", "rolling")
@@ -53,16 +54,6 @@ LEFT JOIN quota_ledger AS r ON r.job_id = l.job_id AND r.entry = 'reserve'
 WHERE l.guild_id IS ? AND l.user_id = ? AND {_IN_WINDOW}
 GROUP BY COALESCE(l.job_id, l.id) ORDER BY at
 """  # noqa: S608 - constant fragments only
-
-
-class AdmissionRefused(Exception):
-    """The ``jobs_admit`` trigger (migration 0004) refused a job: ``queued``, ``allowance`` or ``daily cap``."""
-
-    PREFIX = "admission refused: "
-
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
 
 
 @dataclass(frozen=True)

@@ -13,8 +13,9 @@ import aiosqlite
 from bot.images import StoredImage
 from bot.jobs.models import ACTIVE_STATES, Job, JobState
 from bot.providers.base import Submission
-from bot.quota import Admission, AdmissionRefused
+from bot.quota import Admission
 from bot.storage import Database
+from bot.storage.errors import AdmissionRefused
 
 # Kept literal so the SQL is a constant; the assert keeps it in step with the enum.
 assert {s.value for s in ACTIVE_STATES} == {"queued", "submitted", "downloaded", "posted"}

@@ -1,6 +1,7 @@
-"""What the store can tell a member or the operator: busy for now, or not writable at all.
+"""What the store can tell a member or the operator: busy for now, or not writable at all; and the
+admission trigger's refusal, which the quota ledger turns into the member's answer.
 
-Both are ``SeedreamError``: the Discord layer answers a member with ``user_message`` (never an
+The first two are ``SeedreamError``: the Discord layer answers a member with ``user_message`` (never an
 "incident"), and the CLI prints it as one line.
 """
 
@@ -37,3 +38,13 @@ class StoreNotWritable(SeedreamError):
     def __init__(self, path: Path | str, problem: str, fix: str) -> None:
         self.path = Path(path)
         super().__init__(f"cannot write to {path}: {problem}. {fix}")
+
+
+class AdmissionRefused(Exception):
+    """The ``jobs_admit`` trigger (migration 0004) refused a job: ``queued``, ``allowance`` or ``daily cap``."""
+
+    PREFIX = "admission refused: "
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason

@@ -18,7 +18,7 @@ Errors: a server that cannot be reached, a wrong URL, a refused login or a missi
 ``PostgresUnavailable`` line naming the URL with its password masked; a database migrated by a newer
 seedream-bot is ``StoreTooNew``; a deadlock, serialization failure or lock wait past ``lock_timeout_ms``
 is ``StoreBusy`` (rolled back, nothing charged), as SQLite's "database is locked" is; the admission
-trigger's refusal is ``bot.quota.AdmissionRefused``, which the SQLite path raises from its own trigger.
+trigger's refusal is ``AdmissionRefused`` (bot.storage.errors), which the SQLite path raises from its own trigger.
 
 Migrations live in ``bot/storage/pg_migrations`` with the same numbers as SQLite's (version N is the same
 schema on both), the version in the ``schema_version`` table; concurrent ``migrate`` calls from several
@@ -42,7 +42,7 @@ from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
 import asyncpg
 
 from bot.errors import SeedreamError
-from bot.storage.errors import StoreBusy
+from bot.storage.errors import AdmissionRefused, StoreBusy
 
 log = logging.getLogger(__name__)
 
@@ -175,8 +175,6 @@ def _raise_mapped(exc: BaseException, doing: str) -> NoReturn:
         state = getattr(exc, "sqlstate", None)
         message = str(exc)
         if state == "P0001" and message.startswith(_ADMISSION_PREFIX):
-            from bot.quota import AdmissionRefused  # bot.quota imports bot.storage: import when needed
-
             raise AdmissionRefused(message.removeprefix(_ADMISSION_PREFIX)) from None
         if state in _BUSY_STATES:
             raise StoreBusy(f"{doing}: {message} (another transaction held on past the lock timeout)") from exc
