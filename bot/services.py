@@ -1,4 +1,8 @@
-"""Everything the bot and the CLI share, built once from Settings and closed in reverse order."""
+"""Everything the bot and the CLI share, built once from Settings and closed in reverse order.
+
+One clock (``time.time`` unless a test passes its own) is handed to every part that reads the time when it
+is built: the ledger and its window, policy, moderation, usage, the provider health and the job engine.
+"""
 
 from __future__ import annotations
 
@@ -31,9 +35,10 @@ class Services:
     moderation: ModeratorActions
     usage: UsageService
     metrics: Metrics
+    clock: Clock = time.time
 
     @classmethod
-    async def open(cls, settings: Settings) -> Services:
+    async def open(cls, settings: Settings, *, clock: Clock = time.time) -> Services:
         gen = settings.generation
         store = ImageStore(settings.data_dir, max_pixels=gen.max_image_pixels, max_bytes=gen.max_result_bytes)
         fetcher = ImageFetcher(
@@ -49,7 +54,7 @@ class Services:
         except BaseException:
             await db.close()
             raise
-        ledger = Ledger(db, settings.quota)
+        ledger = Ledger(db, settings.quota, clock)
         return cls(
             settings=settings,
             db=db,
@@ -57,21 +62,19 @@ class Services:
             fetcher=fetcher,
             providers=providers,
             ledger=ledger,
-            policy=PolicyService.for_settings(db, ledger, settings, providers.cost_weights()),
-            moderation=ModeratorActions(db, ledger, provider_names=settings.providers.keys()),
-            usage=UsageService(db, ledger, model_labels=UsageService.labels_for(settings)),
+            policy=PolicyService.for_settings(db, ledger, settings, providers.cost_weights()),  # the ledger's clock
+            moderation=ModeratorActions(db, ledger, provider_names=settings.providers.keys(), clock=clock),
+            usage=UsageService(db, ledger, model_labels=UsageService.labels_for(settings), clock=clock),
             metrics=Metrics(settings.metrics.enabled),
+            clock=clock,
         )
 
-    def make_engine(self, sink: ResultSink, clock: Clock | None = None) -> JobEngine:
+    def make_engine(self, sink: ResultSink) -> JobEngine:
+        """The job engine for this process, posting through ``sink``, on the services' clock."""
         gen = self.settings.generation
-        if clock is not None:
-            self.ledger.clock = clock
-            self.ledger.window.clock = clock
-            self.policy.clock = self.moderation.clock = self.usage.clock = clock
         health = ProviderHealth(
             {name: cfg.credit_cooldown_minutes * 60 for name, cfg in self.settings.providers.items()},
-            clock or time.time,
+            self.clock,
         )
         return JobEngine(
             self.db,
@@ -84,7 +87,7 @@ class Services:
             max_queued_per_user=self.settings.quota.max_queued_per_user,
             health=health,
             metrics=self.metrics,
-            **({"clock": clock} if clock else {}),
+            clock=self.clock,
         )
 
     async def close(self) -> None:

@@ -4,20 +4,17 @@ from __future__ import annotations
 
 import csv
 import io
+from collections.abc import AsyncIterator
+from pathlib import Path
 
 import pytest
 from PIL import Image
 
-from bot.config import LocalProviderConfig, QuotaSection
-from bot.images import ImageStore
+from bot.config import Settings
 from bot.jobs import Job
-from bot.jobs.engine import JobEngine
-from bot.moderation import MemberContext, ModeratorActions, PolicyService
-from bot.providers.base import GenerationRequest, Provider
-from bot.providers.local import LocalProvider
-from bot.providers.registry import ProviderRegistry
-from bot.quota import Ledger
-from bot.storage import Database
+from bot.moderation import MemberContext
+from bot.providers.base import GenerationRequest
+from bot.services import Services
 from bot.usage import MANUAL_REFUND, UsageReport, UsageRow, UsageService, render_audit_csv
 from tests.test_jobs import RecordingSink
 from tests.test_quota import FakeClock, at
@@ -29,30 +26,15 @@ LOCAL, PRO = "local (placeholder)", "pro (placeholder-pro)"
 
 
 class Bot:
-    """The core of the bot as the Discord layer drives it: policy check, then enqueue, then run."""
+    """The core of the bot as the Discord layer drives it (built by ``Services.open`` on one fake clock):
+    policy check, then enqueue, then run."""
 
-    def __init__(self, db: Database, store: ImageStore) -> None:
-        self.db = db
-        self.clock = FakeClock(at(2025, 6, 2, 10))
-        config = QuotaSection(default_limit=50, timezone="Europe/Berlin")
-        self.ledger = Ledger(db, config, self.clock)
-        providers: dict[str, Provider] = {
-            "local": LocalProvider("local", LocalProviderConfig(), store),
-            "pro": LocalProvider("pro", LocalProviderConfig(model="placeholder-pro", cost_weight=2), store),
-        }
-        self.engine = JobEngine(
-            db,
-            ProviderRegistry(providers, "local"),
-            self.ledger,
-            RecordingSink(),
-            workers=2,
-            per_user_in_flight=2,
-            max_queued_per_user=10,
-            clock=self.clock,
-        )
-        self.policy = PolicyService(db, self.ledger, config, provider_weights={"local": 1, "pro": 2})
-        self.mod = ModeratorActions(db, self.ledger)
-        self.usage = UsageService(db, self.ledger, model_labels={"local": LOCAL, "pro": PRO}, clock=self.clock)
+    def __init__(self, services: Services, clock: FakeClock) -> None:
+        self.clock = clock
+        self.engine = services.make_engine(RecordingSink())
+        self.policy = services.policy
+        self.mod = services.moderation
+        self.usage = services.usage
 
     async def imagine(
         self, user: int, roles: tuple[int, ...], provider: str, *, run: bool = True, **options: object
@@ -72,10 +54,30 @@ class Bot:
         return await self.engine.run_one(job) if run else job
 
 
+def settings_for(tmp_path: Path) -> Settings:
+    return Settings.model_validate(
+        {
+            "storage": {"database": str(tmp_path / "bot.sqlite3"), "data_dir": str(tmp_path / "data")},
+            "quota": {"default_limit": 50, "timezone": "Europe/Berlin", "max_queued_per_user": 10},
+            "generation": {"workers": 2, "per_user_in_flight": 2},
+            "providers": {
+                "local": {"kind": "local"},
+                "pro": {"kind": "local", "model": "placeholder-pro", "cost_weight": 2},
+            },
+        }
+    )
+
+
 @pytest.fixture
-async def bot(db: Database, store: ImageStore) -> Bot:
+async def bot(tmp_path: Path) -> AsyncIterator[Bot]:
     """Two days of use in June 2025 (Berlin time), one cancelled job and one moderator refund."""
-    bot = Bot(db, store)
+    clock = FakeClock(at(2025, 6, 2, 10))
+    async with await Services.open(settings_for(tmp_path), clock=clock) as services:
+        assert services.usage.model_labels == {"local": LOCAL, "pro": PRO}
+        yield await used(Bot(services, clock))
+
+
+async def used(bot: Bot) -> Bot:
     await bot.imagine(ANNA, (ARTISTS,), "local", count=2)  # 2 units
     await bot.imagine(BORIS, (ARTISTS, VIP), "pro", resolution="4K")  # weight 2 × 4K 2 = 4 units
     bot.clock.now = at(2025, 6, 3, 9).timestamp()
