@@ -12,8 +12,8 @@ import os
 import time
 from dataclasses import asdict, dataclass
 
-from bot.storage.database import Database
 from bot.storage.meta import get_meta, set_meta
+from bot.storage.store import Store
 
 HEARTBEAT_KEY = "heartbeat"
 #: The bot writes a heartbeat this often (its maintenance loop).
@@ -43,7 +43,7 @@ class Heartbeat:
         )
 
 
-async def beat(db: Database, *, gateway_connected: bool, workers_running: bool, now: float | None = None) -> None:
+async def beat(db: Store, *, gateway_connected: bool, workers_running: bool, now: float | None = None) -> None:
     heartbeat = Heartbeat(
         at=time.time() if now is None else now,
         pid=os.getpid(),
@@ -53,7 +53,7 @@ async def beat(db: Database, *, gateway_connected: bool, workers_running: bool, 
     await set_meta(db, HEARTBEAT_KEY, heartbeat.to_json())
 
 
-async def last_heartbeat(db: Database) -> Heartbeat | None:
+async def last_heartbeat(db: Store) -> Heartbeat | None:
     text = await get_meta(db, HEARTBEAT_KEY)
     return None if text is None else Heartbeat.from_json(text)
 

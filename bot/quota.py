@@ -17,11 +17,9 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-import aiosqlite
-
 from bot.config import QuotaSection
 from bot.errors import QuotaExceeded, TooManyJobs
-from bot.storage import Database, fetch_all, fetch_one
+from bot.storage import Store, StoreConnection, fetch_all, fetch_one
 from bot.storage.errors import AdmissionRefused
 
 Clock = Callable[[], float]
@@ -49,10 +47,10 @@ WHERE job_id IN (
 """
 # Per reservation time, the net units each job (or manual refund) holds, oldest first (rolling windows).
 _HOLDINGS_SQL = f"""
-SELECT COALESCE(r.created_at, l.created_at) AS at, {_NET} FROM quota_ledger AS l
+SELECT MIN(COALESCE(r.created_at, l.created_at)) AS at, {_NET} FROM quota_ledger AS l
 LEFT JOIN quota_ledger AS r ON r.job_id = l.job_id AND r.entry = 'reserve'
 WHERE l.guild_id IS ? AND l.user_id = ? AND {_IN_WINDOW}
-GROUP BY COALESCE(l.job_id, l.id) ORDER BY at
+GROUP BY COALESCE(l.job_id, CAST(l.id AS TEXT)) ORDER BY at
 """  # noqa: S608 - constant fragments only
 
 
@@ -142,7 +140,7 @@ class Balance:
 
 
 class Ledger:
-    def __init__(self, db: Database, config: QuotaSection, clock: Clock = time.time) -> None:
+    def __init__(self, db: Store, config: QuotaSection, clock: Clock = time.time) -> None:
         self.db = db
         self.config = config
         self.clock = clock
@@ -156,7 +154,7 @@ class Ledger:
     def units_for(self, count: int, resolution: str, provider_weight: int) -> int:
         return count * provider_weight * self.config.resolution_weights.get(resolution, 1)
 
-    async def window_for(self, guild_id: int | None, conn: aiosqlite.Connection | None = None) -> Window:
+    async def window_for(self, guild_id: int | None, conn: StoreConnection | None = None) -> Window:
         """The guild's own window (kind, time zone) where it set one, else the config's."""
         if guild_id is None:
             return Window(self.config, self.clock)
@@ -173,20 +171,20 @@ class Ledger:
             return Window(self.config, self.clock)
         return Window(self.config, self.clock, kind=row[0], timezone=row[1], rolling_hours=row[2])
 
-    async def used(self, guild_id: int | None, user_id: int, conn: aiosqlite.Connection | None = None) -> int:
+    async def used(self, guild_id: int | None, user_id: int, conn: StoreConnection | None = None) -> int:
         """Units the member holds in the current window (in-flight reservations included)."""
         start, _ = (await self.window_for(guild_id, conn)).bounds()
         return await self._used_since(conn or self.db.conn, guild_id, user_id, start)
 
     async def balance(
-        self, guild_id: int | None, user_id: int, limit: int | None, conn: aiosqlite.Connection | None = None
+        self, guild_id: int | None, user_id: int, limit: int | None, conn: StoreConnection | None = None
     ) -> Balance:
         """Used / left / next reset, without checking anything."""
         return await self.check_allowance(
             conn or self.db.conn, guild_id=guild_id, user_id=user_id, units=0, limit=limit
         )
 
-    async def refundable(self, guild_id: int | None, user_id: int, conn: aiosqlite.Connection | None = None) -> int:
+    async def refundable(self, guild_id: int | None, user_id: int, conn: StoreConnection | None = None) -> int:
         """Units a moderator may hand back now: what was charged this window, minus jobs still running."""
         conn = conn or self.db.conn
         start, _ = (await self.window_for(guild_id, conn)).bounds()
@@ -194,14 +192,14 @@ class Ledger:
         open_units = int(row[0]) if row else 0
         return max(0, await self._used_since(conn, guild_id, user_id, start) - open_units)
 
-    async def global_used(self, conn: aiosqlite.Connection | None = None) -> int:
+    async def global_used(self, conn: StoreConnection | None = None) -> int:
         """Units the whole bot spent in today's calendar day (config time zone), for the global cap."""
         start, _ = calendar_bounds("daily", self.config.timezone, self.clock())
         row = await fetch_one(conn or self.db.conn, _GLOBAL_USED_SQL, (start, start))
         return int(row[0]) if row else 0
 
     async def check_allowance(
-        self, conn: aiosqlite.Connection, *, guild_id: int | None, user_id: int, units: int, limit: int | None
+        self, conn: StoreConnection, *, guild_id: int | None, user_id: int, units: int, limit: int | None
     ) -> Balance:
         """The member's balance if ``units`` more fit in their allowance and the bot's daily cap; else raise."""
         window, used = await self._ensure_fits(conn, guild_id, user_id, units, limit)
@@ -210,7 +208,7 @@ class Ledger:
         return Balance(used=used, limit=limit, resets_at=resets, window=window.describe())
 
     async def _ensure_fits(
-        self, conn: aiosqlite.Connection, guild_id: int | None, user_id: int, units: int, limit: int | None
+        self, conn: StoreConnection, guild_id: int | None, user_id: int, units: int, limit: int | None
     ) -> tuple[Window, int]:
         window = await self.window_for(guild_id, conn)
         used = await self._used_since(conn, guild_id, user_id, window.bounds()[0])
@@ -268,9 +266,7 @@ class Ledger:
             await self._ensure_fits(self.db.conn, guild_id, user_id, units, limit)
         raise QuotaExceeded("So many requests arrived at once that I could not fit yours in; please try again.")
 
-    async def settle(
-        self, conn: aiosqlite.Connection, job_id: str, generated_units: int, note: str | None = None
-    ) -> None:
+    async def settle(self, conn: StoreConnection, job_id: str, generated_units: int, note: str | None = None) -> None:
         """Commit what was generated and refund the rest of the job's reservation (idempotent)."""
         row = await fetch_one(
             conn,
@@ -291,7 +287,7 @@ class Ledger:
         if open_units - commit:
             await self._append(conn, guild_id, user_id, job_id, "refund", open_units - commit, note)
 
-    async def refund_everything(self, conn: aiosqlite.Connection, job_id: str, note: str | None = None) -> None:
+    async def refund_everything(self, conn: StoreConnection, job_id: str, note: str | None = None) -> None:
         """Give back all a job still holds, committed units included: its images never reached the member."""
         row = await fetch_one(
             conn,
@@ -304,18 +300,18 @@ class Ledger:
             await self._append(conn, row[0], row[1], job_id, "refund", int(row[2] or 0) - int(row[3] or 0), note)
 
     async def refund_manually(
-        self, conn: aiosqlite.Connection, *, guild_id: int | None, user_id: int, units: int, actor_id: int, note: str
+        self, conn: StoreConnection, *, guild_id: int | None, user_id: int, units: int, actor_id: int, note: str
     ) -> None:
         """A moderator's refund: a job-less 'refund' entry that counts in the window it is made in."""
         await self._append(conn, guild_id, user_id, None, "refund", units, note, actor_id)
 
-    async def _used_since(self, conn: aiosqlite.Connection, guild_id: int | None, user_id: int, start: float) -> int:
+    async def _used_since(self, conn: StoreConnection, guild_id: int | None, user_id: int, start: float) -> int:
         row = await fetch_one(conn, _USED_SQL, (guild_id, user_id, start, start))
         # Below zero only when a manual refund outlives the job it refunded in a rolling window: no credit.
         return max(0, int(row[0])) if row else 0
 
     async def _resets_at(
-        self, conn: aiosqlite.Connection, window: Window, guild_id: int | None, user_id: int, needed: int
+        self, conn: StoreConnection, window: Window, guild_id: int | None, user_id: int, needed: int
     ) -> datetime:
         """When the member gets ``needed`` units back: the calendar end, or when old reservations age out."""
         start, end = window.bounds()
@@ -333,7 +329,7 @@ class Ledger:
 
     async def _append(
         self,
-        conn: aiosqlite.Connection,
+        conn: StoreConnection,
         guild_id: int | None,
         user_id: int,
         job_id: str | None,

@@ -24,7 +24,7 @@ from bot.config import Settings
 from bot.moderation.models import AuditEntry
 from bot.moderation.store import ModerationStore
 from bot.quota import Clock, Ledger, calendar_bounds
-from bot.storage import Database
+from bot.storage import Store
 
 Period = Literal["day", "week", "month", "30d", "all"]
 PERIODS: tuple[Period, ...] = ("day", "week", "month", "30d", "all")
@@ -84,7 +84,7 @@ def _ranked(rows: Mapping[int | str, UsageRow]) -> list[UsageRow]:
 
 class UsageService:
     def __init__(
-        self, db: Database, ledger: Ledger, *, model_labels: Mapping[str, str] | None = None, clock: Clock | None = None
+        self, db: Store, ledger: Ledger, *, model_labels: Mapping[str, str] | None = None, clock: Clock | None = None
     ) -> None:
         self.db = db
         self.ledger = ledger

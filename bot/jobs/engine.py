@@ -36,7 +36,7 @@ from bot.provider_health import ProviderHealth
 from bot.providers.base import GenerationRequest
 from bot.providers.registry import ProviderRegistry
 from bot.quota import Ledger
-from bot.storage import Database, StoreBusy
+from bot.storage import Store, StoreBusy
 
 log = logging.getLogger(__name__)
 Clock = Callable[[], float]
@@ -79,7 +79,7 @@ class ResultSink(Protocol):
 class JobEngine:
     def __init__(
         self,
-        db: Database,
+        db: Store,
         providers: ProviderRegistry,
         ledger: Ledger,
         sink: ResultSink,

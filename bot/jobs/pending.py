@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from bot.jobs.models import InteractionRef
-from bot.storage import Database
+from bot.storage import Store
 
 
 @dataclass(frozen=True)
@@ -21,15 +21,17 @@ class PendingAnswer:
 
 
 class PendingAnswers:
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Store) -> None:
         self.db = db
 
     async def add(
         self, interaction: InteractionRef, message_id: int | None, channel_id: int | None, now: float
     ) -> None:
         await self.db.write(
-            "INSERT OR REPLACE INTO pending_answers (token, application_id, message_id, channel_id, usable_until,"
-            " created_at) VALUES (?, ?, ?, ?, ?, ?)",
+            "INSERT INTO pending_answers (token, application_id, message_id, channel_id, usable_until, created_at)"
+            " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (token) DO UPDATE SET application_id = excluded.application_id,"
+            " message_id = excluded.message_id, channel_id = excluded.channel_id,"
+            " usable_until = excluded.usable_until, created_at = excluded.created_at",
             (interaction.token, interaction.application_id, message_id, channel_id, interaction.usable_until, now),
         )
 

@@ -8,42 +8,26 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
-import aiosqlite
-
 from bot.images import StoredImage
 from bot.jobs.models import ACTIVE_STATES, Job, JobState
 from bot.providers.base import Submission
 from bot.quota import Admission
-from bot.storage import Database
+from bot.storage import Store, StoreConnection
 from bot.storage.errors import AdmissionRefused
 
 # Kept literal so the SQL is a constant; the assert keeps it in step with the enum.
 assert {s.value for s in ACTIVE_STATES} == {"queued", "submitted", "downloaded", "posted"}
 
 
-#: A job row with its images as a JSON array, so a job loads in one database hop.
-_SELECT_JOBS = (
-    "SELECT jobs.*, (SELECT json_group_array(json_object('role', role, 'position', position, 'path', path,"
-    " 'sha256', sha256, 'size_bytes', size_bytes, 'width', width, 'height', height, 'mime', mime,"
-    " 'provider', provider, 'provider_image_id', provider_image_id))"
-    " FROM job_images WHERE job_images.job_id = jobs.id) AS images FROM jobs"
-)
-_GET_SQL = f"{_SELECT_JOBS} WHERE id = ?"
-_ACTIVE_SQL = f"{_SELECT_JOBS} WHERE state IN ('queued', 'submitted', 'downloaded', 'posted') ORDER BY created_at"
-_RECENT_SQL = f"{_SELECT_JOBS} WHERE requester_id = ? AND guild_id IS ? ORDER BY created_at DESC LIMIT ?"
-_BY_MESSAGE_SQL = (
-    f"{_SELECT_JOBS}, json_each(jobs.posted_message_ids) AS posted WHERE posted.value = ?"
-    f" UNION {_SELECT_JOBS} WHERE COALESCE(json_extract(delivery, '$.card_message_id'),"
-    " json_extract(delivery, '$.status_message_id')) = ? LIMIT 1"
-)
+#: Statements SQLite and PostgreSQL cannot share (the images as a JSON array, looking inside the JSON
+#: columns) come from the store's dialect (bot/storage/dialect.py); the rest is one statement for both.
+_ACTIVE_WHERE = " WHERE state IN ('queued', 'submitted', 'downloaded', 'posted') ORDER BY created_at"
+_RECENT_WHERE = " WHERE requester_id = ? AND guild_id IS ? ORDER BY created_at DESC LIMIT ?"
 #: Failed or cancelled jobs whose card may not show it yet (the process stopped between the two).
-_UNSHOWN_SQL = (
-    f"{_SELECT_JOBS} WHERE state IN ('failed', 'cancelled') AND updated_at >= ?"
-    " AND COALESCE(json_extract(delivery, '$.outcome_shown'), 0) = 0 ORDER BY updated_at"
-)
+_UNSHOWN_WHERE = " WHERE state IN ('failed', 'cancelled') AND updated_at >= ? AND {not_shown} ORDER BY updated_at"
 
 
-def _job(row: aiosqlite.Row) -> Job:
+def _job(row: Any) -> Job:
     images = sorted(json.loads(row["images"]), key=lambda image: (image["role"], image["position"]))
     # The JSON objects carry StoredImage's fields by name (plus role and position, which pydantic ignores).
     references = [StoredImage.model_validate(image) for image in images if image["role"] == "reference"]
@@ -116,10 +100,16 @@ def _refusals() -> Iterator[None]:
 
 
 class JobRepository:
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Store) -> None:
         self.db = db
+        dialect = db.dialect
+        self._get_sql = f"{dialect.select_jobs} WHERE id = ?"
+        self._active_sql = dialect.select_jobs + _ACTIVE_WHERE
+        self._recent_sql = dialect.select_jobs + _RECENT_WHERE
+        self._unshown_sql = dialect.select_jobs + _UNSHOWN_WHERE.format(not_shown=dialect.outcome_not_shown)
+        self._by_message_sql = dialect.jobs_by_message
 
-    async def insert(self, conn: aiosqlite.Connection, job: Job, admission: Admission | None = None) -> None:
+    async def insert(self, conn: StoreConnection, job: Job, admission: Admission | None = None) -> None:
         """Write a new job and its reference images (inside the caller's transaction).
 
         With an ``admission`` the ``jobs_admit`` trigger also checks the member's allowance and reserves
@@ -139,13 +129,14 @@ class JobRepository:
             await self.db.write(_INSERT_JOB_SQL, _job_values(job, admission))
 
     async def _insert_images(
-        self, conn: aiosqlite.Connection, job_id: str, role: str, images: Sequence[StoredImage], now: float
+        self, conn: StoreConnection, job_id: str, role: str, images: Sequence[StoredImage], now: float
     ) -> None:
         if not images:
             return
         await conn.executemany(
-            "INSERT OR IGNORE INTO job_images (job_id, role, position, path, sha256, size_bytes, width, height, mime,"
-            " provider, provider_image_id, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO job_images (job_id, role, position, path, sha256, size_bytes, width, height, mime,"
+            " provider, provider_image_id, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+            " ON CONFLICT DO NOTHING",
             [
                 (
                     job_id,
@@ -166,11 +157,11 @@ class JobRepository:
         )
 
     async def get(self, job_id: str) -> Job | None:
-        row = await self.db.fetchone(_GET_SQL, (job_id,))
+        row = await self.db.fetchone(self._get_sql, (job_id,))
         return _job(row) if row else None
 
     async def active(self) -> list[Job]:
-        rows = await self.db.fetchall(_ACTIVE_SQL)
+        rows = await self.db.fetchall(self._active_sql)
         return [_job(r) for r in rows]
 
     async def queued_heads(self) -> list[tuple[str, int, str, float]]:
@@ -179,7 +170,7 @@ class JobRepository:
             "SELECT id, requester_id, provider, created_at FROM ("
             " SELECT id, requester_id, provider, created_at,"
             " ROW_NUMBER() OVER (PARTITION BY requester_id, provider ORDER BY created_at, id) AS n"
-            " FROM jobs WHERE state = 'queued') WHERE n = 1 ORDER BY created_at"
+            " FROM jobs WHERE state = 'queued') AS heads WHERE n = 1 ORDER BY created_at"
         )
         return [(r[0], r[1], r[2], r[3]) for r in rows]
 
@@ -200,7 +191,7 @@ class JobRepository:
         )
         return {row[0]: int(row[1]) for row in rows}
 
-    async def update(self, conn: aiosqlite.Connection, job_id: str, now: float, **fields: Any) -> None:
+    async def update(self, conn: StoreConnection, job_id: str, now: float, **fields: Any) -> None:
         """Change some of a job's columns inside the caller's transaction."""
         await conn.execute(*_update_sql(job_id, now, fields))
 
@@ -208,24 +199,22 @@ class JobRepository:
         """Change some of a job's columns as a transaction of its own: one statement, one database hop."""
         await self.db.write(*_update_sql(job_id, now, fields))
 
-    async def save_results(
-        self, conn: aiosqlite.Connection, job_id: str, images: Sequence[StoredImage], now: float
-    ) -> None:
+    async def save_results(self, conn: StoreConnection, job_id: str, images: Sequence[StoredImage], now: float) -> None:
         await self._insert_images(conn, job_id, "result", images, now)
 
     async def unshown_outcomes(self, since: float) -> list[Job]:
         """Jobs that ended (failed, cancelled) since ``since`` without their card being updated to say so."""
-        rows = await self.db.fetchall(_UNSHOWN_SQL, (since,))
+        rows = await self.db.fetchall(self._unshown_sql, (since,))
         return [_job(r) for r in rows]
 
     async def recent_for(self, requester_id: int, guild_id: int | None, limit: int = 10) -> list[Job]:
-        rows = await self.db.fetchall(_RECENT_SQL, (requester_id, guild_id, limit))
+        rows = await self.db.fetchall(self._recent_sql, (requester_id, guild_id, limit))
         return [_job(r) for r in rows]
 
     async def find_by_message(self, message_id: int) -> Job | None:
         """The job whose result (or status) message this is."""
         row = await self.db.fetchone(
-            _BY_MESSAGE_SQL,
+            self._by_message_sql,
             (message_id, message_id),
         )
         return _job(row) if row else None

@@ -18,8 +18,6 @@ from collections.abc import Collection, Iterable, Mapping
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
-import aiosqlite
-
 from bot.errors import InvalidRequest
 from bot.moderation.models import Block, ResumeOutcome, ScopeKind
 from bot.moderation.store import ModerationStore
@@ -27,7 +25,7 @@ from bot.moderation.words import fold, remove_invisible
 from bot.provider_health import ProviderHealth
 from bot.quota import WINDOW_KINDS, Clock, Ledger
 from bot.sizes import RESOLUTIONS
-from bot.storage import Database
+from bot.storage import Store, StoreConnection
 
 MAX_WORD_LENGTH = 100
 MAX_REASON_LENGTH = 500
@@ -160,7 +158,7 @@ def _reason(reason: str | None) -> str | None:
 
 class ModeratorActions:
     def __init__(
-        self, db: Database, ledger: Ledger, *, provider_names: Collection[str] = (), clock: Clock | None = None
+        self, db: Store, ledger: Ledger, *, provider_names: Collection[str] = (), clock: Clock | None = None
     ) -> None:
         self.db = db
         self.ledger = ledger
@@ -170,7 +168,7 @@ class ModeratorActions:
 
     async def _audit(
         self,
-        conn: aiosqlite.Connection,
+        conn: StoreConnection,
         guild_id: int,
         actor_id: int,
         action: str,

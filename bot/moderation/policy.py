@@ -23,7 +23,7 @@ from bot.moderation.words import BannedMatch, find_banned_word
 from bot.providers.base import GenerationRequest
 from bot.quota import Clock, Ledger
 from bot.sizes import RESOLUTIONS
-from bot.storage import Database
+from bot.storage import Store
 
 log = logging.getLogger(__name__)
 #: How much of a refused prompt the audit log keeps.
@@ -39,7 +39,7 @@ def most_generous(limits: Iterable[int | None]) -> int | None:
 class PolicyService:
     def __init__(
         self,
-        db: Database,
+        db: Store,
         ledger: Ledger,
         config: QuotaSection,
         *,
@@ -58,7 +58,7 @@ class PolicyService:
 
     @classmethod
     def for_settings(
-        cls, db: Database, ledger: Ledger, settings: Settings, weights: Mapping[str, int] | None = None
+        cls, db: Store, ledger: Ledger, settings: Settings, weights: Mapping[str, int] | None = None
     ) -> PolicyService:
         """``weights``: each provider's credits per image (``ProviderRegistry.cost_weights``, the one source)."""
         return cls(

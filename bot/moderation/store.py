@@ -6,10 +6,8 @@ import json
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-import aiosqlite
-
 from bot.moderation.models import AuditEntry, Block, GuildSettings, LimitRule, MemberRules, ScopeKind
-from bot.storage import Database, fetch_all, fetch_one
+from bot.storage import Store, StoreConnection, fetch_all, fetch_one
 
 #: guild_settings columns a moderator may change (the only names ever formatted into SQL).
 SETTING_COLUMNS = frozenset(
@@ -28,32 +26,12 @@ SETTING_COLUMNS = frozenset(
 )
 
 
-#: One row: the member's guild settings (NULL columns when the guild has none) and, as JSON, everything else
-#: a policy check reads. A statement sees one snapshot, so the rules cannot change half way through a check.
-_MEMBER_RULES_SQL = """
-WITH me (guild, user, now, ids) AS (SELECT ?, ?, ?, ?)
-SELECT s.*,
-    (SELECT json_group_array(channel_id) FROM allowed_channels WHERE guild_id = me.guild) AS channels,
-    (SELECT json_group_array(word) FROM banned_words WHERE guild_id = me.guild) AS words,
-    (SELECT json_array(reason, until, blocked_by, created_at) FROM member_blocks
-        WHERE guild_id = me.guild AND user_id = me.user AND (until IS NULL OR until > me.now)) AS block,
-    (SELECT COUNT(*) FROM jobs WHERE requester_id = me.user AND guild_id IS me.guild
-        AND state IN ('queued', 'submitted', 'downloaded', 'posted')) AS in_flight,
-    (SELECT role_ids FROM member_roles WHERE guild_id = me.guild AND user_id = me.user) AS stored_roles,
-    (SELECT json_group_array(json_array(scope, scope_id, units)) FROM quota_limits
-        WHERE guild_id = me.guild AND ((scope = 'user' AND scope_id = me.user)
-            OR (scope = 'guild' AND scope_id = me.guild)
-            OR (scope IN ('role', 'channel') AND scope_id IN (SELECT value FROM json_each(me.ids))))) AS limits
-FROM me LEFT JOIN guild_settings AS s ON s.guild_id = me.guild
-"""
-
-
 class ModerationStore:
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Store) -> None:
         self.db = db
 
     # -- reads --------------------------------------------------------------------------------------
-    async def settings(self, guild_id: int, conn: aiosqlite.Connection | None = None) -> GuildSettings:
+    async def settings(self, guild_id: int, conn: StoreConnection | None = None) -> GuildSettings:
         row = await fetch_one(conn or self.db.conn, "SELECT * FROM guild_settings WHERE guild_id = ?", (guild_id,))
         return _settings(guild_id, row)
 
@@ -62,7 +40,9 @@ class ModerationStore:
     ) -> MemberRules:
         """One database hop for a policy check (it used to take a dozen): settings, channels, words, block,
         jobs in flight, recorded roles and the limits for ``scope_ids`` (the member's roles and channels)."""
-        row = await fetch_one(self.db.conn, _MEMBER_RULES_SQL, (guild_id, user_id, now, json.dumps(list(scope_ids))))
+        row = await fetch_one(
+            self.db.conn, self.db.dialect.member_rules, (guild_id, user_id, now, json.dumps(list(scope_ids)))
+        )
         assert row is not None  # the statement always returns its one row
         block = json.loads(row["block"]) if row["block"] else None
         return MemberRules(
@@ -78,7 +58,7 @@ class ModerationStore:
     async def limits(self, guild_id: int, scope: ScopeKind | None = None) -> list[LimitRule]:
         rows = await self.db.fetchall(
             "SELECT scope, scope_id, units, updated_by, updated_at FROM quota_limits"
-            " WHERE guild_id = ? AND (? IS NULL OR scope = ?) ORDER BY scope, scope_id",
+            " WHERE guild_id = ? AND (CAST(? AS TEXT) IS NULL OR scope = ?) ORDER BY scope, scope_id",
             (guild_id, scope, scope),
         )
         return [LimitRule(r[0], r[1], r[2], r[3], r[4]) for r in rows]
@@ -97,7 +77,7 @@ class ModerationStore:
         )
         return [int(r[0]) for r in rows]
 
-    async def banned_words(self, guild_id: int, conn: aiosqlite.Connection | None = None) -> list[str]:
+    async def banned_words(self, guild_id: int, conn: StoreConnection | None = None) -> list[str]:
         rows = await fetch_all(
             conn or self.db.conn, "SELECT word FROM banned_words WHERE guild_id = ? ORDER BY word", (guild_id,)
         )
@@ -129,7 +109,7 @@ class ModerationStore:
 
     # -- writes (inside the caller's transaction) ---------------------------------------------------
     async def update_settings(
-        self, conn: aiosqlite.Connection, guild_id: int, changes: Mapping[str, Any], now: float
+        self, conn: StoreConnection, guild_id: int, changes: Mapping[str, Any], now: float
     ) -> None:
         unknown = set(changes) - SETTING_COLUMNS
         if unknown:
@@ -146,7 +126,7 @@ class ModerationStore:
 
     async def put_limit(
         self,
-        conn: aiosqlite.Connection,
+        conn: StoreConnection,
         guild_id: int,
         scope: ScopeKind,
         scope_id: int,
@@ -161,20 +141,21 @@ class ModerationStore:
             (guild_id, scope, scope_id, units, actor_id, now),
         )
 
-    async def delete_limit(self, conn: aiosqlite.Connection, guild_id: int, scope: ScopeKind, scope_id: int) -> bool:
+    async def delete_limit(self, conn: StoreConnection, guild_id: int, scope: ScopeKind, scope_id: int) -> bool:
         cursor = await conn.execute(
             "DELETE FROM quota_limits WHERE guild_id = ? AND scope = ? AND scope_id = ?", (guild_id, scope, scope_id)
         )
         return cursor.rowcount > 0
 
-    async def put_block(self, conn: aiosqlite.Connection, guild_id: int, block: Block) -> None:
+    async def put_block(self, conn: StoreConnection, guild_id: int, block: Block) -> None:
         await conn.execute(
-            "INSERT OR REPLACE INTO member_blocks (guild_id, user_id, reason, until, blocked_by, created_at)"
-            " VALUES (?, ?, ?, ?, ?, ?)",
+            "INSERT INTO member_blocks (guild_id, user_id, reason, until, blocked_by, created_at)"
+            " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (guild_id, user_id) DO UPDATE SET reason = excluded.reason,"
+            " until = excluded.until, blocked_by = excluded.blocked_by, created_at = excluded.created_at",
             (guild_id, block.user_id, block.reason, block.until, block.blocked_by, block.created_at),
         )
 
-    async def delete_block(self, conn: aiosqlite.Connection, guild_id: int, user_id: int, now: float) -> bool:
+    async def delete_block(self, conn: StoreConnection, guild_id: int, user_id: int, now: float) -> bool:
         """Remove the block; True if one was still in force."""
         active = (
             await fetch_one(
@@ -187,26 +168,26 @@ class ModerationStore:
         await conn.execute("DELETE FROM member_blocks WHERE guild_id = ? AND user_id = ?", (guild_id, user_id))
         return active
 
-    async def replace_channels(self, conn: aiosqlite.Connection, guild_id: int, channel_ids: Iterable[int]) -> None:
+    async def replace_channels(self, conn: StoreConnection, guild_id: int, channel_ids: Iterable[int]) -> None:
         await conn.execute("DELETE FROM allowed_channels WHERE guild_id = ?", (guild_id,))
         await conn.executemany(
-            "INSERT OR IGNORE INTO allowed_channels (guild_id, channel_id) VALUES (?, ?)",
+            "INSERT INTO allowed_channels (guild_id, channel_id) VALUES (?, ?) ON CONFLICT DO NOTHING",
             [(guild_id, channel_id) for channel_id in channel_ids],
         )
 
-    async def add_word(self, conn: aiosqlite.Connection, guild_id: int, word: str, actor_id: int, now: float) -> bool:
+    async def add_word(self, conn: StoreConnection, guild_id: int, word: str, actor_id: int, now: float) -> bool:
         cursor = await conn.execute(
-            "INSERT OR IGNORE INTO banned_words (guild_id, word, added_by, added_at) VALUES (?, ?, ?, ?)",
+            "INSERT INTO banned_words (guild_id, word, added_by, added_at) VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING",
             (guild_id, word, actor_id, now),
         )
         return cursor.rowcount > 0
 
-    async def remove_word(self, conn: aiosqlite.Connection, guild_id: int, word: str) -> bool:
+    async def remove_word(self, conn: StoreConnection, guild_id: int, word: str) -> bool:
         cursor = await conn.execute("DELETE FROM banned_words WHERE guild_id = ? AND word = ?", (guild_id, word))
         return cursor.rowcount > 0
 
     async def record_roles(
-        self, conn: aiosqlite.Connection, guild_id: int, user_id: int, role_ids: Iterable[int], now: float
+        self, conn: StoreConnection, guild_id: int, user_id: int, role_ids: Iterable[int], now: float
     ) -> None:
         await conn.execute(
             "INSERT INTO member_roles (guild_id, user_id, role_ids, seen_at) VALUES (?, ?, ?, ?)"
@@ -216,7 +197,7 @@ class ModerationStore:
 
     async def append_audit(
         self,
-        conn: aiosqlite.Connection,
+        conn: StoreConnection,
         *,
         guild_id: int,
         actor_id: int,

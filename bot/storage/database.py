@@ -31,7 +31,8 @@ from typing import Any, NoReturn
 
 import aiosqlite
 
-from bot.storage.errors import StoreBusy, StoreNotWritable
+from bot.storage.dialect import SQLITE, Dialect
+from bot.storage.errors import StoreBusy, StoreNotWritable, StoreTooNew
 
 log = logging.getLogger(__name__)
 
@@ -186,8 +187,8 @@ def split_statements(script: str) -> list[str]:
     return statements
 
 
-async def fetch_all(conn: aiosqlite.Connection, sql: str, params: Sequence[Any] = ()) -> list[aiosqlite.Row]:
-    """Run a query and read its rows in one call on the database thread.
+async def fetch_all(conn: Any, sql: str, params: Sequence[Any] = ()) -> list[Any]:
+    """Run a query and read its rows in one call on the database thread (any store's connection).
 
     ``async with conn.execute(...) as cursor: await cursor.fetchone()`` is three thread hops (execute,
     fetch, close), each queued behind every other query on the one aiosqlite thread.
@@ -196,7 +197,7 @@ async def fetch_all(conn: aiosqlite.Connection, sql: str, params: Sequence[Any] 
         return list(await conn.execute_fetchall(sql, params))
 
 
-async def fetch_one(conn: aiosqlite.Connection, sql: str, params: Sequence[Any] = ()) -> aiosqlite.Row | None:
+async def fetch_one(conn: Any, sql: str, params: Sequence[Any] = ()) -> Any:
     """The first row of a query (or None), in one database-thread hop."""
     with _busy_is_store_busy("read"):
         rows = await conn.execute_fetchall(sql, params)
@@ -213,11 +214,20 @@ async def _rollback(conn: aiosqlite.Connection) -> None:
 
 
 class Database:
+    """SQLite: one aiosqlite connection, writes serialised; see the module docstring."""
+
+    dialect: Dialect = SQLITE
+
     def __init__(self, path: Path | str, *, busy_timeout_ms: int = BUSY_TIMEOUT_MS) -> None:
         self.path = str(path)
         self.busy_timeout_ms = busy_timeout_ms
         self._conn: aiosqlite.Connection | None = None
         self._write_lock = asyncio.Lock()
+
+    @property
+    def where(self) -> str:
+        """The database file, as logs and errors show it."""
+        return self.path
 
     @property
     def conn(self) -> aiosqlite.Connection:
@@ -322,10 +332,19 @@ class Database:
         row = await fetch_one(conn, "SELECT COALESCE(MAX(version), 0) FROM schema_version")
         return int(row[0]) if row else 0
 
+    async def check_version(self, known: int | None = None) -> int:
+        """The database's schema version; ``StoreTooNew`` if it is beyond the newest migration shipped."""
+        known = known if known is not None else len(migration_files())
+        current = await self.schema_version()
+        if current > known:
+            raise StoreTooNew(self.where, current, known)
+        return current
+
     async def migrate(self, migrations: Iterable[tuple[int, str, str]] | None = None) -> list[int]:
         """Apply every migration above the current version, each in its own transaction; returns those applied.
 
-        An up-to-date database is only read, so ``status`` and a restart never wait for another
+        Refuses (``StoreTooNew``) a database beyond the newest migration given. An up-to-date database is
+        only read, so ``status`` and a restart never wait for another
         process's write lock. Each migration re-reads the version under the write lock, so two
         processes starting at once apply it once.
         """
@@ -337,8 +356,9 @@ class Database:
                     "CREATE TABLE IF NOT EXISTS schema_version (version INTEGER PRIMARY KEY, name TEXT NOT NULL,"
                     " applied_at REAL NOT NULL)"
                 )
-        current = await self.schema_version()
-        for version, name, sql in migrations if migrations is not None else migration_files():
+        steps = list(migrations) if migrations is not None else migration_files()
+        current = await self.check_version(max((v for v, _, _ in steps), default=0))
+        for version, name, sql in steps:
             if version <= current:
                 continue
             async with self.transaction() as conn:

@@ -1,7 +1,7 @@
-"""What the store can tell a member or the operator: busy for now, or not writable at all; and the
-admission trigger's refusal, which the quota ledger turns into the member's answer.
+"""What the store can tell a member or the operator: busy for now, not writable at all, or migrated by a
+newer seedream-bot; and the admission trigger's refusal, which the quota ledger turns into the member's answer.
 
-The first two are ``SeedreamError``: the Discord layer answers a member with ``user_message`` (never an
+The first three are ``SeedreamError``: the Discord layer answers a member with ``user_message`` (never an
 "incident"), and the CLI prints it as one line.
 """
 
@@ -38,6 +38,19 @@ class StoreNotWritable(SeedreamError):
     def __init__(self, path: Path | str, problem: str, fix: str) -> None:
         self.path = Path(path)
         super().__init__(f"cannot write to {path}: {problem}. {fix}")
+
+
+class StoreTooNew(SeedreamError):
+    """The database was migrated by a newer seedream-bot: its schema is beyond what this one understands."""
+
+    code = "store_too_new"
+
+    def __init__(self, where: str, found: int, known: int) -> None:
+        self.found, self.known = found, known
+        super().__init__(
+            f"the database at {where} is at schema version {found} but this seedream-bot understands up to"
+            f" {known}. Upgrade seedream-bot, or point storage.database at another database."
+        )
 
 
 class AdmissionRefused(Exception):

@@ -42,7 +42,8 @@ from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
 import asyncpg
 
 from bot.errors import SeedreamError
-from bot.storage.errors import AdmissionRefused, StoreBusy
+from bot.storage.dialect import POSTGRES, Dialect
+from bot.storage.errors import AdmissionRefused, StoreBusy, StoreTooNew
 
 log = logging.getLogger(__name__)
 
@@ -78,19 +79,6 @@ class PostgresUnavailable(SeedreamError):
     def __init__(self, url: str, problem: str, fix: str) -> None:
         self.url = redact_url(url)
         super().__init__(self.USER_MESSAGE, detail=f"cannot connect to PostgreSQL at {self.url}: {problem}. {fix}")
-
-
-class StoreTooNew(SeedreamError):
-    """The database was migrated by a newer seedream-bot: its schema is beyond what this one understands."""
-
-    code = "store_too_new"
-
-    def __init__(self, where: str, found: int, known: int) -> None:
-        self.found, self.known = found, known
-        super().__init__(
-            f"the database at {where} is at schema version {found} but this seedream-bot understands up to"
-            f" {known}. Upgrade seedream-bot, or point storage.database at another database."
-        )
 
 
 def redact_url(url: str) -> str:
@@ -405,6 +393,8 @@ _SCHEMA_VERSION_DDL = (
 
 class PostgresDatabase:
     """``Database``'s calls over an asyncpg pool; see the module docstring for what differs."""
+
+    dialect: Dialect = POSTGRES
 
     def __init__(
         self,
