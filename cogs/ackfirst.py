@@ -53,6 +53,11 @@ class AckFirst:
     async def after_ack(self, interaction: discord.Interaction) -> None:
         """Mark ``interaction`` acknowledged, then wait while other interactions still wait for theirs."""
         self._waiting.pop(interaction.id, None)
+        await self.settled()
+
+    async def settled(self) -> None:
+        """Wait (at most ``max_wait``) while received interactions still wait for their acknowledgement: work
+        that is not an acknowledgement (a job's thread and results, a card's progress) goes after them."""
         if not self._waiting:  # answered ones still listed are pruned by the watcher, not here: O(1) per call
             self._clear.set()
             return

@@ -164,6 +164,9 @@ class SeedreamBot(commands.Bot):
             # A bounded keep-alive pool: a burst of interaction callbacks reuses warm connections instead of
             # opening one socket (and one TLS handshake) each, as discord.py's default limit=0 does.
             connector=aiohttp.TCPConnector(limit=HTTP_CONNECTIONS),
+            # Every card is a public message, so a burst brings as many MESSAGE_CREATE/UPDATE events; nothing
+            # reads discord.py's message cache (replies are resolved from the event or fetched), so keep none.
+            max_messages=None,
         )
         self.services = services
         self.settings = settings

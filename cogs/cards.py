@@ -94,6 +94,7 @@ class CardStarter:
                     "interaction %s: its refusal was not noted; the next start answers it again", interaction.id
                 )
             return None
+        await self.bot.ack_first.after_ack(interaction)  # the card's edit waits while others wait for their defer
         try:
             await self.bot.sink.show_card(job, position)
         except discord.HTTPException as exc:

@@ -185,6 +185,7 @@ class DiscordSink:
                 await asyncio.sleep(wait)
         finally:
             tracker.pending = None
+        await self.bot.ack_first.settled()
         async with tracker.lock:
             if job.id in self._ended:
                 return
@@ -359,6 +360,7 @@ class DiscordSink:
     # -- results ------------------------------------------------------------------------------------
     async def deliver(self, job: Job, record_message: RecordMessage) -> None:
         """Post the results; Discord's answers become DeliveryFailed (retryable or not) for the engine."""
+        await self.bot.ack_first.settled()  # commands still waiting for their "thinking…" go first
         try:
             await self._deliver(job, record_message)
         except discord.NotFound as exc:
