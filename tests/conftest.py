@@ -1,4 +1,9 @@
-"""Shared fixtures: real SQLite files and image stores in a temporary folder."""
+"""Shared fixtures: real SQLite files (or PostgreSQL databases) and image stores in a temporary folder.
+
+``db`` is a migrated SQLite file unless the module asks for both stores: a module that defines its own
+``store_kind`` fixture with ``params=pg.STORE_KINDS`` runs each of its ``db`` tests on SQLite and on a
+throwaway PostgreSQL database (skipped, saying how to enable it, where no server answers: tests/pg.py).
+"""
 
 from __future__ import annotations
 
@@ -9,7 +14,8 @@ from pathlib import Path
 import pytest
 
 from bot.images import ImageStore
-from bot.storage import Database
+from bot.storage import Database, PostgresDatabase, Store
+from tests import pg
 
 
 @pytest.fixture
@@ -18,7 +24,23 @@ def store(tmp_path: Path) -> ImageStore:
 
 
 @pytest.fixture
-async def db(tmp_path: Path) -> AsyncIterator[Database]:
+def store_kind() -> str:
+    """Which store ``db`` is: SQLite here; a module overrides this fixture to run on both (pg.STORE_KINDS)."""
+    return "sqlite"
+
+
+@pytest.fixture
+async def db(store_kind: str, tmp_path: Path) -> AsyncIterator[Store]:
+    """A migrated store of this test's own: a SQLite file, or a throwaway PostgreSQL database."""
+    if store_kind == "postgres":
+        async with pg.throwaway_database(await pg.require_server()) as url:
+            database: Store = await PostgresDatabase(url).open()
+            try:
+                await database.migrate()
+                yield database
+            finally:
+                await database.close()
+        return
     database = await Database(tmp_path / "test.sqlite3").open()
     await database.migrate()
     try:

@@ -31,6 +31,9 @@ HOW = (
     f" (default {DEFAULT_URL})"
 )
 
+#: The stores a test module's ``store_kind`` fixture runs its ``db`` tests on (tests/conftest.py).
+STORE_KINDS = ("sqlite", "postgres")
+
 _reachable: dict[str, str | None] = {}  # server URL -> None if reachable, else why not
 
 

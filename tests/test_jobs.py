@@ -1,4 +1,5 @@
-"""The job engine against real SQLite and the real local provider (plus a test provider that counts calls)."""
+"""The job engine against real SQLite and PostgreSQL (each ``db`` test runs on both) and the real local
+provider (plus a test provider that counts calls)."""
 
 from __future__ import annotations
 
@@ -18,6 +19,13 @@ from bot.providers.local import LocalProvider
 from bot.providers.registry import ProviderRegistry
 from bot.quota import Ledger
 from bot.storage import Database
+from tests import pg
+
+
+@pytest.fixture(params=pg.STORE_KINDS)
+def store_kind(request: pytest.FixtureRequest) -> str:
+    """Every ``db`` test here runs on SQLite and on PostgreSQL (tests/conftest.py)."""
+    return str(request.param)
 
 
 class CountingProvider(LocalProvider):

@@ -1,4 +1,5 @@
-"""The quota ledger against real SQLite: windows in a time zone, refunds, caps, and no overspend under load.
+"""The quota ledger against real SQLite and PostgreSQL (each ``db`` test runs on both): windows in a time
+zone, refunds, caps, and no overspend under load.
 
 Run as ``python -m tests.test_quota worker DB USER COUNT LIMIT`` it is also the second process of the
 cross-process concurrency test.
@@ -26,11 +27,18 @@ from bot.moderation import ModeratorActions
 from bot.providers.base import GenerationRequest
 from bot.quota import AllowanceExceeded, Ledger, Window
 from bot.storage import Database
+from tests import pg
 
 GUILD = 1
 BERLIN = ZoneInfo("Europe/Berlin")
 ROOT = Path(__file__).resolve().parent.parent
 _ids = itertools.count()
+
+
+@pytest.fixture(params=pg.STORE_KINDS)
+def store_kind(request: pytest.FixtureRequest) -> str:
+    """Every ``db`` test here runs on SQLite and on PostgreSQL (tests/conftest.py)."""
+    return str(request.param)
 
 
 class FakeClock:
