@@ -1,10 +1,13 @@
-"""PostgreSQL for tests: a throwaway database per test on the server named by ``SEEDREAM_TEST_POSTGRES``.
+"""PostgreSQL for tests: a throwaway database per test on the server named by ``TEST_POSTGRES_URL``.
 
 The server defaults to ``postgresql://postgres@127.0.0.1:5432/test`` (this project's CI machines run one
 there, trust authentication). Each test gets a database of its own (``CREATE DATABASE`` with a random
 name, dropped afterwards, even if connections are still open); the server's URL only names where to
 connect to create it. Where no server answers, the tests that need one are skipped with a reason that
-says how to point them at one; ``SEEDREAM_TEST_POSTGRES=off`` skips them on purpose.
+says how to point them at one; ``TEST_POSTGRES_URL=off`` skips them on purpose, and ``TEST_POSTGRES_REQUIRED=1``
+(set by .ci/run) makes an unreachable server a failure instead, so CI cannot pass with the PostgreSQL half
+skipped. The names are not ``SEEDREAM_*``: the bot reads every ``SEEDREAM_*`` variable as a config
+override and refuses an unknown one, which would break every test that starts the bot or the CLI.
 
 Use the ``pg_url`` fixture (a fresh, empty database's URL) or ``pg_db`` (that database, open and
 migrated), or ``throwaway_database(server_url)`` directly.
@@ -24,7 +27,8 @@ import pytest
 
 from bot.storage.postgres import PostgresDatabase, redact_url
 
-ENV = "SEEDREAM_TEST_POSTGRES"
+ENV = "TEST_POSTGRES_URL"
+REQUIRED_ENV = "TEST_POSTGRES_REQUIRED"
 DEFAULT_URL = "postgresql://postgres@127.0.0.1:5432/test"
 HOW = (
     f"set {ENV}=postgresql://USER[:PASSWORD]@HOST:PORT/DATABASE to a server where USER may CREATE DATABASE"
@@ -67,6 +71,8 @@ async def require_server() -> str:
     if url is None:
         pytest.skip(f"PostgreSQL tests switched off ({ENV}); {HOW}")
     why = await _why_unreachable(url)
+    if why is not None and os.environ.get(REQUIRED_ENV, "").strip() not in {"", "0"}:
+        pytest.fail(f"no PostgreSQL server at {redact_url(url)} ({why}) and {REQUIRED_ENV} is set; {HOW}")
     if why is not None:
         pytest.skip(f"no PostgreSQL server at {redact_url(url)} ({why}); {HOW}")
     return url

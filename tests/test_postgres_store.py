@@ -1,6 +1,6 @@
 """The PostgreSQL store: migrations, the version guard, the admission rule under concurrency, clear errors.
 
-Each test that needs a server gets a database of its own on ``SEEDREAM_TEST_POSTGRES`` (default
+Each test that needs a server gets a database of its own on ``TEST_POSTGRES_URL`` (default
 ``postgresql://postgres@127.0.0.1:5432/test``) and is skipped, saying how to enable it, where none answers
 (tests/pg.py). The placeholder and URL tests need no server.
 """
