@@ -35,7 +35,18 @@ from bot.logging_setup import configure_logging
 from bot.providers.base import GenerationRequest, describe_capabilities
 from bot.providers.registry import ProviderRegistry, documented_providers
 from bot.services import Services
-from bot.storage import Database, StoreNotWritable, ensure_writable_database, ensure_writable_dir
+from bot.storage import (
+    PostgresDatabase,
+    PostgresUnavailable,
+    StoreNotWritable,
+    StoreTooNew,
+    ensure_writable_database,
+    ensure_writable_dir,
+    is_postgres_url,
+    open_store,
+)
+from bot.storage.database import migration_files
+from bot.storage.postgres import pg_migration_files
 
 EXIT_FAILED = 1
 EXIT_USAGE = 2
@@ -88,6 +99,7 @@ def _parser() -> Parser:
         return p
 
     command("run", run, "start the bot (needs the bot token in the environment)")
+    command("migrate", migrate_command, "bring the database's schema up to date and say what was applied")
     command("check-config", check_config, "validate the config and show it, secrets masked, environment marked")
     command("status", status_command, "queue depth, jobs by state and recent errors (safe while the bot runs)")
     health = command("health", health_command, "exit 0 if the running bot is healthy (Docker's HEALTHCHECK)")
@@ -149,7 +161,8 @@ def _main(argv: Sequence[str] | None) -> int:
     func: Callable[[Settings, argparse.Namespace], int] = args.func
     try:
         return func(settings, args)
-    except (UsageError, StoreNotWritable) as exc:  # the operator must fix the setup or the command line
+    # the operator must fix the setup or the command line: an unwritable or unreachable store, one too new
+    except (UsageError, StoreNotWritable, PostgresUnavailable, StoreTooNew) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except SeedreamError as exc:
@@ -168,9 +181,10 @@ def check_store(settings: Settings, *, images: bool) -> None:
 
     The database, the folder holding its -wal/-shm files and, for commands that save images, the
     data folder. ``Database.open`` checks the database again; this check comes first so that ``run``
-    stops before it connects to anything.
+    stops before it connects to anything. A PostgreSQL URL is checked when it is connected to.
     """
-    ensure_writable_database(settings.storage.database)
+    if not is_postgres_url(settings.storage.database):
+        ensure_writable_database(settings.storage.database)
     if images:
         ensure_writable_dir(
             settings.data_dir, what="the data folder, where images are saved", setting="storage.data_dir"
@@ -233,13 +247,21 @@ def store_problems(settings: Settings) -> list[str]:
     """What would stop ``run``/``generate`` from writing the store, found without creating anything."""
     problems = []
     database = Path(settings.storage.database)
-    places = ((database.parent, "storage.database"), (settings.data_dir, "storage.data_dir"))
+    places: tuple[tuple[Path, str], ...] = (
+        (database.parent, "storage.database"),
+        (settings.data_dir, "storage.data_dir"),
+    )
+    server = is_postgres_url(settings.storage.database)  # `migrate` or `run` says if it cannot be reached
+    if server:
+        places = places[1:]
     for folder, setting in places:
         existing = _nearest_existing(folder)
         if not existing.is_dir():
             problems.append(f"{setting}: {existing} is a file, so the folder {folder} cannot be made there")
         elif not os.access(existing, os.W_OK | os.X_OK):
             problems.append(f"{setting}: this user cannot write in {existing}; give it write access or move {setting}")
+    if server:
+        return problems
     if database.is_dir():
         problems.append(f"storage.database: {database} is a folder; name the database file")
     elif database.exists() and not os.access(database, os.R_OK | os.W_OK):
@@ -340,20 +362,48 @@ def sync(settings: Settings, args: argparse.Namespace) -> int:
 def health_command(settings: Settings, args: argparse.Namespace) -> int:
     """Exit 0 when the bot writing into this database is alive (fresh heartbeat) and the database is writable."""
     try:
-        path = existing_database(settings)
-        ensure_writable_database(path)
-    except (UsageError, StoreNotWritable) as exc:
+        if not is_postgres_url(settings.storage.database):
+            ensure_writable_database(existing_database(settings))
+        healthy, line = asyncio.run(_judge_health(settings.storage.database, args.max_age))
+    except (UsageError, StoreNotWritable, PostgresUnavailable, StoreTooNew) as exc:
         print(f"unhealthy: {exc}", file=sys.stderr)
         return EXIT_FAILED
-    healthy, line = asyncio.run(_judge_health(path, args.max_age))
     print(line, file=sys.stdout if healthy else sys.stderr)
     return 0 if healthy else EXIT_FAILED
 
 
-async def _judge_health(path: Path, max_age: float) -> tuple[bool, str]:
-    async with Database(path) as db:
+async def _judge_health(database: str, max_age: float) -> tuple[bool, str]:
+    db = await open_store(database)
+    try:
         heartbeat = await last_heartbeat(db)
+    finally:
+        await db.close()
     return judge(heartbeat, now=time.time(), max_age=max_age)
+
+
+# -- migrate --------------------------------------------------------------------------------------------
+def migrate_command(settings: Settings, args: argparse.Namespace) -> int:
+    """Apply the store's migrations above its version (each once, even with several processes at once)."""
+    check_store(settings, images=False)
+    return asyncio.run(migrate(settings))
+
+
+async def migrate(settings: Settings) -> int:
+    db = await open_store(settings.storage.database)  # StoreTooNew: migrated by a newer seedream-bot
+    try:
+        before = await db.check_version()
+        applied = await db.migrate()
+    finally:
+        await db.close()
+    shipped = pg_migration_files() if isinstance(db, PostgresDatabase) else migration_files()
+    names = {version: name for version, name, _ in shipped}
+    if not applied:
+        print(f"{db.where} is up to date: schema version {before}, nothing to apply")
+        return 0
+    for version in applied:
+        print(f"applied {names[version]}")
+    print(f"{db.where} is now at schema version {applied[-1]} (was {before})")
+    return 0
 
 
 # -- generate -------------------------------------------------------------------------------------------
@@ -481,7 +531,8 @@ class FileSink:
 
 # -- status, capabilities -------------------------------------------------------------------------------
 def status_command(settings: Settings, args: argparse.Namespace) -> int:
-    existing_database(settings)
+    if not is_postgres_url(settings.storage.database):
+        existing_database(settings)
     return asyncio.run(status(settings))
 
 

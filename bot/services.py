@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from pathlib import Path
 
 from bot.config import Settings
 from bot.fetch import ImageFetcher
@@ -19,14 +18,14 @@ from bot.moderation import ModeratorActions, PolicyService
 from bot.provider_health import ProviderHealth
 from bot.providers.registry import ProviderRegistry
 from bot.quota import Ledger
-from bot.storage import Database
+from bot.storage import Store, open_store
 from bot.usage import UsageService
 
 
 @dataclass
 class Services:
     settings: Settings
-    db: Database
+    db: Store
     store: ImageStore
     fetcher: ImageFetcher
     providers: ProviderRegistry
@@ -47,7 +46,7 @@ class Services:
             timeout_seconds=gen.download_timeout_seconds,
             max_bytes=gen.max_reference_bytes,
         )
-        db = await Database(Path(settings.storage.database)).open()
+        db = await open_store(settings.storage.database)  # SQLite file or postgresql:// URL
         try:
             await db.migrate()
             providers = ProviderRegistry.from_settings(settings, store)

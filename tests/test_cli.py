@@ -19,6 +19,8 @@ from PIL import Image
 
 from bot.cli import main
 from bot.storage import Database
+from bot.storage.database import migration_files
+from tests import pg
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -497,3 +499,56 @@ def test_no_traceback_when_the_reader_closes_the_pipe(tmp_path: Path) -> None:
     assert done.stderr == ""
     assert done.returncode == 141  # like any Unix tool whose reader went away (128 + SIGPIPE)
     assert not (tmp_path / "seedream-bot.sqlite3").exists()  # the table needs no database
+
+
+# -- the store: migrate, a PostgreSQL URL, a database newer than the code ------------------------------------
+pg_url = pg.pg_url
+
+
+def test_migrate_says_what_it_applied_and_then_that_nothing_is_left(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert main(["migrate"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    names = [name for _, name, _ in migration_files()]
+    assert out == [f"applied {name}" for name in names] + [
+        f"seedream-bot.sqlite3 is now at schema version {len(names)} (was 0)"
+    ]
+    assert main(["migrate"]) == 0
+    assert capsys.readouterr().out.strip() == (
+        f"seedream-bot.sqlite3 is up to date: schema version {len(names)}, nothing to apply"
+    )
+
+
+def test_migrate_status_and_health_on_a_postgresql_url(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys, pg_url: str
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("SEEDREAM_STORAGE__DATABASE", pg_url)
+    assert main(["migrate"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0] == "applied 0001_init.sql" and out[-1].endswith(f"is now at schema version {len(out) - 1} (was 0)")
+    assert main(["status"]) == 0
+    assert "queue depth: 0" in capsys.readouterr().out
+    assert main(["health"]) == 1  # no bot has written a heartbeat there
+    assert "heartbeat" in capsys.readouterr().err
+    assert [p.name for p in tmp_path.iterdir()] == []  # no SQLite file, no folder named after the URL
+
+
+def test_run_and_migrate_on_an_unreachable_postgresql_url_are_one_line_without_the_password(tmp_path: Path) -> None:
+    env = {"DISCORD_TOKEN": "x", "SEEDREAM_STORAGE__DATABASE": "postgresql://bot:hunter2@127.0.0.1:1/seedream"}
+    for command in ("run", "migrate"):
+        line = one_line(cli(command, cwd=tmp_path, env=env), 2)
+        assert line.startswith("error: cannot connect to PostgreSQL at postgresql://bot:***@127.0.0.1:1/seedream")
+        assert "hunter2" not in line
+    assert [p.name for p in tmp_path.iterdir()] == ["data"]  # run's data folder; nothing named after the URL
+
+
+def test_run_and_migrate_refuse_a_database_newer_than_the_code(tmp_path: Path) -> None:
+    path = migrated(tmp_path / "seedream-bot.sqlite3")
+    with sqlite3.connect(path) as conn:
+        conn.execute("INSERT INTO schema_version (version, name, applied_at) VALUES (99, '0099_future.sql', 0)")
+    for command in ("run", "migrate"):
+        line = one_line(cli(command, cwd=tmp_path, env={"DISCORD_TOKEN": "x"}), 2)
+        assert "is at schema version 99 but this seedream-bot understands up to" in line
