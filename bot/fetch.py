@@ -6,6 +6,9 @@ are followed by hand so each hop is checked again.
 Attachment links are signed (Discord's ``ex``/``is``/``hm`` parameters) and are requested byte for
 byte as written (``exact_url``: aiohttp would otherwise re-quote escapes such as ``%2F``), each
 redirect hop too. Logs name a link by its path only, never its signed query.
+
+Requests go through the process's shared session (``Services`` owns it), each with the download timeout;
+a fetcher built without one opens its own and closes it.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ import aiohttp
 
 from bot.errors import ImageRejected
 from bot.images import ImageStore, StoredImage
-from bot.providers.links import exact_url, without_query
+from bot.providers.links import client_session, exact_url, without_query
 
 log = logging.getLogger(__name__)
 
@@ -45,26 +48,36 @@ def origin_of(url: str) -> str | None:
 
 class ImageFetcher:
     def __init__(
-        self, store: ImageStore, allowed_origins: list[str], *, timeout_seconds: float, max_bytes: int
+        self,
+        store: ImageStore,
+        allowed_origins: list[str],
+        *,
+        timeout_seconds: float,
+        max_bytes: int,
+        session: aiohttp.ClientSession | None = None,
     ) -> None:
         self.store = store
         self.allowed = {origin_of(o) for o in allowed_origins} - {None}
         self.max_bytes = max_bytes
         self.timeout = aiohttp.ClientTimeout(total=timeout_seconds)
-        self._session: aiohttp.ClientSession | None = None
+        self._shared = session
+        self._own: aiohttp.ClientSession | None = None
 
     def is_allowed(self, url: str) -> bool:
         return origin_of(url) in self.allowed
 
     @property
     def session(self) -> aiohttp.ClientSession:
-        if self._session is None or self._session.closed:
-            self._session = aiohttp.ClientSession(timeout=self.timeout)
-        return self._session
+        if self._shared is not None:
+            return self._shared
+        if self._own is None or self._own.closed:
+            self._own = client_session()
+        return self._own
 
     async def close(self) -> None:
-        if self._session is not None and not self._session.closed:
-            await self._session.close()
+        """Close the fetcher's own session; a shared one is its owner's to close."""
+        if self._own is not None and not self._own.closed:
+            await self._own.close()
 
     async def fetch(self, url: str) -> StoredImage:
         """Download, validate and store one image; ImageRejected explains any refusal."""
@@ -76,7 +89,7 @@ class ImageFetcher:
                 )
             log.debug("fetching image %s", without_query(url))
             try:
-                async with self.session.get(exact_url(url), allow_redirects=False) as response:
+                async with self.session.get(exact_url(url), allow_redirects=False, timeout=self.timeout) as response:
                     if response.status in (301, 302, 303, 307, 308):
                         url = urljoin(url, response.headers.get("Location", ""))
                         continue

@@ -2,12 +2,18 @@
 
 One clock (``time.time`` unless a test passes its own) is handed to every part that reads the time when it
 is built: the ledger and its window, policy, moderation, usage, the provider health and the job engine.
+
+One aiohttp session serves every request the bot makes outside Discord (provider APIs, result downloads,
+attachment fetches); the fetcher and the providers borrow it, and it is closed last. The Discord client
+keeps its own (discord.py owns it).
 """
 
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+
+import aiohttp
 
 from bot.config import Settings
 from bot.fetch import ImageFetcher
@@ -16,6 +22,7 @@ from bot.jobs.engine import Clock, JobEngine, ResultSink
 from bot.metrics import Metrics
 from bot.moderation import ModeratorActions, PolicyService
 from bot.provider_health import ProviderHealth
+from bot.providers.links import client_session
 from bot.providers.registry import ProviderRegistry
 from bot.quota import Ledger
 from bot.storage import Store, open_store
@@ -34,24 +41,33 @@ class Services:
     moderation: ModeratorActions
     usage: UsageService
     metrics: Metrics
+    #: The process's one session for everything outside Discord.
+    http: aiohttp.ClientSession
     clock: Clock = time.time
 
     @classmethod
     async def open(cls, settings: Settings, *, clock: Clock = time.time) -> Services:
         gen = settings.generation
         store = ImageStore(settings.data_dir, max_pixels=gen.max_image_pixels, max_bytes=gen.max_result_bytes)
+        http = client_session(workers=gen.workers)
         fetcher = ImageFetcher(
             store,
             settings.discord.attachment_hosts,
             timeout_seconds=gen.download_timeout_seconds,
             max_bytes=gen.max_reference_bytes,
+            session=http,
         )
-        db = await open_store(settings.storage.database)  # SQLite file or postgresql:// URL
+        try:
+            db = await open_store(settings.storage.database)  # SQLite file or postgresql:// URL
+        except BaseException:
+            await http.close()
+            raise
         try:
             await db.migrate()
-            providers = ProviderRegistry.from_settings(settings, store)
+            providers = ProviderRegistry.from_settings(settings, store, http)
         except BaseException:
             await db.close()
+            await http.close()
             raise
         ledger = Ledger(db, settings.quota, clock)
         return cls(
@@ -65,6 +81,7 @@ class Services:
             moderation=ModeratorActions(db, ledger, provider_names=settings.providers.keys(), clock=clock),
             usage=UsageService(db, ledger, model_labels=UsageService.labels_for(settings), clock=clock),
             metrics=Metrics(settings.metrics.enabled),
+            http=http,
             clock=clock,
         )
 
@@ -90,10 +107,13 @@ class Services:
         )
 
     async def close(self) -> None:
-        self.metrics.close()
-        await self.providers.close()
-        await self.fetcher.close()
-        await self.db.close()
+        try:
+            self.metrics.close()
+            await self.providers.close()
+            await self.fetcher.close()
+            await self.db.close()
+        finally:
+            await self.http.close()  # last: the providers and the fetcher borrow it
 
     async def __aenter__(self) -> Services:
         return self

@@ -9,6 +9,7 @@ import re
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 from PIL import Image
 
 from bot.config import ArkConfig, HighwayConfig, LeonardoConfig, NovitaConfig, QuotaSection, TaskApiConfig
@@ -95,8 +96,15 @@ def fake_for(kind: str) -> FakeProviderServer:
     raise ValueError(kind)
 
 
-def provider_for(kind: str, server: FakeProviderServer, store: ImageStore, key_env: str = KEY_ENV) -> Provider:
-    """A provider of ``kind`` pointed at its running fake, with quick polls and retries."""
+def provider_for(
+    kind: str,
+    server: FakeProviderServer,
+    store: ImageStore,
+    key_env: str = KEY_ENV,
+    session: aiohttp.ClientSession | None = None,
+) -> Provider:
+    """A provider of ``kind`` pointed at its running fake, with quick polls and retries; on ``session`` when
+    given (as the bot runs them, on its one shared session), else on a session of its own."""
     common: dict[str, Any] = {
         "api_key_env": key_env,
         "timeout_seconds": 5.0,
@@ -105,15 +113,15 @@ def provider_for(kind: str, server: FakeProviderServer, store: ImageStore, key_e
         "poll_interval_seconds": 0.01,
     }
     if kind == "leonardo":
-        return LeonardoProvider(kind, LeonardoConfig(base_url=server.base_url, **common), store)
+        return LeonardoProvider(kind, LeonardoConfig(base_url=server.base_url, **common), store, session=session)
     if kind == "novita":
-        return NovitaProvider(kind, NovitaConfig(base_url=server.base_url, **common), store)
+        return NovitaProvider(kind, NovitaConfig(base_url=server.base_url, **common), store, session=session)
     if kind == "highway":
-        return HighwayProvider(kind, HighwayConfig(base_url=server.base_url, **common), store)
+        return HighwayProvider(kind, HighwayConfig(base_url=server.base_url, **common), store, session=session)
     if kind == "ark":
-        return ArkProvider(kind, ArkConfig(base_url=f"{server.base_url}/api/v3", **common), store)
+        return ArkProvider(kind, ArkConfig(base_url=f"{server.base_url}/api/v3", **common), store, session=session)
     if kind == "taskapi":
-        return TaskApiProvider(kind, TaskApiConfig(base_url=server.base_url, **common), store)
+        return TaskApiProvider(kind, TaskApiConfig(base_url=server.base_url, **common), store, session=session)
     raise ValueError(kind)
 
 

@@ -22,6 +22,7 @@ from bot.images import ImageStore
 from bot.jobs import JobState
 from bot.providers.base import GenerationRequest
 from bot.providers.http import ProviderHttp
+from bot.providers.links import client_session
 from bot.storage import Database
 from tests.fakeproviders.common import (
     CREDENTIAL,
@@ -93,13 +94,19 @@ async def test_the_fakes_refuse_a_link_that_aiohttp_has_requoted() -> None:
 
 
 # -- every provider link goes out as written -------------------------------------------------------------------
+#: On a session of its own (a provider built by hand) and on the process's shared one (as the bot runs).
+SESSIONS = pytest.mark.parametrize("shared", [False, True], ids=["own session", "shared session"])
+
+
+@SESSIONS
 @pytest.mark.parametrize("kind", REMOTE_KINDS)
 async def test_every_provider_link_is_requested_exactly_as_written(
-    kind: str, store: ImageStore, monkeypatch: pytest.MonkeyPatch
+    kind: str, shared: bool, store: ImageStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    session = client_session() if shared else None
     async with fake_for(kind) as fake:
         monkeypatch.setenv(KEY_ENV, fake.api_key)
-        provider = provider_for(kind, fake, store)
+        provider = provider_for(kind, fake, store, session=session)
         references = [await reference(store, 640, 480)] if kind in ("leonardo", "taskapi") else []
         count = 2 if kind != "taskapi" or references else 1
         request = GenerationRequest(prompt="a koala", count=count, references=references)
@@ -107,6 +114,9 @@ async def test_every_provider_link_is_requested_exactly_as_written(
             result = await provider.generate(request)
         finally:
             await provider.close()
+            if session is not None:
+                assert not session.closed, "a provider never closes the session it was given"
+                await session.close()
 
     assert len(result.images) == count
     assert fake.refused_links == []
@@ -117,30 +127,38 @@ async def test_every_provider_link_is_requested_exactly_as_written(
         assert uploads == [signed_link("", "/s3/upload")]
 
 
-async def test_api_links_and_redirects_go_out_as_written(store: ImageStore) -> None:
+@SESSIONS
+async def test_api_links_and_redirects_go_out_as_written(shared: bool, store: ImageStore) -> None:
     """A polling URL handed back by an API (fal's ``status_url``), and a result link that redirects."""
+    session = client_session() if shared else None
     async with SignedCdn() as cdn:
-        http = ProviderHttp(provider="p", api_key="k", timeout_seconds=5, max_attempts=1)
+        http = ProviderHttp(provider="p", api_key="k", timeout_seconds=5, max_attempts=1, session=session)
         try:
             status = await http.request_json("GET", signed_link(cdn.base_url, "/status"))
             cdn.attachment("moved.png", 30, 20)
             image = await http.download(store, f"{cdn.base_url}/moved/moved.png")
         finally:
             await http.close()
+            if session is not None:
+                await session.close()
     assert status == {"status": "COMPLETED"}
     assert (image.width, image.height) == (30, 20)
     assert cdn.refused_links == []
 
 
-async def test_discord_attachment_links_are_fetched_exactly(store: ImageStore) -> None:
+@SESSIONS
+async def test_discord_attachment_links_are_fetched_exactly(shared: bool, store: ImageStore) -> None:
+    session = client_session() if shared else None
     async with SignedCdn() as cdn:
-        fetcher = ImageFetcher(store, [cdn.base_url], timeout_seconds=5, max_bytes=1024 * 1024)
+        fetcher = ImageFetcher(store, [cdn.base_url], timeout_seconds=5, max_bytes=1024 * 1024, session=session)
         try:
             direct = await fetcher.fetch(cdn.attachment("photo.png", 64, 48))
             cdn.attachment("again.png", 20, 10)
             redirected = await fetcher.fetch(f"{cdn.base_url}/moved/again.png")
         finally:
             await fetcher.close()
+            if session is not None:
+                await session.close()
     assert (direct.width, direct.height) == (64, 48) and (redirected.width, redirected.height) == (20, 10)
     assert cdn.refused_links == []
 

@@ -33,6 +33,8 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+import aiohttp
+
 from bot.config import ArkConfig
 from bot.errors import SeedreamError, redact_links
 from bot.images import ImageStore
@@ -141,7 +143,13 @@ class ArkProvider(SeedreamV3Provider):
     kind = "ark"
 
     def __init__(
-        self, name: str, config: ArkConfig, store: ImageStore, *, retry_base_seconds: float | None = None
+        self,
+        name: str,
+        config: ArkConfig,
+        store: ImageStore,
+        *,
+        retry_base_seconds: float | None = None,
+        session: aiohttp.ClientSession | None = None,
     ) -> None:
         rules = rules_for_model(config.model)
         super().__init__(
@@ -153,6 +161,7 @@ class ArkProvider(SeedreamV3Provider):
             watermark=config.watermark,
             map_error=map_ark_error,
             retry_base_seconds=retry_base_seconds or config.retry_base_seconds,
+            session=session,
         )
         self.model = config.model
         self._create_url = f"{config.base_url}/images/generations"

@@ -306,7 +306,7 @@ class Provider(ABC):
             return await self.collect(request, submission)
 
     async def close(self) -> None:  # noqa: B027 - optional hook, most providers need it
-        """Release network resources (one HTTP session per provider)."""
+        """Release what the provider opened itself (an HTTP session of its own; a shared one is left open)."""
 
 
 def describe_capabilities(providers: Sequence[Provider]) -> list[dict[str, str]]:

@@ -1,4 +1,7 @@
-"""HTTP plumbing every remote provider shares: one session, timeouts, retries, error mapping, downloads.
+"""HTTP plumbing every remote provider shares: the session, timeouts, retries, error mapping, downloads.
+
+The session is the process's one (``Services`` owns it and closes it last); a ``ProviderHttp`` built
+without one opens its own and closes it. Timeouts are per request, so sharing changes none of them.
 
 Retry rule: creating a generation is retried only on answers that mean "not accepted" (429, 503,
 connection refused), because any other failure may already have been billed. Polling and downloads
@@ -36,7 +39,7 @@ from bot.errors import (
     redact_links,
 )
 from bot.images import ImageStore, StoredImage
-from bot.providers.links import exact_url, without_query
+from bot.providers.links import client_session, exact_url, without_query
 
 log = logging.getLogger(__name__)
 
@@ -104,7 +107,7 @@ def _wait(base: float) -> Callable[[RetryCallState], float]:
 
 
 class ProviderHttp:
-    """One aiohttp session per provider, with the provider's auth header and error mapping."""
+    """A provider's requests on the shared session (or its own), with its auth header, timeout and error mapping."""
 
     def __init__(
         self,
@@ -116,6 +119,7 @@ class ProviderHttp:
         map_error: ErrorMapper = default_error,
         retry_base_seconds: float = 1.0,
         auth_scheme: str = "Bearer",
+        session: aiohttp.ClientSession | None = None,
     ) -> None:
         self.provider = provider
         self._api_key = api_key
@@ -124,14 +128,19 @@ class ProviderHttp:
         self.max_attempts = max_attempts
         self.map_error = map_error
         self.retry_base_seconds = retry_base_seconds
-        self._session: aiohttp.ClientSession | None = None
+        self._shared = session
+        self._own: aiohttp.ClientSession | None = None
 
     @property
     def session(self) -> aiohttp.ClientSession:
-        if self._session is None or self._session.closed:
-            # Redirects from a provider's storage are followed as written too (no re-quoting).
-            self._session = aiohttp.ClientSession(timeout=self.timeout, requote_redirect_url=False)
-        return self._session
+        """The shared session, else this provider's own (redirects from storage followed as written too).
+
+        Pass ``timeout=self.timeout`` with every request: the session has no timeout of its own."""
+        if self._shared is not None:
+            return self._shared
+        if self._own is None or self._own.closed:
+            self._own = client_session()
+        return self._own
 
     def auth_headers(self) -> dict[str, str]:
         if not self._api_key:
@@ -142,8 +151,9 @@ class ProviderHttp:
         return {"Authorization": f"{self._auth_scheme} {self._api_key}", "Accept": "application/json"}
 
     async def close(self) -> None:
-        if self._session is not None and not self._session.closed:
-            await self._session.close()
+        """Close this provider's own session; a shared one is its owner's to close."""
+        if self._own is not None and not self._own.closed:
+            await self._own.close()
 
     async def request_json(
         self,
@@ -176,7 +186,9 @@ class ProviderHttp:
         log.debug("%s %s %s", self.provider, method, _path(url))
         try:
             target = exact_url(url)
-            async with self.session.request(method, target, json=json, params=params, headers=headers) as response:
+            async with self.session.request(
+                method, target, json=json, params=params, headers=headers, timeout=self.timeout
+            ) as response:
                 text = await response.text()
                 body = _parse_json(text)
                 if response.status >= 400:
@@ -228,7 +240,7 @@ class ProviderHttp:
     ) -> StoredImage:
         log.debug("%s downloading result %s", self.provider, _path(url))
         try:
-            async with self.session.get(exact_url(url)) as response:
+            async with self.session.get(exact_url(url), timeout=self.timeout) as response:
                 if response.status == 403:
                     raise await self._refused(url, response)
                 if response.status in (404, 410):

@@ -287,6 +287,7 @@ class LeonardoProvider(Provider):
         *,
         retry_base_seconds: float | None = None,
         max_wait_seconds: float | None = None,
+        session: aiohttp.ClientSession | None = None,
     ) -> None:
         super().__init__(name, config.max_concurrent)
         self.config = config
@@ -301,6 +302,7 @@ class LeonardoProvider(Provider):
             max_attempts=config.max_attempts,
             map_error=functools.partial(leonardo_error, max_references=spec.max_references),
             retry_base_seconds=retry_base_seconds,
+            session=session,
         )
         family = family_of(config.model)
         self._capabilities = Capabilities(
@@ -431,7 +433,7 @@ class LeonardoProvider(Provider):
         target = without_query(slot.url)
         try:
             # The presigned link goes out exactly as Leonardo wrote it (its signature covers the bytes).
-            async with self.http.session.post(exact_url(slot.url), data=form) as response:
+            async with self.http.session.post(exact_url(slot.url), data=form, timeout=self.http.timeout) as response:
                 if response.status in (200, 201, 204):
                     return
                 text = await response.text()

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from urllib.parse import quote
 
+import aiohttp
 from yarl import URL
 
 #: Characters that may appear literally in a URI (RFC 3986 unreserved + reserved, plus ``%`` of escapes).
@@ -29,6 +30,24 @@ def exact_url(url: str | URL) -> URL:
     if not _URI_SET.issuperset(url):
         url = quote(url, safe=_URI_CHARACTERS)
     return URL(url, encoded=True)
+
+
+#: Connections kept by a session: aiohttp's default, or 16 per job the bot generates at once (a job's API
+#: calls plus up to 15 result downloads), whichever is more.
+DEFAULT_CONNECTIONS = 100
+#: Seconds a host name's DNS answer is reused (aiohttp's default is 10).
+DNS_CACHE_SECONDS = 300
+
+
+def client_session(*, workers: int = 0) -> aiohttp.ClientSession:
+    """A session for links the bot did not write: providers' APIs, their result links, attachments.
+
+    Redirects are followed as written (``requote_redirect_url=False``). Each request passes its own timeout
+    (aiohttp's session default of five minutes is only a backstop). One per process (``Services`` owns it);
+    a provider or fetcher built without one (a unit test, a script) opens its own through here and closes it.
+    """
+    connector = aiohttp.TCPConnector(limit=max(DEFAULT_CONNECTIONS, 16 * workers), ttl_dns_cache=DNS_CACHE_SECONDS)
+    return aiohttp.ClientSession(connector=connector, requote_redirect_url=False)
 
 
 def without_query(url: str | URL) -> str:

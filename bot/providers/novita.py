@@ -14,6 +14,8 @@ from __future__ import annotations
 import logging
 from typing import Any, ClassVar
 
+import aiohttp
+
 from bot.config import HighwayConfig, NovitaConfig
 from bot.errors import (
     BadApiKey,
@@ -149,6 +151,7 @@ class NovitaProvider(SeedreamV3Provider):
         store: ImageStore,
         *,
         retry_base_seconds: float | None = None,
+        session: aiohttp.ClientSession | None = None,
     ) -> None:
         rules = V3_MODEL_RULES[config.model]
         super().__init__(
@@ -160,6 +163,7 @@ class NovitaProvider(SeedreamV3Provider):
             watermark=config.watermark,
             map_error=type(self).error_mapper,
             retry_base_seconds=retry_base_seconds or config.retry_base_seconds,
+            session=session,
         )
         self._create_url = f"{config.base_url}/v3/{config.model}"
 

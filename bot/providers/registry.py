@@ -6,6 +6,7 @@ import importlib
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
+import aiohttp
 from pydantic import TypeAdapter
 
 from bot.config import ProviderConfig, Settings
@@ -24,10 +25,17 @@ PROVIDER_CLASSES: dict[str, str] = {
 }
 
 
-def build_provider(name: str, config: ProviderConfig, store: ImageStore) -> Provider:
+def build_provider(
+    name: str, config: ProviderConfig, store: ImageStore, session: aiohttp.ClientSession | None = None
+) -> Provider:
+    """The provider for one config section; a remote one makes its requests on ``session`` when given
+    (the process's shared session), else on a session of its own that its ``close`` closes."""
     module_name, class_name = PROVIDER_CLASSES[config.kind].split(":")
     cls = getattr(importlib.import_module(module_name), class_name)
-    provider: Provider = cls(name, config, store)
+    if config.kind == "local":  # draws offline: no HTTP at all
+        local: Provider = cls(name, config, store)
+        return local
+    provider: Provider = cls(name, config, store, session=session)
     return provider
 
 
@@ -107,8 +115,10 @@ class ProviderRegistry:
         self.default = default
 
     @classmethod
-    def from_settings(cls, settings: Settings, store: ImageStore) -> ProviderRegistry:
-        built = {name: build_provider(name, cfg, store) for name, cfg in settings.providers.items()}
+    def from_settings(
+        cls, settings: Settings, store: ImageStore, session: aiohttp.ClientSession | None = None
+    ) -> ProviderRegistry:
+        built = {name: build_provider(name, cfg, store, session) for name, cfg in settings.providers.items()}
         return cls(built, settings.generation.default_provider)
 
     def cost_weight(self, name: str | None = None) -> int:

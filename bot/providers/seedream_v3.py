@@ -29,6 +29,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import aiohttp
+
 from bot import sizes
 from bot.config import RemoteProviderSection
 from bot.errors import (
@@ -292,6 +294,7 @@ class SeedreamV3Provider(Provider):
         watermark: bool,
         map_error: ErrorMapper,
         retry_base_seconds: float,
+        session: aiohttp.ClientSession | None = None,
     ) -> None:
         super().__init__(name, config.max_concurrent)
         #: The section's settings (the job engine reads ``cost_weight`` from here, as for every provider).
@@ -307,6 +310,7 @@ class SeedreamV3Provider(Provider):
             max_attempts=config.max_attempts,
             map_error=map_error,
             retry_base_seconds=retry_base_seconds,
+            session=session,
         )
 
     @property

@@ -31,6 +31,7 @@ from collections import Counter
 from typing import Any
 from urllib.parse import quote
 
+import aiohttp
 from pydantic import Field
 
 from bot import sizes
@@ -179,6 +180,7 @@ class TaskApiProvider(Provider):
         *,
         retry_base_seconds: float | None = None,
         task_deadline_seconds: float | None = None,
+        session: aiohttp.ClientSession | None = None,
     ) -> None:
         super().__init__(name, config.max_concurrent)
         self.config = config
@@ -201,6 +203,7 @@ class TaskApiProvider(Provider):
             max_attempts=config.max_attempts,
             map_error=self.map_error,
             retry_base_seconds=retry_base_seconds or config.retry_base_seconds,
+            session=session,
         )
         self._capabilities = TaskApiCapabilities(
             kind=self.kind,
