@@ -178,6 +178,7 @@ class SeedreamBot(commands.Bot):
         )
         self.starter = CardStarter(self)
         self._last_cleanup = 0.0
+        self._recovery: asyncio.Task[None] | None = None
 
     def dispatch(self, event_name: str, /, *args: Any, **kwargs: Any) -> None:
         # discord.py parses INTERACTION_CREATE and dispatches "interaction" before any command code runs.
@@ -194,6 +195,8 @@ class SeedreamBot(commands.Bot):
         if self.settings.metrics.enabled:
             self.services.metrics.serve(self.settings.metrics.host, self.settings.metrics.port)
         self.maintenance.start()
+        # commands the last run acknowledged but never queued are answered in the background once up
+        self._recovery = asyncio.create_task(self.starter.recover(), name="answer-left-behind")
 
     @tasks.loop(seconds=HEARTBEAT_SECONDS)
     async def maintenance(self) -> None:
@@ -220,6 +223,8 @@ class SeedreamBot(commands.Bot):
     async def close(self) -> None:
         """Stop taking work, let running jobs reach a saved state, then disconnect."""
         self.maintenance.cancel()
+        if self._recovery is not None:
+            self._recovery.cancel()
         await self.engine.stop(self.settings.discord.shutdown_grace_seconds)
         await self.sink.drain(min(5.0, self.settings.discord.shutdown_grace_seconds))
         await super().close()

@@ -275,10 +275,14 @@ class DiscordSink:
             log.info("job %s: failure notice not posted (%s)", job.id, exc)
 
     async def drain(self, timeout: float) -> None:
-        """At shutdown: give edits already on their way ``timeout`` seconds to reach Discord."""
+        """At shutdown: give edits already on their way ``timeout`` seconds to reach Discord, then stop the
+        rest (a progress edit or a queue refresh left undone is harmless; the final states were written)."""
         pending = {task for task in self._background if not task.get_name().startswith("queue")}
         if pending:
             await asyncio.wait(pending, timeout=timeout)
+        for task in list(self._background):
+            task.cancel()
+        await asyncio.gather(*self._background, return_exceptions=True)
 
     def _spawn(self, coro: Any, name: str) -> asyncio.Task[None]:
         task: asyncio.Task[None] = asyncio.create_task(coro, name=name)

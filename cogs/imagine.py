@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from typing import TYPE_CHECKING, Any
 
@@ -143,13 +142,10 @@ class Imagine(commands.Cog):
     async def cog_load(self) -> None:
         self.bot.tree.add_command(self.imagine_command)
         self.bot.add_dynamic_items(JobButton)
-        # commands the last run acknowledged but never queued are answered once the bot is up (no REST wait here)
-        self._recovery = asyncio.create_task(self.bot.starter.recover(), name="answer-left-behind")
 
     async def cog_unload(self) -> None:
         self.bot.tree.remove_command("imagine")
         self.bot.remove_dynamic_items(JobButton)
-        self._recovery.cancel()
 
     # -- starting jobs ------------------------------------------------------------------------------
     def check_place(self, interaction: discord.Interaction) -> None:
