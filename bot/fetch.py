@@ -15,9 +15,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from urllib.parse import urljoin, urlsplit
+from urllib.parse import urljoin
 
 import aiohttp
+import yarl
 
 from bot.errors import ImageRejected
 from bot.images import ImageStore, StoredImage
@@ -26,24 +27,17 @@ from bot.providers.links import client_session, exact_url, without_query
 log = logging.getLogger(__name__)
 
 MAX_REDIRECTS = 3
-_DEFAULT_PORTS = {"http": 80, "https": 443}
 
 
 def origin_of(url: str) -> str | None:
-    """scheme://host[:port] of a URL, lower-cased with default ports dropped; None if not http(s)."""
-    parts = urlsplit(url)
-    if parts.scheme not in _DEFAULT_PORTS or not parts.hostname:
-        return None
+    """scheme://host[:port] of a URL, lower-cased with default ports dropped (yarl); None if not http(s)."""
     try:
-        port = parts.port
-    except ValueError:
+        parsed = yarl.URL(url)
+    except ValueError:  # e.g. a port out of range
         return None
-    host = parts.hostname.lower()
-    if ":" in host:
-        host = f"[{host}]"
-    if port is None or port == _DEFAULT_PORTS[parts.scheme]:
-        return f"{parts.scheme}://{host}"
-    return f"{parts.scheme}://{host}:{port}"
+    if parsed.scheme not in ("http", "https") or not parsed.host:
+        return None
+    return str(parsed.origin())
 
 
 class ImageFetcher:
