@@ -463,6 +463,19 @@ def patch_no_pending() -> None:
     pending.PendingAnswers.add = add  # type: ignore[method-assign]
 
 
+def patch_private_defer() -> None:
+    """Diagnostic, not a fix: the card's "thinking…" is deferred privately (no public message, so no
+    MESSAGE_CREATE/UPDATE per command for the fake to send and the bot to parse); cards stay invisible."""
+    import discord
+
+    defer = discord.InteractionResponse.defer
+
+    async def private(self: Any, **kwargs: Any) -> Any:
+        return await defer(self, **{**kwargs, "ephemeral": True})
+
+    discord.InteractionResponse.defer = private  # type: ignore[method-assign]
+
+
 PATCHES = {
     "no_hash": patch_no_hash,
     "gc_freeze": patch_gc_freeze,
@@ -481,6 +494,7 @@ PATCHES = {
     "connector": patch_connector,
     "ack_only": patch_ack_only,
     "no_pending": patch_no_pending,
+    "private_defer": patch_private_defer,
 }
 
 
