@@ -69,12 +69,12 @@ async def require_server() -> str:
     """The server URL, or skip the calling test saying why and how to enable it."""
     url = server_url()
     if url is None:
-        pytest.skip(f"PostgreSQL tests switched off ({ENV}); {HOW}")
+        pytest.skip(reason=f"PostgreSQL tests switched off ({ENV}); {HOW}")
     why = await _why_unreachable(url)
     if why is not None and os.environ.get(REQUIRED_ENV, "").strip() not in {"", "0"}:
         pytest.fail(f"no PostgreSQL server at {redact_url(url)} ({why}) and {REQUIRED_ENV} is set; {HOW}")
     if why is not None:
-        pytest.skip(f"no PostgreSQL server at {redact_url(url)} ({why}); {HOW}")
+        pytest.skip(reason=f"no PostgreSQL server at {redact_url(url)} ({why}); {HOW}")
     return url
 
 

@@ -205,9 +205,9 @@ def child_obeying_file_modes(tmp_path: Path) -> dict[str, Any]:
             [sys.executable, "-c", f"open({str(probe)!r}, 'a')"], capture_output=True, timeout=60, check=False, **kwargs
         )
     except subprocess.SubprocessError as exc:  # prctl refused: no CAP_SETPCAP in this container
-        pytest.skip(f"cannot start a child process that obeys file modes here: {exc}")
+        pytest.skip(reason=f"cannot start a child process that obeys file modes here: {exc}")
     if done.returncode == 0:
-        pytest.skip("a child process can still write a 0o444 file here, so a read-only store cannot be reproduced")
+        pytest.skip(reason="a child process can still write a 0o444 file here: a read-only store cannot be reproduced")
     return kwargs
 
 

@@ -158,10 +158,10 @@ def ensure_writable_database(path: Path | str) -> None:
             ) from failure
 
 
-def migration_files() -> list[tuple[int, str, str]]:
-    """(version, name, sql) of every numbered migration shipped with the package, in order."""
+def migration_files(package: str = "bot.storage.migrations") -> list[tuple[int, str, str]]:
+    """(version, name, sql) of every numbered migration shipped in ``package`` (SQLite's by default), in order."""
     found = []
-    for entry in resources.files("bot.storage.migrations").iterdir():
+    for entry in resources.files(package).iterdir():
         match = _MIGRATION_NAME.match(entry.name)
         if match:
             found.append((int(match.group(1)), entry.name, entry.read_text(encoding="utf-8")))

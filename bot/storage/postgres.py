@@ -35,20 +35,19 @@ import socket
 import time
 from collections.abc import AsyncIterator, Iterable, Iterator, Sequence
 from contextlib import asynccontextmanager, contextmanager
-from importlib import resources
 from typing import Any, NoReturn
 from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
 
 import asyncpg
 
 from bot.errors import SeedreamError
+from bot.storage.database import migration_files
 from bot.storage.dialect import POSTGRES, Dialect
 from bot.storage.errors import AdmissionRefused, StoreBusy, StoreTooNew
 
 log = logging.getLogger(__name__)
 
 URL_SCHEMES = ("postgresql", "postgres")
-_MIGRATION_NAME = re.compile(r"^(\d{4})_[a-z0-9_]+\.sql$")
 #: Advisory-lock keys (namespace, key) of this schema; 24301/24302 belong to the admission trigger.
 _MIGRATION_LOCK = (24300, 0)
 #: How long a statement waits for a row or advisory lock before it fails with ``StoreBusy``, as SQLite's
@@ -373,16 +372,7 @@ class PgPool:
 
 def pg_migration_files() -> list[tuple[int, str, str]]:
     """(version, name, sql) of every PostgreSQL migration shipped with the package, in order."""
-    found = []
-    for entry in resources.files("bot.storage.pg_migrations").iterdir():
-        match = _MIGRATION_NAME.match(entry.name)
-        if match:
-            found.append((int(match.group(1)), entry.name, entry.read_text(encoding="utf-8")))
-    found.sort()
-    versions = [v for v, _, _ in found]
-    if versions != list(range(1, len(found) + 1)):
-        raise RuntimeError(f"migration numbers must run 1..N without gaps, found {versions}")
-    return found
+    return migration_files("bot.storage.pg_migrations")
 
 
 _SCHEMA_VERSION_DDL = (
