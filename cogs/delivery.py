@@ -173,8 +173,10 @@ class DiscordSink:
         self._schedule_edit(job, position)
 
     def _schedule_edit(self, job: Job, position: int) -> None:
+        if job.id in self._ended:  # checked first: an ended job's tracker is gone and must not come back
+            return
         tracker = self._cards[job.id]
-        if tracker.pending is not None or job.id in self._ended:
+        if tracker.pending is not None:
             return
         wait = max(0.0, tracker.last_edit + self.edit_interval - self.clock())
         tracker.pending = self._spawn(self._edit_later(job, position, wait, tracker), f"card-{job.id}")
