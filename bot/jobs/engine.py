@@ -340,9 +340,10 @@ class JobEngine:
             raise
         except SeedreamError as exc:
             log.warning("job %s failed: %s (%s)", job.id, exc.code, exc)
-            await self._finish_failed(job, JobState.FAILED, exc.code, exc.user_message)
+            # paused (and moderators told) before the failure is recorded: once it shows, no job may start there
             if isinstance(exc, OutOfCredit) and self.health.pause_for_credit(job.provider):
                 await self._alert(job, f"The {job.provider} account is out of credit: {exc.user_message}")
+            await self._finish_failed(job, JobState.FAILED, exc.code, exc.user_message)
         except Exception:
             log.exception("job %s failed unexpectedly", job.id)
             await self._finish_failed(
