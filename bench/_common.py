@@ -326,3 +326,23 @@ async def poll(predicate: Any, timeout: float, interval: float = 0.02) -> None:
         if time.monotonic() > deadline:
             raise TimeoutError(f"condition not met within {timeout}s")
         await asyncio.sleep(interval)
+
+
+def one_unit_job(user: int, guild: int, request: Any) -> Any:
+    """A queued one-credit job of ``user`` (the quota benches admit thousands of them)."""
+    from bot.jobs.models import Job, JobState, new_job_id
+
+    now = time.time()
+    return Job(
+        id=new_job_id(),
+        kind="imagine",
+        requester_id=user,
+        guild_id=guild,
+        channel_id=1,
+        provider="local",
+        request=request,
+        state=JobState.QUEUED,
+        cost_units=1,
+        created_at=now,
+        updated_at=now,
+    )

@@ -28,7 +28,6 @@ import _common as c
 
 from bot.config import QuotaSection
 from bot.errors import QuotaExceeded
-from bot.jobs.models import Job, JobState, new_job_id
 from bot.jobs.repository import JobRepository
 from bot.providers.base import GenerationRequest
 from bot.quota import Ledger
@@ -51,20 +50,7 @@ async def worker_load(
 
     async def one(user: int) -> None:
         nonlocal granted, refused
-        now = time.time()
-        job = Job(
-            id=new_job_id(),
-            kind="imagine",
-            requester_id=user,
-            guild_id=GUILD,
-            channel_id=1,
-            provider="local",
-            request=request,
-            state=JobState.QUEUED,
-            cost_units=1,
-            created_at=now,
-            updated_at=now,
-        )
+        job = c.one_unit_job(user, GUILD, request)
         started = time.perf_counter()
         try:
             if before:
