@@ -30,6 +30,12 @@ class Dialect:
     #: One row: the member's guild settings and, as JSON text, everything else a policy check reads.
     #: Parameters: guild id (or NULL), user id, now, the member's role and channel ids as a JSON array.
     member_rules: str
+    #: Ends the sub-select that picks jobs to claim: PostgreSQL skips rows another process is claiming right
+    #: now; SQLite has one writer at a time and needs nothing.
+    skip_locked: str = ""
+    #: Serialises the claims of one provider's jobs across processes (one parameter: the provider's name), so
+    #: its ``max_concurrent`` holds bot-wide; empty where one writer at a time already serialises them.
+    provider_lock: str = ""
 
 
 _SQLITE_SELECT_JOBS = (
@@ -108,4 +114,6 @@ POSTGRES = Dialect(
     ),
     outcome_not_shown="NOT COALESCE(CAST(delivery::jsonb ->> 'outcome_shown' AS boolean), false)",
     member_rules=_PG_MEMBER_RULES,
+    skip_locked=" FOR UPDATE SKIP LOCKED",
+    provider_lock="SELECT pg_advisory_xact_lock(24303, hashtext(CAST(? AS text)))",
 )
