@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from bot.config import LocalProviderConfig, QuotaSection
+from bot.config import QuotaSection
 from bot.images import ImageStore
 from bot.jobs import JobState
 from bot.jobs.engine import JobEngine
