@@ -17,7 +17,7 @@ from bot.config import Settings
 from bot.errors import NotAllowed
 
 #: Member-facing words of this module, kept together for translation.
-SERVERS_ONLY = "I only make pictures inside servers that added me, not in direct messages."
+SERVERS_ONLY = "I only make pictures inside servers, not in direct messages."
 PERSONAL_OFF = (
     "Personal use is turned off by the bot's owner, so nothing was made and nothing was charged. "
     "You can still use me in servers that added me."
