@@ -640,7 +640,7 @@ class JobEngine:
         Under ``fence`` (by default the lease this process runs the job with), if the job has one."""
         fence = fence or self._fence(job.id)
         async with self.db.transaction() as conn:
-            current = await self.jobs.get(job.id)
+            current = await self.jobs.get(job.id, conn)
             if current is None or current.state in FINAL_STATES:
                 return
             await self.jobs.update(
