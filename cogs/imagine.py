@@ -13,6 +13,7 @@ from discord.ext import commands
 from bot.edits import AttachmentFacts
 from bot.errors import InvalidRequest, NotAllowed
 from bot.generation import Options, Order
+from bot.i18n import _
 from bot.jobs import Job, JobState
 from bot.jobs.formats import is_about, part_range
 from bot.jobs.models import Delivery
@@ -21,6 +22,7 @@ from bot.providers.base import Capabilities
 from cogs import members
 from cogs.cards import check_place
 from cogs.errors import ANSWERS_ITSELF, reply, reply_error
+from cogs.locales import locale_of, slash
 from cogs.members import is_moderator
 from cogs.views import JobButton
 
@@ -262,7 +264,10 @@ class Imagine(commands.Cog):
     async def jobs(self, interaction: discord.Interaction) -> None:
         recent = await self.bot.engine.jobs.recent_for(interaction.user.id, interaction.guild_id, limit=10)
         if not recent:
-            await reply(interaction, "You have no jobs here yet. Try `/imagine`!")
+            await reply(
+                interaction,
+                _("You have no jobs here yet. Try `{imagine}`!", imagine=slash(locale_of(interaction), "imagine")),
+            )
             return
         lines = []
         for job in recent:
