@@ -44,6 +44,7 @@ from bot.storage import (
     ensure_writable_dir,
     is_postgres_url,
     open_store,
+    transfer,
 )
 from bot.storage.database import migration_files
 from bot.storage.postgres import pg_migration_files
@@ -100,6 +101,12 @@ def _parser() -> Parser:
 
     command("run", run, "start the bot (needs the bot token in the environment)")
     command("migrate", migrate_command, "bring the database's schema up to date and say what was applied")
+    export = command("export", export_command, "write the database's rows to a JSON-lines file, to move them")
+    export.add_argument("file", type=Path, help="the file to write, or - for standard output")
+    export.add_argument("--force", action="store_true", help="overwrite the file if it exists")
+    imp = command("import", import_command, "copy an export's rows into the database, in one transaction")
+    imp.add_argument("file", type=Path, help="a file `seedream-bot export` wrote, or - for standard input")
+    imp.add_argument("--replace", action="store_true", help="delete what the database holds first (same transaction)")
     command("check-config", check_config, "validate the config and show it, secrets masked, environment marked")
     command("status", status_command, "queue depth, jobs by state and recent errors (safe while the bot runs)")
     health = command("health", health_command, "exit 0 if the running bot is healthy (Docker's HEALTHCHECK)")
@@ -403,6 +410,36 @@ async def migrate(settings: Settings) -> int:
     for version in applied:
         print(f"applied {names[version]}")
     print(f"{db.where} is now at schema version {applied[-1]} (was {before})")
+    return 0
+
+
+# -- export, import (bot/storage/transfer.py) -----------------------------------------------------------
+def export_command(settings: Settings, args: argparse.Namespace) -> int:
+    """Write the configured database's rows to a file (``-``: standard output); the line goes to stderr then."""
+    if not is_postgres_url(settings.storage.database):
+        existing_database(settings)
+    try:
+        summary = asyncio.run(
+            transfer.export_to(settings.storage.database, args.file, force=args.force, tool=version())
+        )
+    except transfer.TransferRefused as exc:
+        raise UsageError(str(exc)) from None
+    to_stdout = str(args.file) == "-"  # the rows go there, so the line goes to stderr
+    print(f"{summary.line('exported', 'from')} to {args.file}", file=sys.stderr if to_stdout else sys.stdout)
+    return 0
+
+
+def import_command(settings: Settings, args: argparse.Namespace) -> int:
+    """Copy an export into the configured database: one transaction, same schema version, empty unless --replace."""
+    database = settings.storage.database
+    if not is_postgres_url(database) and not Path(database).is_file():
+        raise UsageError(f"the database {database} does not exist: create it with `seedream-bot migrate` first")
+    check_store(settings, images=False)
+    try:
+        summary = asyncio.run(transfer.import_from(database, args.file, replace=args.replace))
+    except transfer.TransferRefused as exc:
+        raise UsageError(str(exc)) from None
+    print(f"{summary.line('imported', 'into')} from {args.file}")
     return 0
 
 

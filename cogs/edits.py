@@ -108,9 +108,22 @@ class EditRequestModal(discord.ui.Modal, title=MENU_NAME):
         label="How many images (optional)", placeholder="1", required=False, max_length=2, custom_id="count"
     )
 
+    upload: discord.ui.Label[Any] = discord.ui.Label(
+        text="Your own image to edit (optional)",
+        description="It comes first; the message's images join it as references.",
+        component=discord.ui.FileUpload(custom_id="upload", required=False, max_values=1),
+    )
+
     def __init__(self, cog: Edits, message: discord.Message) -> None:
         super().__init__()
         self.cog, self.message = cog, message
+
+    @property
+    def uploaded(self) -> list[core.AttachmentFacts]:
+        """The file the member uploaded in the modal (Discord hosts it like any attachment)."""
+        upload = self.upload.component
+        files = upload.values if isinstance(upload, discord.ui.FileUpload) else []
+        return [core.AttachmentFacts(a.url, a.filename, a.content_type, a.size) for a in files]
 
     async def on_submit(self, interaction: discord.Interaction) -> None:
         await self.cog.edit_from_menu(interaction, self)
@@ -291,9 +304,13 @@ class Edits(commands.Cog):
         text = clean_prompt(modal.instruction.value)
         if not text:
             raise InvalidRequest("Please say what should change: the instruction is empty.")
+        uploaded = modal.uploaded
+        generation.check_attachments(uploaded)  # a wrong type or size is refused before the card
 
         async def build(delivery: Delivery) -> Order:
             gathered = await self._gather(modal.message, None)
+            if uploaded:  # the member's own image is the one to edit; the message's images follow it
+                gathered.candidates = [*await generation.download(uploaded), *gathered.candidates]
             provider = generation.provider_for_edit(gathered.parent)
             max_count = self.bot.services.providers.get(provider).capabilities.max_count
             count = core.parse_count(modal.count.value, max_count)

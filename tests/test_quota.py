@@ -68,6 +68,7 @@ async def reserve_job(
     guild: int | None = GUILD,
     provider: str = "local",
     references: tuple[StoredImage, ...] = (),
+    queued_cap: int | None = None,
 ) -> str:
     """Write a job and reserve its units in one statement, as the engine does."""
     now = ledger.clock()
@@ -86,7 +87,12 @@ async def reserve_job(
     )
     jobs = JobRepository(db)
     await ledger.admit(
-        lambda admission: jobs.admit(job, admission), guild_id=guild, user_id=user, units=units, limit=limit
+        lambda admission: jobs.admit(job, admission),
+        guild_id=guild,
+        user_id=user,
+        units=units,
+        limit=limit,
+        queued_cap=queued_cap,
     )
     return job.id
 

@@ -448,7 +448,7 @@ class JobEngine:
     async def _finish_failed(self, job: Job, state: JobState, code: str, message: str) -> None:
         """End a job that will not complete: record why and refund what the member did not receive."""
         async with self.db.transaction() as conn:
-            current = await self.jobs.get(job.id)
+            current = await self.jobs.get(job.id, conn)
             if current is None or current.state in FINAL_STATES:
                 return
             await self.jobs.update(

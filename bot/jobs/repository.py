@@ -12,7 +12,7 @@ from bot.images import StoredImage
 from bot.jobs.models import ACTIVE_STATES, Job, JobState
 from bot.providers.base import Submission
 from bot.quota import Admission
-from bot.storage import Store, StoreConnection
+from bot.storage import Store, StoreConnection, fetch_one
 from bot.storage.errors import AdmissionRefused
 
 # Kept literal so the SQL is a constant; the assert keeps it in step with the enum.
@@ -156,8 +156,9 @@ class JobRepository:
             ],
         )
 
-    async def get(self, job_id: str) -> Job | None:
-        row = await self.db.fetchone(self._get_sql, (job_id,))
+    async def get(self, job_id: str, conn: StoreConnection | None = None) -> Job | None:
+        """The job as committed, or as ``conn``'s transaction sees it (pass it to read inside a transaction)."""
+        row = await fetch_one(conn or self.db.conn, self._get_sql, (job_id,))
         return _job(row) if row else None
 
     async def active(self) -> list[Job]:

@@ -245,8 +245,19 @@ class UserActions:
         modal: dict[str, Any] | None = None,
         message: FakeMessage | None = None,
     ) -> InteractionHandle:
-        """Submit a modal; prefer `handle.submit_modal(values)`, which mirrors the modal the bot sent."""
-        data = {"custom_id": custom_id, "components": modal_components(modal, values)}
+        """Submit a modal; prefer `handle.submit_modal(values)`, which mirrors the modal the bot sent. A file
+        upload takes (filename, bytes), a FileSpec or a list of them: hosted like a slash command's attachment,
+        its ids in the component and the attachments in `resolved`, as Discord submits them."""
+        uploaded: dict[str, Any] = {}
+
+        def host(spec: FileSpec) -> dict[str, Any]:
+            attachment = payloads.attachment(self.host_file(channel, spec, ephemeral=True))
+            uploaded[attachment["id"]] = attachment
+            return attachment
+
+        data: dict[str, Any] = {"custom_id": custom_id, "components": modal_components(modal, values, host)}
+        if uploaded:
+            data["resolved"] = {"attachments": uploaded}
         return await self._interact(InteractionType.MODAL_SUBMIT, user, channel, data, message)
 
     async def message_context_menu(self, name: str, message: FakeMessage, *, user: FakeUser) -> InteractionHandle:

@@ -224,6 +224,7 @@ class ComponentType:
     STRING_SELECT = 3
     TEXT_INPUT = 4
     LABEL = 18
+    FILE_UPLOAD = 19
 
 
 class MessageFlag:

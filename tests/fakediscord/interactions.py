@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from . import payloads
-from .constants import CallbackType, CommandType, ErrorCode, InteractionType, MessageFlag, MessageType
+from .constants import CallbackType, CommandType, ComponentType, ErrorCode, InteractionType, MessageFlag, MessageType
 from .core import Core, Ctx, Route
 from .rules import DiscordError, FormErrors, channel_permissions, not_found, validate_message
 from .state import CallbackAttempt, FakeChannel, FakeMessage, FakeUser, InteractionRecord
@@ -103,6 +103,25 @@ def _validate_modal(data: dict[str, Any]) -> None:
     if not comps:
         errors.add(("components",), "BASE_TYPE_MIN_LENGTH", "Must be 1 or more in length.")
     errors.max_length(("components",), comps, 5)
+    for i, comp in enumerate(comps):
+        if not isinstance(comp, dict):
+            continue
+        inner = comp.get("component") if comp.get("type") == ComponentType.LABEL else None
+        if comp.get("type") == ComponentType.LABEL:
+            errors.max_length(("components", i, "label"), comp.get("label"), 45)
+            errors.max_length(("components", i, "description"), comp.get("description"), 100)
+        if isinstance(inner, dict) and inner.get("type") == ComponentType.FILE_UPLOAD:
+            low, high = inner.get("min_values"), inner.get("max_values")
+            if low is not None and not 0 <= low <= 10:
+                errors.add(("components", i, "component", "min_values"), "NUMBER_TYPE_MAX", "Must be 0-10.")
+            if high is not None and not 1 <= high <= 10:
+                errors.add(("components", i, "component", "max_values"), "NUMBER_TYPE_MAX", "Must be 1-10.")
+        rows = comp.get("components") if comp.get("type") == ComponentType.ACTION_ROW else []
+        for j, item in enumerate(rows or []):
+            if isinstance(item, dict) and item.get("type") == ComponentType.FILE_UPLOAD:
+                # Discord takes a file upload only inside a Label
+                where = ("components", i, "components", j)
+                errors.add(where, "UNION_TYPE_CHOICES", 'Value of field "type" must be one of (4,).')
     errors.raise_if_any()
 
 

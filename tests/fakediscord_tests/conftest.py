@@ -43,6 +43,17 @@ class Feedback(discord.ui.Modal, title="Feedback"):
         await interaction.response.send_message(f"got {self.text.value}", ephemeral=True)
 
 
+class Upload(discord.ui.Modal, title="Upload"):
+    files: discord.ui.Label[Upload] = discord.ui.Label(
+        text="Your pictures", component=discord.ui.FileUpload(custom_id="upload:files", min_values=1, max_values=2)
+    )
+
+    async def on_submit(self, interaction: discord.Interaction) -> None:
+        assert isinstance(self.files.component, discord.ui.FileUpload)
+        got = ", ".join([f"{a.filename} {a.size} {len(await a.read())}" for a in self.files.component.values])
+        await interaction.response.send_message(f"got {got}", ephemeral=True)
+
+
 class Menu(discord.ui.View):
     @discord.ui.button(label="Go", custom_id="menu:go")
     async def go(self, interaction: discord.Interaction, button: discord.ui.Button[Menu]) -> None:
@@ -125,6 +136,10 @@ class FakeBot(commands.Bot):
         @tree.command(description="A modal")
         async def feedback(interaction: discord.Interaction) -> None:
             await interaction.response.send_modal(Feedback())
+
+        @tree.command(description="A modal with a file upload")
+        async def upload(interaction: discord.Interaction) -> None:
+            await interaction.response.send_modal(Upload())
 
         @tree.command(description="Acknowledges too late")
         async def slow(interaction: discord.Interaction) -> None:
