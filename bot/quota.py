@@ -163,9 +163,10 @@ class Ledger:
         return count * provider_weight * self.config.resolution_weights.get(resolution, 1)
 
     async def window_for(self, guild_id: int | None, conn: StoreConnection | None = None) -> Window:
-        """The guild's own window (kind, time zone) where it set one, else the config's."""
+        """The guild's own window (kind, time zone) where it set one, else the config's. Personal use (no
+        guild) counts per calendar day in the config's time zone (``[quota] personal_daily``)."""
         if guild_id is None:
-            return Window(self.config, self.clock)
+            return Window(self.config, self.clock, kind="daily")
         if guild_id in self._guild_windows:
             row = self._guild_windows[guild_id]
         else:
