@@ -163,9 +163,10 @@ class Ledger:
         return count * provider_weight * self.config.resolution_weights.get(resolution, 1)
 
     async def window_for(self, guild_id: int | None, conn: StoreConnection | None = None) -> Window:
-        """The guild's own window (kind, time zone) where it set one, else the config's."""
+        """The guild's own window (kind, time zone) where it set one, else the config's. Personal use (no
+        guild) counts per calendar day in the config's time zone (``[quota] personal_daily``)."""
         if guild_id is None:
-            return Window(self.config, self.clock)
+            return Window(self.config, self.clock, kind="daily")
         if guild_id in self._guild_windows:
             row = self._guild_windows[guild_id]
         else:
@@ -300,6 +301,10 @@ class Ledger:
             f"your allowance resets <t:{int(resets.timestamp())}:R>.",
             resets_at=resets,
         )
+
+    async def lock_member(self, conn: StoreConnection, user_id: int) -> None:
+        """Hold the member's quota lock for the rest of ``conn``'s transaction (before reading to write)."""
+        await fetch_one(conn, self.db.dialect.lock_member, (user_id,))
 
     async def settle(self, conn: StoreConnection, job_id: str, generated_units: int, note: str | None = None) -> None:
         """Commit what was generated and refund the rest of the job's reservation (idempotent)."""

@@ -64,10 +64,11 @@ class LimitRule:
 
 @dataclass(frozen=True)
 class ResolvedLimit:
-    """The limit that applies to a member and where it came from (scope "default" = the bot's config)."""
+    """The limit that applies to a member and where it came from (scope "default" = the bot's config,
+    "personal" = ``[quota] personal_daily`` outside servers)."""
 
     units: int | None
-    scope: ScopeKind | Literal["default"]
+    scope: ScopeKind | Literal["default", "personal"]
     scope_id: int | None = None
 
 

@@ -162,7 +162,18 @@ class PolicyService:
         return self._resolve_limit(ctx, await self._rules(ctx))
 
     def _resolve_limit(self, ctx: MemberContext, rules: MemberRules) -> ResolvedLimit:
+        if ctx.guild_id is None:
+            return self.personal_limit()
         return limit_for(ctx, rules.limits, self.default_limit())
+
+    def personal_limit(self) -> ResolvedLimit:
+        """Outside servers (DMs, group DMs, servers without the bot) one personal allowance per member per day,
+        ``[quota] personal_daily``; 0 means personal use is off."""
+        if not self.config.personal_daily:
+            raise NotAllowed(
+                "Personal use is turned off by the bot's owner, so nothing was made and nothing was charged."
+            )
+        return ResolvedLimit(self.config.personal_daily, "personal")
 
     def default_limit(self) -> ResolvedLimit:
         """The bot's own allowance where no scope has a rule (config 0 = unlimited)."""
