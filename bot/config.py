@@ -107,6 +107,9 @@ class QuotaSection(Section):
     resolution_weights: dict[str, int] = {"1K": 1, "2K": 1, "3K": 2, "4K": 2}
     global_daily_cap: int = Field(default=0, ge=0)  # 0 = no cap on the whole bot
     guild_allowlist: list[int] = []  # empty = every guild may use the bot
+    #: Units per member per day for personal use: DMs, group DMs and servers without the bot, where a member
+    #: installed the bot to their own account. One allowance across all those places; 0 = personal use off.
+    personal_daily: int = Field(default=10, ge=0)
 
     @field_validator("timezone")
     @classmethod

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 from bot.config import Settings
 from bot.edits import AttachmentFacts
-from bot.errors import InvalidRequest, QuotaExceeded
+from bot.errors import InvalidRequest
 from bot.fetch import ImageFetcher, fetch_all
 from bot.images import StoredImage
 from bot.jobs import Job
@@ -150,11 +150,7 @@ class GenerationService:
         for every refusal; nothing is charged then."""
         if order.kind not in KINDS:
             raise ValueError(f"unknown job kind {order.kind!r}")
-        try:
-            decision = await self.policy.check(order.member, order.request, order.provider)
-        except QuotaExceeded:
-            self.metrics.quota_refused()
-            raise
+        decision = await self.policy.check(order.member, order.request, order.provider)
         return await self.engine.enqueue(
             kind=order.kind,
             requester_id=order.member.user_id,

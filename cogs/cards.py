@@ -18,6 +18,7 @@ from bot.generation import Order
 from bot.jobs import Job
 from bot.jobs.models import Delivery
 from cogs.errors import reply_error
+from cogs.places import is_personal
 
 if TYPE_CHECKING:
     from cogs.app import SeedreamBot
@@ -27,11 +28,6 @@ BuildOrder = Callable[[Delivery], Awaitable[Order]]
 RESTARTED = (
     "The bot restarted before your request was queued, so nothing was made and nothing was charged. Please try again."
 )
-
-
-def check_place(guilds_only: bool, guild_id: int | None) -> None:
-    if guild_id is None and guilds_only:
-        raise NotAllowed("I only make pictures inside servers, not in direct messages.")
 
 
 def can_thread(channel: object, perms: discord.Permissions) -> bool:
@@ -70,7 +66,8 @@ class CardStarter:
             # Noted before any other work: a crash from here until the job is written is answered at the next start
             await self.bot.generation.pending.add(ref, card_id, interaction.channel_id, self.bot.sink.wall_clock())
             perms = interaction.app_permissions
-            if interaction.guild_id is not None and not can_post_results(interaction.channel, perms):
+            personal = is_personal(interaction)
+            if not personal and interaction.guild_id is not None and not can_post_results(interaction.channel, perms):
                 raise NotAllowed(
                     "I can't post pictures in this channel, so nothing was queued and nothing was charged. "
                     "A moderator can give me Send Messages, Embed Links and Attach Files here."
@@ -80,7 +77,9 @@ class CardStarter:
                 card_message_id=card_id,
                 card_channel_id=interaction.channel_id,
                 interaction=ref,
-                threads_allowed=can_thread(interaction.channel, perms),
+                threads_allowed=not personal and can_thread(interaction.channel, perms),
+                via_interaction=personal,
+                upload_limit=interaction.filesize_limit if personal else None,
             )
             order = await build(delivery)
             await self.bot.ack_first.after_ack(interaction)

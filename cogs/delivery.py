@@ -31,6 +31,7 @@ from bot.jobs.engine import RecordMessage
 from bot.jobs.formats import part_range
 from bot.jobs.models import InteractionRef
 from bot.uploads import UploadFile, plan_parts, provenance_fields
+from cogs.followups import FollowupTarget, PersonalDelivery
 from cogs.views import NO_MENTIONS, result_embed, result_view, status_embed, status_view, thread_name
 
 if TYPE_CHECKING:
@@ -80,6 +81,7 @@ class DiscordSink:
         self._queue_refresh: asyncio.Task[None] | None = None
         self._ended: OrderedDict[str, None] = OrderedDict()
         self._background: set[asyncio.Task[None]] = set()
+        self.personal = PersonalDelivery(self)  # a member's own install: follow-ups, then DM
 
     # -- the card -----------------------------------------------------------------------------------
     def interaction_ref(self, interaction: discord.Interaction) -> InteractionRef:
@@ -101,6 +103,14 @@ class DiscordSink:
                 tracker.shown_position = position
                 self._waiting[job.id] = job
             await self._edit_card(job, status_embed(job, position, self.wall_clock()), status_view(job))
+        self.personal.watch(job)
+
+    def has_ended(self, job_id: str) -> bool:
+        return job_id in self._ended
+
+    def refresh_card(self, job: Job) -> None:
+        """Show the job as it is now, at the next edit the card's pace allows."""
+        self._schedule_edit(job, self._cards[job.id].shown_position or 0)
 
     async def open_reply_card(self, job: Job, message: discord.Message, position: int) -> None:
         """A plain message has no interaction to answer: the card is one reply to it, saved at once."""
@@ -138,6 +148,9 @@ class DiscordSink:
         delivery = job.delivery
         if delivery.card_message_id is None:
             return
+        note = self.personal.card_note(job)
+        if note is not None:
+            embed.description = f"{embed.description or ''}\n{note}".strip()
         interaction = delivery.interaction
         if interaction is not None and self.wall_clock() < interaction.usable_until:
             webhook = self.followup(interaction)
@@ -161,6 +174,11 @@ class DiscordSink:
             )
         except discord.NotFound as exc:
             log.info("job %s: card %s is gone (%s)", job.id, delivery.card_message_id, exc)
+        except discord.Forbidden as exc:
+            if not delivery.via_interaction:
+                raise
+            # the bot is not where a member's own install answered: past the token, the card stays as it was
+            log.info("job %s: card %s no longer editable (%s)", job.id, delivery.card_message_id, exc)
 
     # -- progress -----------------------------------------------------------------------------------
     async def progress(self, job: Job, position: int) -> None:
@@ -171,6 +189,8 @@ class DiscordSink:
         if position == 0 and self._waiting.pop(job.id, None) is not None:
             self._queue_moved()
         self._schedule_edit(job, position)
+        if job.is_active:
+            self.personal.watch(job)  # after a restart too: a resumed job still says when its token ends
 
     def _schedule_edit(self, job: Job, position: int) -> None:
         if job.id in self._ended:  # checked first: an ended job's tracker is gone and must not come back
@@ -320,6 +340,8 @@ class DiscordSink:
         async with self._threads[job.id]:
             await self._refresh(job)
             delivery = job.delivery
+            if delivery.via_interaction:
+                return await self.personal.target(job)  # type: ignore[return-value]
             if delivery.thread_id is None and delivery.threads_allowed and not delivery.fallback:
                 thread = await self._open_thread(job)
                 if thread is not None:
@@ -402,7 +424,7 @@ class DiscordSink:
         limit = job.delivery.upload_limit or (guild.filesize_limit if guild else DEFAULT_UPLOAD_LIMIT)
         total = len(job.results)
         posted = job.delivery.posted_images
-        if job.delivery.posting_started:
+        if job.delivery.posting_started and not isinstance(target, FollowupTarget):
             # What is already in the thread is the truth: the process may have died after sending a part,
             # or after recording its message id but before counting its images.
             for message_id, last in await self._find_posted(target, job, posted):
@@ -419,6 +441,8 @@ class DiscordSink:
             )
             part = parts[0]
             first, last = posted + 1, posted + len(part)
+            if job.delivery.via_interaction:
+                target = await self.personal.target(job)  # type: ignore[assignment]
             try:
                 message = await target.send(
                     embed=result_embed(job, first, last, self.bot, self._notes(job, part, first, target)),
@@ -433,6 +457,8 @@ class DiscordSink:
                     log.info("job %s: upload refused as too large; retrying under %d bytes", job.id, limit)
                     job.delivery = job.delivery.model_copy(update={"upload_limit": limit})
                     await self.bot.engine.save_delivery(job, job.delivery)
+                    continue
+                if isinstance(target, FollowupTarget) and await self.personal.give_up_token(job, exc):
                     continue
                 raise
             posted = last
@@ -452,7 +478,7 @@ class DiscordSink:
     def _next_to_card(job: Job, target: Messageable) -> dict[str, Any]:
         """Results posted in the card's own channel reply to the card, so they are easy to tell apart."""
         delivery = job.delivery
-        if delivery.thread_id is not None or delivery.card_message_id is None:
+        if delivery.thread_id is not None or delivery.card_message_id is None or target.id != delivery.card_channel:
             return {}
         reference = discord.MessageReference(
             message_id=delivery.card_message_id, channel_id=target.id, fail_if_not_exists=False
@@ -460,7 +486,7 @@ class DiscordSink:
         return {"reference": reference}
 
     def _notes(self, job: Job, part: list[UploadFile], first: int, target: Messageable) -> list[str]:
-        notes = list(job.notices) if first == 1 else []
+        notes = (list(job.notices) if first == 1 else []) + self.personal.notes(job, target)
         if first == 1 and isinstance(target, discord.TextChannel):  # a channel that could have had a thread
             notes.insert(0, FALLBACK_NOTICE)
         days = self.bot.settings.storage.retention_days

@@ -28,9 +28,10 @@ from bot.jobs.formats import result_range
 from bot.jobs.models import Delivery
 from bot.prompts import clean_prompt
 from cogs import members
-from cogs.cards import can_post_results, can_thread, check_place
+from cogs.cards import can_post_results, can_thread
 from cogs.errors import ANSWERS_ITSELF, reply, reply_error
 from cogs.members import is_moderator
+from cogs.places import check_place, declare_places
 from cogs.views import NO_MENTIONS
 
 if TYPE_CHECKING:
@@ -138,7 +139,7 @@ class Edits(commands.Cog):
         self.menu = app_commands.ContextMenu(
             name=MENU_NAME, callback=self.edit_with_seedream, extras={ANSWERS_ITSELF: True}
         )
-        self.menu.guild_only = bot.settings.discord.guilds_only
+        declare_places(self.menu, bot.settings.discord.guilds_only)
 
     async def cog_load(self) -> None:
         self.bot.tree.add_command(self.menu)
@@ -286,7 +287,7 @@ class Edits(commands.Cog):
         """Ask for the instruction in a modal; answer at once (no modal) when the message shows no image.
 
         A modal must be the first answer, so this is decided from the message alone, without a lookup."""
-        check_place(self.bot.settings.discord.guilds_only, interaction.guild_id)
+        check_place(interaction, self.bot.settings)
         ours = self.bot.user is not None and message.author.id == self.bot.user.id and bool(message.attachments)
         pick = core.pick_images(
             [facts_of(message)],

@@ -19,9 +19,9 @@ from bot.jobs.models import Delivery
 from bot.prompts import clean_prompt
 from bot.providers.base import Capabilities
 from cogs import members
-from cogs.cards import check_place
 from cogs.errors import ANSWERS_ITSELF, reply, reply_error
 from cogs.members import is_moderator
+from cogs.places import check_place, declare_places, scope_guild_id
 from cogs.views import JobButton
 
 if TYPE_CHECKING:
@@ -96,7 +96,7 @@ def build_imagine_command(cog: Imagine, caps: list[Capabilities]) -> app_command
     command: app_commands.Command[Any, Any, Any] = app_commands.Command(
         name="imagine", description="Make pictures with Seedream", callback=described, extras={ANSWERS_ITSELF: True}
     )
-    command.guild_only = cog.bot.settings.discord.guilds_only
+    declare_places(command, cog.bot.settings.discord.guilds_only)
     return command
 
 
@@ -138,6 +138,7 @@ class Imagine(commands.Cog):
     def __init__(self, bot: SeedreamBot) -> None:
         self.bot = bot
         self.imagine_command = build_imagine_command(self, [p.capabilities for p in bot.services.providers])
+        declare_places(self.jobs, bot.settings.discord.guilds_only)
 
     async def cog_load(self) -> None:
         self.bot.tree.add_command(self.imagine_command)
@@ -149,7 +150,7 @@ class Imagine(commands.Cog):
 
     # -- starting jobs ------------------------------------------------------------------------------
     def check_place(self, interaction: discord.Interaction) -> None:
-        check_place(self.bot.settings.discord.guilds_only, interaction.guild_id)
+        check_place(interaction, self.bot.settings)
 
     async def imagine(
         self,
@@ -182,9 +183,9 @@ class Imagine(commands.Cog):
 
     async def model_choices(self, interaction: discord.Interaction, current: str) -> list[Choice[str]]:
         """The models on offer here (a server may allow only some), matching what the member typed."""
-        allowed = None
-        if interaction.guild_id is not None:
-            allowed = (await self.bot.services.policy.store.settings(interaction.guild_id)).allowed_providers
+        allowed, here = None, scope_guild_id(interaction)
+        if here is not None:
+            allowed = (await self.bot.services.policy.store.settings(here)).allowed_providers
         typed = current.casefold()
         return [
             Choice(name=choice.choice_name(), value=choice.provider)
@@ -202,7 +203,8 @@ class Imagine(commands.Cog):
     async def pressed_job(self, interaction: discord.Interaction, button: JobButton) -> Job:
         """The job a button belongs to, if the press is genuine: one of our messages about that job, here."""
         job = await self.bot.engine.jobs.get(button.job_id)
-        if job is None or job.guild_id != interaction.guild_id or not self._shows_job(interaction.message, job.id):
+        here = scope_guild_id(interaction)
+        if job is None or job.guild_id != here or not self._shows_job(interaction.message, job.id):
             raise NotAllowed("This button does not belong to a job here.")
         return job
 
@@ -260,7 +262,7 @@ class Imagine(commands.Cog):
     # -- /jobs --------------------------------------------------------------------------------------
     @app_commands.command(name="jobs", description="Your recent pictures and where they are")
     async def jobs(self, interaction: discord.Interaction) -> None:
-        recent = await self.bot.engine.jobs.recent_for(interaction.user.id, interaction.guild_id, limit=10)
+        recent = await self.bot.engine.jobs.recent_for(interaction.user.id, scope_guild_id(interaction), limit=10)
         if not recent:
             await reply(interaction, "You have no jobs here yet. Try `/imagine`!")
             return

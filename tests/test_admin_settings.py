@@ -55,11 +55,11 @@ async def test_the_window_changes_only_what_is_given_in_the_time_zone_databases_
     assert (settings.window_kind, settings.timezone, settings.rolling_hours) == ("weekly", "Asia/Tokyo", 48)
     await reserve_job(world.db, world.ledger, user=5, units=1, guild=GUILD, limit=1)
     with pytest.raises(AllowanceExceeded) as refused:
-        await world.check(member())
+        await world.submit(member())
     assert refused.value.resets_at == at(2025, 6, 9, 0, zone=ZoneInfo("Asia/Tokyo"))  # Monday, Tokyo midnight
     await world.mod.set_window(GUILD, MOD, kind="rolling")
     with pytest.raises(AllowanceExceeded) as refused:
-        await world.check(member())
+        await world.submit(member())
     assert refused.value.resets_at.timestamp() == world.clock() + 48 * 3600  # the stored hours now count
     assert await actions(world.db) == ["limit.set", "window.set", "window.set", "window.set"]
 

@@ -169,7 +169,7 @@ class Gateway:
         session = GatewaySession(secrets.token_hex(16), intents, shard, identified_at=self.state.now())
         self.sessions[session.id] = session
         conn.session, session.conn = session, conn
-        guilds = [g for g in self.state.guilds.values() if self._in_shard(session, g.id)]
+        guilds = [g for g in self.state.guilds_with_bot() if self._in_shard(session, g.id)]
         flags = payloads.application(self.state)["flags"]
         ready: dict[str, Any] = {
             "v": 10,

@@ -6,10 +6,20 @@ from __future__ import annotations
 from typing import Any
 
 from . import payloads
-from .constants import CallbackType, CommandType, ComponentType, ErrorCode, InteractionType, MessageFlag, MessageType
+from .constants import (
+    CallbackType,
+    ChannelType,
+    CommandType,
+    ComponentType,
+    ErrorCode,
+    InteractionType,
+    Limits,
+    MessageFlag,
+    MessageType,
+)
 from .core import Core, Ctx, Route
 from .rules import DiscordError, FormErrors, channel_permissions, not_found, validate_message
-from .state import CallbackAttempt, FakeChannel, FakeMessage, FakeUser, InteractionRecord
+from .state import CallbackAttempt, FakeChannel, FakeMessage, FakeUser, InteractionRecord, State
 
 ALLOWED_CALLBACKS: dict[int, set[int]] = {
     InteractionType.APPLICATION_COMMAND: {4, 5, 9, 12},
@@ -57,11 +67,10 @@ async def create_interaction(
             guild={"id": str(guild.id), "locale": "en-US", "features": []},
             guild_locale="en-US",
             member={**payloads.member(mem), "permissions": str(perms)},
-            authorizing_integration_owners={"0": str(guild.id)},
-            context=0,
         )
     else:
-        payload.update(user=payloads.user(user), authorizing_integration_owners={"1": str(user.id)}, context=1)
+        payload.update(user=payloads.user(user))
+    payload.update(authorizing_integration_owners=integration_owners(state, user, channel), context=context_of(channel))
     if message is not None:
         payload["message"] = payloads.message(state, message)
     rec = InteractionRecord(
@@ -86,6 +95,31 @@ async def create_interaction(
     await core.gateway.dispatch("INTERACTION_CREATE", lambda _s: payload, guild_id=rec.guild_id, on_sent=sent)
     state.changed()
     return rec
+
+
+def context_of(channel: FakeChannel) -> int:
+    """0 guild, 1 the bot's DM, 2 any other private channel (a DM between others, a group DM)."""
+    if channel.guild_id is not None:
+        return 0
+    return 1 if channel.type == ChannelType.DM and len(channel.recipients) == 1 else 2
+
+
+def integration_owners(state: State, user: FakeUser, channel: FakeChannel) -> dict[str, str]:
+    """Discord's `authorizing_integration_owners`: "0" the guild whose install applies ("0" in the bot's DM),
+    "1" the user, when they installed the app to their account."""
+    owners: dict[str, str] = {}
+    if state.bot_in(channel):
+        owners["0"] = str(channel.guild_id or 0)
+    if user.id in state.user_installs:
+        owners["1"] = str(user.id)
+    if not owners:
+        raise ValueError(f"{user.username} cannot reach the app in channel {channel.id}: nobody installed it there")
+    return owners
+
+
+def user_install_only(rec: InteractionRecord) -> bool:
+    """Discord's follow-up cap applies to interactions that only a user's install authorizes."""
+    return "0" not in (rec.payload.get("authorizing_integration_owners") or {})
 
 
 def _response_type(rec: InteractionRecord) -> int:
@@ -239,6 +273,9 @@ async def execute_webhook(ctx: Ctx) -> tuple[int, Any]:
     body = ctx.json()
     channel = state.channels[rec.channel_id]
     validate_message(body, ctx.uploads, upload_limit=state.upload_limit(channel))
+    if user_install_only(rec) and rec.followups_sent >= Limits.USER_INSTALL_FOLLOWUPS:
+        raise DiscordError(400, ErrorCode.MAX_FOLLOWUP_MESSAGES)
+    rec.followups_sent += 1
     original = state.messages.get(rec.original_message_id or 0)
     if (
         rec.callback_type == CallbackType.DEFERRED_CHANNEL_MESSAGE_WITH_SOURCE

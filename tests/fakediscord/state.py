@@ -66,6 +66,7 @@ class FakeUser:
     global_name: str | None = None
     bot: bool = False
     avatar: str | None = None
+    allows_dms: bool = True  # False: the user's privacy settings refuse DMs from apps (403 50007)
 
     @property
     def mention(self) -> str:
@@ -314,6 +315,7 @@ class InteractionRecord:
     attempts: list[CallbackAttempt] = field(default_factory=list)
     original_message_id: int | None = None
     followup_ids: list[int] = field(default_factory=list)
+    followups_sent: int = 0  # follow-up messages created (the cap counts sends, deleted or not)
     modal: dict[str, Any] | None = None
     source_message_id: int | None = None
     autocomplete_choices: list[dict[str, Any]] | None = None
@@ -342,6 +344,8 @@ class State:
         self.rest_log: list[RestCall] = []
         self.gateway_log: list[GatewayRecord] = []
         self.typing: list[tuple[int, float]] = []
+        self.user_installs: set[int] = set()  # users who installed the app to their account
+        self.clock_offset = 0.0  # advance_clock: time that passed for the fake (token lifetimes, ack windows)
         self._event = asyncio.Event()
         self.version = 0
         self.bot = self.add_user("FakeBot", bot=True)
@@ -355,10 +359,9 @@ class State:
         ms = int(time.time() * 1000) - DISCORD_EPOCH_MS
         return (ms << 22) | (1 << 17) | (next(self._counter) & 0xFFF)
 
-    @staticmethod
-    def now() -> float:
-        """Monotonic clock used for every recorded time (perf_counter)."""
-        return time.perf_counter()
+    def now(self) -> float:
+        """Monotonic clock used for every recorded time (perf_counter, plus any `advance_clock`)."""
+        return time.perf_counter() + self.clock_offset
 
     @staticmethod
     def token() -> str:
@@ -418,6 +421,24 @@ class State:
             if channel.type == ChannelType.DM and channel.recipients == [user.id]:
                 return channel
         return self.add_channel(FakeChannel(id=self.snowflake(), type=ChannelType.DM, name=None, recipients=[user.id]))
+
+    def private_channel(self, users: list[FakeUser]) -> FakeChannel:
+        """A DM between two people, or a group DM: places the bot can never post in (it is not a recipient)."""
+        kind = ChannelType.DM if len(users) == 2 else ChannelType.GROUP_DM
+        channel = FakeChannel(
+            id=self.snowflake(), type=kind, name=None, recipients=[u.id for u in users], owner_id=users[0].id
+        )
+        return self.add_channel(channel)
+
+    def guilds_with_bot(self) -> list[FakeGuild]:
+        return [g for g in self.guilds.values() if self.bot.id in g.members]
+
+    def bot_in(self, channel: FakeChannel) -> bool:
+        """Whether the bot is present where `channel` is: a member of its guild, or the other end of its DM."""
+        if channel.guild_id is not None:
+            guild = self.guilds.get(channel.guild_id)
+            return guild is not None and self.bot.id in guild.members
+        return channel.type == ChannelType.DM and len(channel.recipients) == 1
 
     def add_message(self, message: FakeMessage) -> FakeMessage:
         self.messages[message.id] = message

@@ -141,6 +141,21 @@ class FakeBot(commands.Bot):
         async def upload(interaction: discord.Interaction) -> None:
             await interaction.response.send_modal(Upload())
 
+        @tree.command(description="Works wherever a member installed the app; answers with N follow-ups")
+        @app_commands.allowed_installs(guilds=True, users=True)
+        @app_commands.allowed_contexts(guilds=True, dms=True, private_channels=True)
+        async def anywhere(interaction: discord.Interaction, followups: int = 0) -> None:
+            await interaction.response.defer(thinking=True)
+            where = "guild" if interaction.context.guild else "dm" if interaction.context.dm_channel else "private"
+            user = "user" if interaction.is_user_integration() else "-"
+            guild = "guild" if interaction.is_guild_integration() else "-"
+            await interaction.edit_original_response(content=f"{where} {user} {guild}")
+            try:
+                for n in range(followups):
+                    await interaction.followup.send(f"part {n + 1}")
+            except discord.HTTPException as exc:
+                await interaction.edit_original_response(content=f"stopped: {exc.code}")
+
         @tree.command(description="Acknowledges too late")
         async def slow(interaction: discord.Interaction) -> None:
             await asyncio.sleep(0.3)
