@@ -36,6 +36,10 @@ class Dialect:
     #: Serialises the claims of one provider's jobs across processes (one parameter: the provider's name), so
     #: its ``max_concurrent`` holds bot-wide; empty where one writer at a time already serialises them.
     provider_lock: str = ""
+    #: Inside a transaction, one parameter (a user id): hold the member's quota lock until it ends, the lock
+    #: the admission trigger takes, so a read-then-write of their ledger (a moderator's refund) cannot
+    #: interleave with another. SQLite's write transaction already holds the one write lock.
+    lock_member: str = "SELECT CAST(? AS INTEGER)"
 
 
 _SQLITE_SELECT_JOBS = (
@@ -116,4 +120,5 @@ POSTGRES = Dialect(
     member_rules=_PG_MEMBER_RULES,
     skip_locked=" FOR UPDATE SKIP LOCKED",
     provider_lock="SELECT pg_advisory_xact_lock(24303, hashtext(CAST(? AS text)))",
+    lock_member="SELECT pg_advisory_xact_lock(24301, hashtext(CAST(CAST(? AS bigint) AS text)))",
 )
