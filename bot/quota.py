@@ -302,6 +302,10 @@ class Ledger:
             resets_at=resets,
         )
 
+    async def lock_member(self, conn: StoreConnection, user_id: int) -> None:
+        """Hold the member's quota lock for the rest of ``conn``'s transaction (before reading to write)."""
+        await fetch_one(conn, self.db.dialect.lock_member, (user_id,))
+
     async def settle(self, conn: StoreConnection, job_id: str, generated_units: int, note: str | None = None) -> None:
         """Commit what was generated and refund the rest of the job's reservation (idempotent)."""
         row = await fetch_one(
