@@ -30,6 +30,7 @@ from cogs.cards import CardStarter
 from cogs.delivery import DiscordSink
 from cogs.endpoints import adopt_gateway, use_api_base
 from cogs.errors import SeedreamTree
+from cogs.locales import CatalogTranslator
 
 log = logging.getLogger(__name__)
 HTTP_CONNECTIONS = 32
@@ -186,10 +187,15 @@ class SeedreamBot(commands.Bot):
             self.ack_first.received(args[0])
         super().dispatch(event_name, *args, **kwargs)
 
-    async def setup_hook(self) -> None:
-        await adopt_gateway(self, self.settings.discord.api_base)
+    async def load_commands(self) -> None:
+        """The cogs, and the translator that gives their commands every language we have."""
+        await self.tree.set_translator(CatalogTranslator())
         for extension in EXTENSIONS:
             await self.load_extension(extension)
+
+    async def setup_hook(self) -> None:
+        await adopt_gateway(self, self.settings.discord.api_base)
+        await self.load_commands()
         await self.sync_commands()
         await self.engine.start()
         if self.settings.metrics.enabled:
@@ -281,8 +287,7 @@ class CommandSyncer(SeedreamBot):
     """
 
     async def setup_hook(self) -> None:
-        for extension in EXTENSIONS:
-            await self.load_extension(extension)
+        await self.load_commands()
         await self.sync_commands(force=True)
 
 

@@ -13,6 +13,7 @@ from discord.ext import commands
 from bot.edits import AttachmentFacts
 from bot.errors import InvalidRequest, NotAllowed
 from bot.generation import Options, Order
+from bot.i18n import _
 from bot.jobs import Job, JobState
 from bot.jobs.formats import is_about, part_range
 from bot.jobs.models import Delivery
@@ -20,6 +21,7 @@ from bot.prompts import clean_prompt
 from bot.providers.base import Capabilities
 from cogs import members
 from cogs.errors import ANSWERS_ITSELF, reply, reply_error
+from cogs.locales import locale_of, slash
 from cogs.members import is_moderator
 from cogs.places import check_place, declare_places, scope_guild_id
 from cogs.views import JobButton
@@ -264,7 +266,10 @@ class Imagine(commands.Cog):
     async def jobs(self, interaction: discord.Interaction) -> None:
         recent = await self.bot.engine.jobs.recent_for(interaction.user.id, scope_guild_id(interaction), limit=10)
         if not recent:
-            await reply(interaction, "You have no jobs here yet. Try `/imagine`!")
+            await reply(
+                interaction,
+                _("You have no jobs here yet. Try `{imagine}`!", imagine=slash(locale_of(interaction), "imagine")),
+            )
             return
         lines = []
         for job in recent:

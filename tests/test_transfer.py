@@ -28,6 +28,7 @@ from bot.storage.database import migration_files
 from bot.storage.transfer import migration_order, tables
 from tests import pg
 from tests.test_quota import FakeClock, at
+from tests.test_readme import readme_block, shell
 from tests.test_usage import ANNA, BORIS, GUILD, MOD, Bot, used
 
 pg_url = pg.pg_url
@@ -249,3 +250,15 @@ async def test_every_table_of_a_migrated_database_has_its_place_in_the_order(db:
     found = await tables(db)
     assert "schema_version" not in found and len(found) >= 11
     assert found == [t for t in migration_order() if t in found]
+
+
+def test_the_documented_move_to_postgresql_works(tmp_path: Path, pg_url: str) -> None:
+    """README's "Move the data" block, as an operator runs it (systemctl lines skipped), with this test's server."""
+    made = shell('seedream-bot generate "a koala" --resolution 1K --out out', tmp_path)
+    assert made.returncode == 0, made.stderr
+    block = readme_block("**Move the data**")
+    assert "postgresql://seedream:PASSWORD@db.example:5432/seedream" in block
+    moved = shell(block.replace("postgresql://seedream:PASSWORD@db.example:5432/seedream", pg_url), tmp_path)
+    assert moved.returncode == 0, moved.stderr
+    assert "imported " in moved.stdout and "jobs 1," in moved.stdout
+    assert "jobs by state: done=1" in moved.stdout  # `status`, reading PostgreSQL

@@ -66,6 +66,7 @@ class FakeUser:
     global_name: str | None = None
     bot: bool = False
     avatar: str | None = None
+    locale: str = "en-US"  # the language their Discord client is set to (sent with each interaction)
     allows_dms: bool = True  # False: the user's privacy settings refuse DMs from apps (403 50007)
 
     @property
@@ -116,6 +117,7 @@ class FakeGuild:
     owner_id: int
     premium_tier: int = 0
     upload_limit_override: int | None = None
+    locale: str = "en-US"  # the server's preferred locale (Server Settings -> Community -> language)
     roles: dict[int, FakeRole] = field(default_factory=dict)
     members: dict[int, FakeMember] = field(default_factory=dict)
     channel_ids: list[int] = field(default_factory=list)
