@@ -133,7 +133,7 @@ async def long_job(fake: FakeDiscord, bot: SeedreamBot, world: World, clock: Clo
     handle = await fake.slash_command("imagine", user=world.alice, channel=world.lounge, options={"prompt": "slow"})
     await wait_for_card(handle)
     clock.offset += 14 * 60 - 20  # inside the last half minute the bot uses the token
-    card = await handle.wait_for_response(lambda m: STILL_WORKING in (m.embeds[0].get("description") or ""))
+    card = await handle.wait_for_response(lambda m: str(STILL_WORKING) in (m.embeds[0].get("description") or ""))
     assert card.id == handle.record.original_message_id  # said on the card, while the token still works
     clock.offset += 120
     fake.advance_clock(16 * 60)
