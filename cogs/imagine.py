@@ -31,7 +31,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 MAX_ATTACHMENTS = 3
-FOLLOWUPS_KEPT = "Discord lets me remove pictures posted here for 15 minutes only; please delete them yourself."
+FOLLOWUPS_KEPT = _("Discord lets me remove pictures posted here for 15 minutes only; please delete them yourself.")
 
 
 def jump_url(guild_id: int | None, channel_id: int, message_id: int | None = None) -> str:
