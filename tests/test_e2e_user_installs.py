@@ -86,6 +86,10 @@ async def test_imagine_in_a_dm_and_in_a_server_without_the_bot_answers_through_f
             assert [j.state for j in jobs] == [JobState.DONE, JobState.DONE]
             assert all(j.guild_id is None and j.delivery.via_interaction for j in jobs)
             assert await personal_used(bot, world.alice) == 4  # one personal allowance across both places
+            delete = next(c for c in result.custom_ids() if ":delete:" in c)  # the buttons work there too
+            pressed = await fake.click_button(result, delete, user=world.alice)
+            assert (await pressed.wait_for_response()).content == "Deleted."
+            assert fake.message(result.id).deleted
 
             # A server that added the bot works as before: a card, a thread, the server's own allowance
             handle = await fake.slash_command(
@@ -129,7 +133,7 @@ async def long_job(fake: FakeDiscord, bot: SeedreamBot, world: World, clock: Clo
     handle = await fake.slash_command("imagine", user=world.alice, channel=world.lounge, options={"prompt": "slow"})
     await wait_for_card(handle)
     clock.offset += 14 * 60 - 20  # inside the last half minute the bot uses the token
-    card = await handle.wait_for_response(lambda m: STILL_WORKING in (m.embeds[0].get("description") or ""))
+    card = await handle.wait_for_response(lambda m: str(STILL_WORKING) in (m.embeds[0].get("description") or ""))
     assert card.id == handle.record.original_message_id  # said on the card, while the token still works
     clock.offset += 120
     fake.advance_clock(16 * 60)
