@@ -16,6 +16,7 @@ from typing import TypeVar
 from urllib.parse import unquote, urlsplit
 
 from bot.errors import InvalidRequest
+from bot.i18n import _
 from bot.prompts import clean_prompt
 from bot.providers.base import Capabilities
 
@@ -208,7 +209,7 @@ def parse_count(text: str | None, most: int) -> int:
     """The number of images typed in a modal (empty means 1), refused politely outside 1..most."""
     raw = (text or "").strip() or "1"
     if not raw.isdigit() or not 1 <= int(raw) <= most:
-        raise InvalidRequest(f"Please give a number of images from 1 to {most}.")
+        raise InvalidRequest(_("Please give a number of images from 1 to {most}.", most=most))
     return int(raw)
 
 

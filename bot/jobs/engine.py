@@ -29,6 +29,7 @@ from bot.errors import (
     QuotaExceeded,
     SeedreamError,
 )
+from bot.i18n import Text, _
 from bot.jobs.models import FINAL_STATES, Delivery, Job, JobState, new_job_id
 from bot.jobs.repository import JobRepository
 from bot.metrics import Metrics
@@ -52,7 +53,7 @@ DELIVERY_ATTEMPTS = 5
 BUSY_ATTEMPTS = 6  # a running job waits out a busy database this often (1 s, 2 s, 4 s, ...) before failing
 #: How far back a start looks for failed or cancelled jobs whose card may not show it yet.
 OUTCOME_RECOVERY_SECONDS = 24 * 3600
-INTERRUPTED_MESSAGE = (
+INTERRUPTED_MESSAGE = _(
     "The bot restarted while sending your request to the image provider. To make sure you are never charged "
     "twice it was not sent again, and your credits were refunded; please try again."
 )
@@ -69,10 +70,10 @@ class ResultSink(Protocol):
     async def finished(self, job: Job) -> None:
         """Show the job as done (its results are posted); the job is recorded DONE only after this returns."""
 
-    async def failed(self, job: Job, message: str) -> None:
+    async def failed(self, job: Job, message: str | Text) -> None:
         """Show a failed or cancelled job's outcome and tell the member; raise if it could not be shown yet."""
 
-    async def alert(self, job: Job, message: str) -> None:
+    async def alert(self, job: Job, message: str | Text) -> None:
         """Tell the server's moderators about a problem they must fix (e.g. the provider is out of credit)."""
 
 
@@ -128,7 +129,7 @@ class JobEngine:
         self._dispatcher = asyncio.create_task(self._dispatch_loop(), name="job-dispatcher")
         self._wake.set()
         for job in await self.jobs.unshown_outcomes(self.clock() - OUTCOME_RECOVERY_SECONDS):
-            message = (job.error or "").partition(": ")[2] or "This job did not complete."
+            message: str | Text = (job.error or "").partition(": ")[2] or _("This job did not complete.")
             await self._show_outcome(job, message)
 
     async def stop(self, grace_seconds: float = 10.0) -> None:
@@ -139,14 +140,14 @@ class JobEngine:
         self._accepting = False
         if self._dispatcher is not None:
             self._wake.set()
-            _, still = await asyncio.wait({self._dispatcher}, timeout=5)
+            _done, still = await asyncio.wait({self._dispatcher}, timeout=5)
             for task in still:  # only if a dispatch step itself is stuck
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
         tasks = list(self._running.values())
         if tasks:
-            _, pending = await asyncio.wait(tasks, timeout=grace_seconds)
+            _done, pending = await asyncio.wait(tasks, timeout=grace_seconds)
             for task in pending:
                 task.cancel()
             await asyncio.gather(*pending, return_exceptions=True)
@@ -189,7 +190,7 @@ class JobEngine:
     ) -> tuple[Job, int]:
         """Validate, reserve quota and write the job in one transaction; returns it with its queue position."""
         if not self._accepting:
-            raise NotAllowed("The bot is restarting; please try again in a minute.")
+            raise NotAllowed(_("The bot is restarting; please try again in a minute."))
         provider = self.providers.get(provider_name)
         self.health.ensure_available(provider.name)
         provider.capabilities.check(request)
@@ -232,20 +233,22 @@ class JobEngine:
         """Cancel a queued or running job and refund it; finished jobs are left alone."""
         job = await self.jobs.get(job_id)
         if job is None:
-            raise InvalidRequest("That job no longer exists.")
+            raise InvalidRequest(_("That job no longer exists."))
+        if job.state == JobState.DONE:
+            raise InvalidRequest(_("That job has already finished."))
+        if job.state == JobState.CANCELLED:
+            raise InvalidRequest(_("That job has already cancelled."))
         if job.state in FINAL_STATES:
-            raise InvalidRequest(
-                f"That job has already {'finished' if job.state == JobState.DONE else job.state.value}."
-            )
+            raise InvalidRequest(_("That job has already failed."))
         if job.state in (JobState.DOWNLOADED, JobState.POSTED):
-            raise InvalidRequest("That job has already finished generating; its images are being posted.")
+            raise InvalidRequest(_("That job has already finished generating; its images are being posted."))
         task = self._running.get(job_id)
         if task is not None:
             self._cancelling.add(job_id)
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-        await self._finish_failed(job, JobState.CANCELLED, "cancelled", "This job was cancelled.")
+        await self._finish_failed(job, JobState.CANCELLED, "cancelled", _("This job was cancelled."))
         return await self.jobs.get(job_id) or job
 
     # -- dispatching --------------------------------------------------------------------------------
@@ -282,7 +285,7 @@ class JobEngine:
                 if not self._running:
                     self.idle.set()
                 return
-            job_id, requester, _, _ = min(
+            job_id, requester, _order, _created = min(
                 candidates, key=lambda h: (self._running_by_user.get(h[1], 0), self._last_served.get(h[1], 0.0), h[3])
             )
             job = await self.jobs.get(job_id)
@@ -342,12 +345,14 @@ class JobEngine:
             log.warning("job %s failed: %s (%s)", job.id, exc.code, exc)
             # paused (and moderators told) before the failure is recorded: once it shows, no job may start there
             if isinstance(exc, OutOfCredit) and self.health.pause_for_credit(job.provider):
-                await self._alert(job, f"The {job.provider} account is out of credit: {exc.user_message}")
-            await self._finish_failed(job, JobState.FAILED, exc.code, exc.user_message)
+                await self._alert(
+                    job, _("The {provider} account is out of credit: {reason}", provider=job.provider, reason=exc.text)
+                )
+            await self._finish_failed(job, JobState.FAILED, exc.code, exc.text)
         except Exception:
             log.exception("job %s failed unexpectedly", job.id)
             await self._finish_failed(
-                job, JobState.FAILED, "internal", f"Sorry, something went wrong on our side (job {job.id})."
+                job, JobState.FAILED, "internal", _("Sorry, something went wrong on our side (job {job}).", job=job.id)
             )
 
     async def _advance_while_busy(self, job: Job) -> None:
@@ -433,7 +438,7 @@ class JobEngine:
         """Persist where the job's messages are (status message, thread) as soon as they exist."""
         await self._set(job, delivery=delivery)
 
-    async def _alert(self, job: Job, message: str) -> None:
+    async def _alert(self, job: Job, message: str | Text) -> None:
         try:
             await self.sink.alert(job, message)
         except Exception:
@@ -445,7 +450,7 @@ class JobEngine:
             fields["delivery"] = delivery
         await self._set(job, **fields)
 
-    async def _finish_failed(self, job: Job, state: JobState, code: str, message: str) -> None:
+    async def _finish_failed(self, job: Job, state: JobState, code: str, message: str | Text) -> None:
         """End a job that will not complete: record why and refund what the member did not receive."""
         async with self.db.transaction() as conn:
             current = await self.jobs.get(job.id, conn)
@@ -462,7 +467,7 @@ class JobEngine:
         self.metrics.job_ended(state.value, code)
         await self._show_outcome(job, message)
 
-    async def _show_outcome(self, job: Job, message: str) -> None:
+    async def _show_outcome(self, job: Job, message: str | Text) -> None:
         """Let the sink show a failed or cancelled job's outcome; remember it did, so a restart does not repeat it."""
         try:
             await self.sink.failed(job, message)
