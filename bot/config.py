@@ -87,6 +87,20 @@ class GenerationSection(Section):
     download_timeout_seconds: float = Field(default=60.0, gt=0)
     #: Posted images carry their prompt, model, seed and job id in the file's metadata (PNG text, JPEG XMP).
     provenance: bool = True
+    #: Several processes on one PostgreSQL database: a job whose process stops renewing its lease for this long
+    #: (it died, or lost the database or Discord) is taken over by another process.
+    lease_seconds: float = Field(default=60.0, ge=1, le=600)
+    #: How often a process renews its leases, looks for jobs other processes queued or left, and for Cancel
+    #: pressed elsewhere (PostgreSQL also notifies at once; this poll covers a missed notification).
+    lease_poll_seconds: float = Field(default=5.0, gt=0, le=60)
+
+    @model_validator(mode="after")
+    def _renewed_within_the_lease(self) -> GenerationSection:
+        if self.lease_poll_seconds * 2 > self.lease_seconds:
+            raise ValueError(
+                "lease_poll_seconds must be at most half of lease_seconds, or leases lapse between renewals"
+            )
+        return self
 
     @field_validator("default_aspect")
     @classmethod

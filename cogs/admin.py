@@ -29,6 +29,7 @@ from bot.moderation import (
 from bot.sizes import RESOLUTIONS
 from cogs.errors import reply
 from cogs.members import is_moderator, member_context
+from cogs.places import declare_places, is_personal, scope_guild_id
 from cogs.views import NO_MENTIONS
 
 if TYPE_CHECKING:
@@ -110,6 +111,7 @@ class Admin(commands.Cog):
 
     def __init__(self, bot: SeedreamBot) -> None:
         self.bot = bot
+        declare_places(self.quota, bot.settings.discord.guilds_only)  # a personal allowance shows anywhere
 
     @property
     def moderation(self) -> ModeratorActions:
@@ -144,9 +146,10 @@ class Admin(commands.Cog):
     @app_commands.describe(member="(moderators) someone else's allowance")
     async def quota(self, interaction: discord.Interaction, member: discord.Member | None = None) -> None:
         target: discord.User | discord.Member = member or interaction.user
-        if member is not None and member.id != interaction.user.id and not is_moderator(interaction):
+        personal = is_personal(interaction)  # a member's own install: nobody moderates their allowance
+        if member is not None and member.id != interaction.user.id and (personal or not is_moderator(interaction)):
             raise NotAllowed("Only moderators can look at someone else's allowance.")
-        ctx = member_context(interaction.guild_id, target, interaction.channel, False)
+        ctx = member_context(scope_guild_id(interaction), target, interaction.channel, False)
         status = await self.bot.services.policy.status(ctx)
         await reply(interaction, describe_status(status, "You" if target.id == interaction.user.id else target.mention))
 

@@ -13,6 +13,7 @@ from cogs import members
 from cogs.edits import MENU_NAME, DismissButton
 from cogs.errors import reply
 from cogs.locales import locale_of, menu_name, slash
+from cogs.places import declare_places, is_personal
 from cogs.views import JobButton
 
 #: Every button the bot makes carries a custom id of one of these shapes (and persists across restarts).
@@ -25,6 +26,7 @@ if TYPE_CHECKING:
 class General(commands.Cog):
     def __init__(self, bot: SeedreamBot) -> None:
         self.bot = bot
+        declare_places(self.help, bot.settings.discord.guilds_only)
 
     @app_commands.command(name="help", description="What this bot can do here, its limits and your allowance")
     async def help(self, interaction: discord.Interaction) -> None:
@@ -56,7 +58,7 @@ class General(commands.Cog):
                     references=_n("{count} reference image", "{count} reference images", caps.max_references),
                 )
             )
-        if interaction.guild_id is not None:
+        if not is_personal(interaction) or self.bot.settings.quota.personal_daily > 0:
             status = await services.policy.status(members.of_interaction(interaction))
             balance = status.balance
             if balance.limit is None:

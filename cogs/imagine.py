@@ -42,6 +42,7 @@ JOB_STATES = {
     JobState.FAILED: _p("job state", "failed"),
     JobState.CANCELLED: _p("job state", "cancelled"),
 }
+FOLLOWUPS_KEPT = _("Discord lets me remove pictures posted here for 15 minutes only; please delete them yourself.")
 
 
 def jump_url(guild_id: int | None, channel_id: int, message_id: int | None = None) -> str:
@@ -271,12 +272,27 @@ class Imagine(commands.Cog):
         return any(is_about(embed.footer.text or "", job_id) for embed in message.embeds)
 
     async def _delete_results(self, job: Job) -> None:
-        channel = self.bot.get_partial_messageable(int(job.delivery.results_channel or job.channel_id or 0))
+        """A member's own install posted through the interaction (deletable with its token while it lives)
+        and perhaps their DM; a server install in the job's thread or channel."""
+        delivery = job.delivery
+        webhook = None
+        if delivery.via_interaction and delivery.interaction and self.bot.sink.personal.token_usable(job):
+            webhook = self.bot.sink.followup(delivery.interaction)
+        where = delivery.dm_channel_id if delivery.via_interaction else delivery.results_channel
+        channel = self.bot.get_partial_messageable(int(where or job.channel_id or 0))
         for message_id in job.posted_message_ids:
             try:
+                if webhook is not None:
+                    try:
+                        await webhook.delete_message(message_id)
+                        continue
+                    except discord.NotFound:
+                        pass  # not a follow-up: it went by DM
                 await channel.get_partial_message(message_id).delete()
             except discord.NotFound:
                 pass
+            except discord.Forbidden:
+                raise NotAllowed(FOLLOWUPS_KEPT) from None
 
     # -- /jobs --------------------------------------------------------------------------------------
     @app_commands.command(name="jobs", description="Your recent pictures and where they are")

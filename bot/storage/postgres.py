@@ -33,7 +33,7 @@ import logging
 import re
 import socket
 import time
-from collections.abc import AsyncIterator, Iterable, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequence
 from contextlib import asynccontextmanager, contextmanager
 from typing import Any, NoReturn
 from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
@@ -486,13 +486,42 @@ class PostgresDatabase:
                 await _rollback(transaction)
                 raise
 
-    async def write(self, sql: str, params: Sequence[Any] = ()) -> None:
-        """One statement as its own transaction (autocommit) on a pooled connection."""
+    async def write(self, sql: str, params: Sequence[Any] = ()) -> int:
+        """One statement as its own transaction (autocommit) on a pooled connection; the rows it changed."""
         async with _pooled(self.pool, self.acquire_timeout) as raw:
-            await _execute(raw, sql, params)
+            return (await _execute(raw, sql, params)).rowcount
 
     async def fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[asyncpg.Record]:
         return await self.conn.execute_fetchall(sql, params)
+
+    async def notify(self, channel: str, payload: str = "") -> None:
+        """Wake the processes listening on ``channel`` (delivered on commit; lost if nobody listens)."""
+        await self.write("SELECT pg_notify(CAST(? AS text), CAST(? AS text))", (channel, payload))
+
+    async def listen(self, channels: Sequence[str], callback: Callable[[str, str], None]) -> Listener:
+        """Call ``callback(channel, payload)`` for every notification on ``channels``, on a connection of its own
+        (outside the pool: LISTEN belongs to a session). Not durable: callers poll too."""
+        try:
+            raw = await asyncpg.connect(
+                self.url, timeout=self.connect_timeout, server_settings={"application_name": self.application_name}
+            )
+        except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            raise _unavailable(self.url, exc, self.connect_timeout) from None
+        for channel in channels:
+            await raw.add_listener(channel, lambda _conn, _pid, name, payload: callback(name, payload))
+        return Listener(raw)
+
+    @asynccontextmanager
+    async def leading(self, key: int) -> AsyncIterator[bool]:
+        """True in the one process that holds the advisory lock ``(24310, key)`` for the block (maintenance
+        that must run once bot-wide); False, at once, in every other."""
+        async with _pooled(self.pool, self.acquire_timeout) as raw:
+            got = bool(await raw.fetchval("SELECT pg_try_advisory_lock(24310, $1)", key))
+            try:
+                yield got
+            finally:
+                if got:
+                    await raw.execute("SELECT pg_advisory_unlock(24310, $1)", key)
 
     async def fetchone(self, sql: str, params: Sequence[Any] = ()) -> asyncpg.Record | None:
         rows = await self.conn.execute_fetchall(sql, params)
@@ -549,6 +578,25 @@ class PostgresDatabase:
             log.info("applied PostgreSQL migration %s", name)
             applied.append(version)
         return applied
+
+
+class Listener:
+    """A LISTEN connection; ``alive`` turns False when the server or the network drops it."""
+
+    def __init__(self, raw: asyncpg.Connection | None) -> None:
+        self.raw = raw
+
+    @property
+    def alive(self) -> bool:
+        return self.raw is not None and not self.raw.is_closed()
+
+    async def close(self) -> None:
+        raw, self.raw = self.raw, None
+        if raw is not None and not raw.is_closed():
+            try:
+                await asyncio.wait_for(raw.close(), timeout=5)
+            except (TimeoutError, OSError, asyncpg.InterfaceError):
+                raw.terminate()
 
 
 async def _rollback(transaction: Any) -> None:
