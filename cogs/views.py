@@ -17,6 +17,7 @@ from cogs.locales import locale_of
 
 if TYPE_CHECKING:
     from cogs.app import SeedreamBot
+    from cogs.worker import WorkerClient
 
 NO_MENTIONS = discord.AllowedMentions.none()
 _INVITE = re.compile(r"(discord(?:app)?\.(?:gg|com/invite)|https?)(://|/)", re.IGNORECASE)
@@ -75,7 +76,9 @@ def status_embed(job: Job, position: int, now: float, failure: str | Text | None
     return embed
 
 
-def result_embed(job: Job, first: int, last: int, bot: SeedreamBot, notes: Sequence[str | Text]) -> discord.Embed:
+def result_embed(
+    job: Job, first: int, last: int, bot: SeedreamBot | WorkerClient, notes: Sequence[str | Text]
+) -> discord.Embed:
     """The result card; the footer ("job X · images 1–2 of 4") also lets a restart recognise its own posts, so it
     is the same in every language."""
     locale = card_locale(job)
