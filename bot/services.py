@@ -104,6 +104,8 @@ class Services:
             health=health,
             metrics=self.metrics,
             clock=self.clock,
+            lease_seconds=gen.lease_seconds,
+            poll_seconds=gen.lease_poll_seconds,
         )
 
     async def close(self) -> None:

@@ -29,6 +29,7 @@ from bot.moderation import (
 from bot.sizes import RESOLUTIONS
 from cogs.errors import reply
 from cogs.members import is_moderator, member_context
+from cogs.places import declare_places, is_personal, scope_guild_id
 from cogs.views import NO_MENTIONS
 
 if TYPE_CHECKING:
@@ -110,6 +111,7 @@ class Admin(commands.Cog):
 
     def __init__(self, bot: SeedreamBot) -> None:
         self.bot = bot
+        declare_places(self.quota, bot.settings.discord.guilds_only)  # a personal allowance shows anywhere
 
     @property
     def moderation(self) -> ModeratorActions:
@@ -144,15 +146,23 @@ class Admin(commands.Cog):
     @app_commands.describe(member="(moderators) someone else's allowance")
     async def quota(self, interaction: discord.Interaction, member: discord.Member | None = None) -> None:
         target: discord.User | discord.Member = member or interaction.user
-        if member is not None and member.id != interaction.user.id and not is_moderator(interaction):
+        personal = is_personal(interaction)  # a member's own install: nobody moderates their allowance
+        if member is not None and member.id != interaction.user.id and (personal or not is_moderator(interaction)):
             raise NotAllowed("Only moderators can look at someone else's allowance.")
-        ctx = member_context(interaction.guild_id, target, interaction.channel, False)
+        ctx = member_context(scope_guild_id(interaction), target, interaction.channel, False)
         status = await self.bot.services.policy.status(ctx)
         await reply(interaction, describe_status(status, "You" if target.id == interaction.user.id else target.mention))
 
     # -- limits -------------------------------------------------------------------------------------
     @limits.command(
         name="set", description="Set an allowance (images per window) for the server, a role, channel or member"
+    )
+    @app_commands.describe(
+        scope="Whose limit: the whole server, a role, a channel or a member",
+        role="The role (scope role)",
+        channel="The channel (scope channel)",
+        member="The member (scope user)",
+        reason="Why (kept in the audit log)",
     )
     @app_commands.describe(units="Credits per window; leave empty for unlimited")
     async def limits_set(
@@ -260,7 +270,7 @@ class Admin(commands.Cog):
 
     @settings.command(name="window", description="The quota window (daily, weekly, monthly or rolling) and time zone")
     @app_commands.describe(
-        kind="When allowances start afresh: each day, week (Monday), month, or rolling (credits return after hours)",
+        kind="When allowances start afresh: daily, weekly (Monday), monthly, or rolling (credits return in turn)",
         timezone="Where days begin, e.g. Europe/Berlin (start typing to search the time zone database)",
         hours="Length of a rolling window, in hours (1-744)",
     )
@@ -419,6 +429,7 @@ class Admin(commands.Cog):
 
     # -- members ------------------------------------------------------------------------------------
     @admin.command(name="block", description="Stop a member from generating images")
+    @app_commands.describe(member="The member", reason="Why (kept in the audit log)")
     @app_commands.describe(hours="How long; leave empty for until unblocked")
     async def block(
         self,
@@ -433,6 +444,7 @@ class Admin(commands.Cog):
         await self._done(interaction, guild_id, f"{member.mention} is blocked{f' for {hours} h' if hours else ''}.")
 
     @admin.command(name="unblock", description="Let a blocked member generate again")
+    @app_commands.describe(member="The member", reason="Why (kept in the audit log)")
     async def unblock(
         self, interaction: discord.Interaction, member: discord.Member, reason: str | None = None
     ) -> None:
@@ -441,6 +453,7 @@ class Admin(commands.Cog):
         await self._done(interaction, guild_id, f"{member.mention} {'is unblocked' if changed else 'was not blocked'}.")
 
     @admin.command(name="refund", description="Give a member credits back")
+    @app_commands.describe(member="The member", amount="Credits to give back", reason="Why (kept in the audit log)")
     async def refund(
         self,
         interaction: discord.Interaction,
@@ -454,6 +467,7 @@ class Admin(commands.Cog):
 
     # -- server rules -------------------------------------------------------------------------------
     @admin.command(name="channels", description="Allow or disallow a channel (no allowed channels = everywhere)")
+    @app_commands.describe(channel="The channel; leave empty to see the list", allowed="Allow it (true) or not (false)")
     async def channels(
         self, interaction: discord.Interaction, channel: discord.TextChannel | None = None, allowed: bool = True
     ) -> None:
@@ -469,12 +483,14 @@ class Admin(commands.Cog):
             await self._done(interaction, guild_id, f"The bot works in: {where}.")
 
     @words.command(name="add", description="Refuse prompts containing these words (comma separated)")
+    @app_commands.describe(words="Words or phrases, separated by commas")
     async def words_add(self, interaction: discord.Interaction, words: str) -> None:
         guild_id = require_manage_server(interaction)
         listed = await self.moderation.add_banned_words(guild_id, interaction.user.id, words.split(","))
         await self._done(interaction, guild_id, f"Banned words added: {', '.join(listed) or 'none new'}.")
 
     @words.command(name="remove", description="Allow these words again (comma separated)")
+    @app_commands.describe(words="Words or phrases, separated by commas")
     async def words_remove(self, interaction: discord.Interaction, words: str) -> None:
         guild_id = require_manage_server(interaction)
         listed = await self.moderation.remove_banned_words(guild_id, interaction.user.id, words.split(","))
@@ -487,6 +503,7 @@ class Admin(commands.Cog):
         await reply(interaction, f"Banned words: {', '.join(listed) or 'none'}.\n{MATCHING_RULES}")
 
     @admin.command(name="pause", description="Stop new images on this server (running jobs finish)")
+    @app_commands.describe(reason="Why (kept in the audit log)")
     async def pause(self, interaction: discord.Interaction, reason: str | None = None) -> None:
         guild_id = require_manage_server(interaction)
         await self.moderation.pause(guild_id, interaction.user.id, reason)
@@ -495,6 +512,7 @@ class Admin(commands.Cog):
     @admin.command(
         name="resume", description="Allow new images again here (the bot's owner: also providers out of credit)"
     )
+    @app_commands.describe(reason="Why (kept in the audit log)")
     async def resume(self, interaction: discord.Interaction, reason: str | None = None) -> None:
         guild_id = require_manage_server(interaction)
         health = self.bot.engine.health
@@ -511,12 +529,14 @@ class Admin(commands.Cog):
         await self._done(interaction, guild_id, text)
 
     @admin.command(name="log-channel", description="Where moderation events and provider billing problems are posted")
+    @app_commands.describe(channel="The channel; leave empty for none")
     async def log_channel(self, interaction: discord.Interaction, channel: discord.TextChannel | None = None) -> None:
         guild_id = require_manage_server(interaction)
         await self.moderation.set_log_channel(guild_id, interaction.user.id, channel.id if channel else None)
         await self._done(interaction, guild_id, f"Log channel: {channel.mention if channel else 'none'}.")
 
     @admin.command(name="usage", description="Who used how much: totals per member, role and model, a chart and a CSV")
+    @app_commands.describe(period="Which days to count")
     async def usage(
         self, interaction: discord.Interaction, period: Literal["day", "week", "month", "30d", "all"] = "month"
     ) -> None:

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 import discord
 
 from bot.errors import DeliveryFailed
+from bot.i18n import _
 from bot.jobs import Job
 
 if TYPE_CHECKING:
@@ -29,13 +30,13 @@ RESULT_FOLLOWUPS = FOLLOWUP_CAP - 1
 MAX_FOLLOWUPS_CODE = 40094
 #: The card says "by DM" this long before the bot stops using the token (which is itself a minute early).
 NOTICE_LEAD_SECONDS = 30.0
-#: Member-facing words of this module, kept together for translation.
-STILL_WORKING = (
+#: Member-facing words of this module (cards and result notes are English until they are localized).
+STILL_WORKING = _(
     "⏳ Still working. Discord lets me answer here for 15 minutes only, so I'll send your pictures by DM "
     "when they are ready; if your DMs are closed to me, nothing is charged."
 )
-SENT_BY_DM = "Here are your pictures: they took longer than Discord lets me answer where you asked."
-NO_DM = (
+SENT_BY_DM = _("Here are your pictures: they took longer than Discord lets me answer where you asked.")
+NO_DM = _(
     "Your pictures took longer than Discord lets me answer where you asked, and I can't send you a DM, "
     "so nothing was charged."
 )
@@ -107,7 +108,7 @@ class PersonalDelivery:
 
     def notes(self, job: Job, target: object) -> list[str]:
         on_dm = job.delivery.dm_channel_id is not None and getattr(target, "id", None) == job.delivery.dm_channel_id
-        return [SENT_BY_DM] if on_dm else []
+        return [str(SENT_BY_DM)] if on_dm else []
 
     # -- the token's end ----------------------------------------------------------------------------
     def watch(self, job: Job) -> None:
@@ -135,4 +136,4 @@ class PersonalDelivery:
         ref = job.delivery.interaction
         if not job.delivery.via_interaction or ref is None or not job.is_active:
             return None
-        return STILL_WORKING if self.sink.wall_clock() >= ref.usable_until - NOTICE_LEAD_SECONDS else None
+        return str(STILL_WORKING) if self.sink.wall_clock() >= ref.usable_until - NOTICE_LEAD_SECONDS else None

@@ -13,6 +13,7 @@ from discord.ext import commands
 from bot.edits import AttachmentFacts
 from bot.errors import InvalidRequest, NotAllowed
 from bot.generation import Options, Order
+from bot.i18n import _
 from bot.jobs import Job, JobState
 from bot.jobs.formats import is_about, part_range
 from bot.jobs.models import Delivery
@@ -20,6 +21,7 @@ from bot.prompts import clean_prompt
 from bot.providers.base import Capabilities
 from cogs import members
 from cogs.errors import ANSWERS_ITSELF, reply, reply_error
+from cogs.locales import locale_of, slash
 from cogs.members import is_moderator
 from cogs.places import check_place, declare_places, scope_guild_id
 from cogs.views import JobButton
@@ -29,6 +31,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 MAX_ATTACHMENTS = 3
+FOLLOWUPS_KEPT = _("Discord lets me remove pictures posted here for 15 minutes only; please delete them yourself.")
 
 
 def jump_url(guild_id: int | None, channel_id: int, message_id: int | None = None) -> str:
@@ -252,19 +255,37 @@ class Imagine(commands.Cog):
         return any(is_about(embed.footer.text or "", job_id) for embed in message.embeds)
 
     async def _delete_results(self, job: Job) -> None:
-        channel = self.bot.get_partial_messageable(int(job.delivery.results_channel or job.channel_id or 0))
+        """A member's own install posted through the interaction (deletable with its token while it lives)
+        and perhaps their DM; a server install in the job's thread or channel."""
+        delivery = job.delivery
+        webhook = None
+        if delivery.via_interaction and delivery.interaction and self.bot.sink.personal.token_usable(job):
+            webhook = self.bot.sink.followup(delivery.interaction)
+        where = delivery.dm_channel_id if delivery.via_interaction else delivery.results_channel
+        channel = self.bot.get_partial_messageable(int(where or job.channel_id or 0))
         for message_id in job.posted_message_ids:
             try:
+                if webhook is not None:
+                    try:
+                        await webhook.delete_message(message_id)
+                        continue
+                    except discord.NotFound:
+                        pass  # not a follow-up: it went by DM
                 await channel.get_partial_message(message_id).delete()
             except discord.NotFound:
                 pass
+            except discord.Forbidden:
+                raise NotAllowed(FOLLOWUPS_KEPT) from None
 
     # -- /jobs --------------------------------------------------------------------------------------
     @app_commands.command(name="jobs", description="Your recent pictures and where they are")
     async def jobs(self, interaction: discord.Interaction) -> None:
         recent = await self.bot.engine.jobs.recent_for(interaction.user.id, scope_guild_id(interaction), limit=10)
         if not recent:
-            await reply(interaction, "You have no jobs here yet. Try `/imagine`!")
+            await reply(
+                interaction,
+                _("You have no jobs here yet. Try `{imagine}`!", imagine=slash(locale_of(interaction), "imagine")),
+            )
             return
         lines = []
         for job in recent:

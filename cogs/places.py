@@ -15,13 +15,10 @@ from discord import app_commands
 
 from bot.config import Settings
 from bot.errors import NotAllowed
+from bot.i18n import _
+from bot.moderation.policy import PERSONAL_USE_OFF
 
-#: Member-facing words of this module, kept together for translation.
-SERVERS_ONLY = "I only make pictures inside servers, not in direct messages."
-PERSONAL_OFF = (
-    "Personal use is turned off by the bot's owner, so nothing was made and nothing was charged. "
-    "You can still use me in servers that added me."
-)
+SERVERS_ONLY = _("I only make pictures inside servers, not in direct messages.")
 
 
 def is_personal(interaction: discord.Interaction) -> bool:
@@ -48,7 +45,7 @@ def check_place(interaction: discord.Interaction, settings: Settings) -> None:
     if settings.discord.guilds_only:
         raise NotAllowed(SERVERS_ONLY)
     if settings.quota.personal_daily <= 0:
-        raise NotAllowed(PERSONAL_OFF)
+        raise NotAllowed(PERSONAL_USE_OFF)
 
 
 def declare_places(command: app_commands.Command[Any, ..., Any] | app_commands.ContextMenu, guilds_only: bool) -> None:

@@ -20,11 +20,19 @@ from bot.quota import AllowanceExceeded, calendar_bounds
 from bot.sizes import RESOLUTIONS
 from bot.storage import Database
 from bot.storage.database import migration_files
+from tests import pg
 from tests.botrunner import bot_settings, is_card, running_bot
 from tests.fakediscord import CommandNotAvailable, FakeDiscord, FakeMessage
 from tests.test_e2e_moderation import Server, jobs_of
 from tests.test_policy import ART, GUILD, MOD, ROLE_A, ROLE_B, World, build, member
 from tests.test_quota import at, count, reserve_job
+
+
+@pytest.fixture(params=pg.STORE_KINDS)
+def store_kind(request: pytest.FixtureRequest) -> str:
+    """Every ``db`` test here runs on SQLite and on PostgreSQL (tests/conftest.py)."""
+    return str(request.param)
+
 
 TIERS = ", ".join(RESOLUTIONS)
 MODELS = [

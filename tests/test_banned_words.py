@@ -11,7 +11,15 @@ from bot.errors import InvalidRequest
 from bot.moderation import MATCHING_RULES, find_banned_word, fold
 from bot.moderation.admin import normalise_word
 from bot.storage import Database
+from tests import pg
 from tests.test_policy import GUILD, MOD, World, build, member
+
+
+@pytest.fixture(params=pg.STORE_KINDS)
+def store_kind(request: pytest.FixtureRequest) -> str:
+    """Every ``db`` test here runs on SQLite and on PostgreSQL (tests/conftest.py)."""
+    return str(request.param)
+
 
 WORDS = sorted(["gore", "ass", "red flag", "cunt", "porn", "usa", "sex", "f*ck"])
 

@@ -99,6 +99,17 @@ def test_run_without_token_says_what_to_set(tmp_path: Path, monkeypatch: pytest.
     assert "DISCORD_TOKEN" in err and "developers/applications" in err
 
 
+def test_worker_on_the_embedded_sqlite_file_says_it_needs_postgresql(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("DISCORD_TOKEN", "t")
+    assert main(["worker"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "needs PostgreSQL" in err and "postgresql://" in err and "\n" not in err
+    assert not (tmp_path / "seedream-bot.sqlite3").exists()  # nothing was created
+
+
 def test_status_refuses_a_database_that_does_not_exist_and_creates_none(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys
 ) -> None:

@@ -3,29 +3,19 @@ upload component), checked like any attachment; end to end against the fake Disc
 
 from __future__ import annotations
 
-import io
 from pathlib import Path
 
 from PIL import Image
 
 from tests.botrunner import bot_settings, running_bot, wait_for_card
 from tests.fakediscord import CallbackType, FakeDiscord, FileSpec
-
-MENU = "Edit with Seedream"
-
-
-def png(width: int = 96, height: int = 64, colour: str = "red") -> bytes:
-    buffer = io.BytesIO()
-    Image.new("RGB", (width, height), colour).save(buffer, format="PNG")
-    return buffer.getvalue()
+from tests.test_e2e_edits import MENU, World, png
 
 
 async def test_an_edit_from_the_modals_uploaded_file(tmp_path: Path) -> None:
     async with FakeDiscord() as fake:
-        guild = await fake.add_guild("Koalas")
-        channel = await fake.add_channel(guild, "art")
-        alice = fake.add_user("alice")
-        await fake.add_member(guild, alice)
+        world = await World().build(fake)
+        guild, channel, alice = world.guild, world.channel, world.alice
         async with running_bot(fake, bot_settings(fake, guild, tmp_path)) as bot:
             source = await fake.send_message(channel, alice, "", attachments=[("cat.png", png(colour="red"))])
             handle = await fake.message_context_menu(MENU, source, user=alice)
@@ -48,10 +38,8 @@ async def test_an_edit_from_the_modals_uploaded_file(tmp_path: Path) -> None:
 
 async def test_an_uploaded_file_that_is_not_an_image_is_refused_and_nothing_is_charged(tmp_path: Path) -> None:
     async with FakeDiscord() as fake:
-        guild = await fake.add_guild("Koalas")
-        channel = await fake.add_channel(guild, "art")
-        alice = fake.add_user("alice")
-        await fake.add_member(guild, alice)
+        world = await World().build(fake)
+        guild, channel, alice = world.guild, world.channel, world.alice
         settings = bot_settings(fake, guild, tmp_path, generation={"max_reference_bytes": 2048})
         async with running_bot(fake, settings) as bot:
             source = await fake.send_message(channel, alice, "", attachments=[("cat.png", png())])

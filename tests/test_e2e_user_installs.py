@@ -12,7 +12,7 @@ from typing import Any
 from bot.jobs import Job, JobState
 from cogs.app import SeedreamBot
 from cogs.followups import STILL_WORKING
-from tests.botrunner import bot_settings, running_bot, wait_for_card
+from tests.botrunner import bot_settings, kill, running_bot, wait_for_card
 from tests.fakediscord import FakeChannel, FakeDiscord, FakeUser, InteractionHandle
 
 
@@ -86,6 +86,13 @@ async def test_imagine_in_a_dm_and_in_a_server_without_the_bot_answers_through_f
             assert [j.state for j in jobs] == [JobState.DONE, JobState.DONE]
             assert all(j.guild_id is None and j.delivery.via_interaction for j in jobs)
             assert await personal_used(bot, world.alice) == 4  # one personal allowance across both places
+            for channel in (fake.dm_channel(world.alice), world.lounge):
+                quota = await fake.slash_command("quota", user=world.alice, channel=channel)
+                assert (await quota.wait_for_response()).content.startswith("**You**: 4 of 5 used, 1 left")
+            delete = next(c for c in result.custom_ids() if ":delete:" in c)  # the buttons work there too
+            pressed = await fake.click_button(result, delete, user=world.alice)
+            assert (await pressed.wait_for_response()).content == "Deleted."
+            assert fake.message(result.id).deleted
 
             # A server that added the bot works as before: a card, a thread, the server's own allowance
             handle = await fake.slash_command(
@@ -129,7 +136,7 @@ async def long_job(fake: FakeDiscord, bot: SeedreamBot, world: World, clock: Clo
     handle = await fake.slash_command("imagine", user=world.alice, channel=world.lounge, options={"prompt": "slow"})
     await wait_for_card(handle)
     clock.offset += 14 * 60 - 20  # inside the last half minute the bot uses the token
-    card = await handle.wait_for_response(lambda m: STILL_WORKING in (m.embeds[0].get("description") or ""))
+    card = await handle.wait_for_response(lambda m: str(STILL_WORKING) in (m.embeds[0].get("description") or ""))
     assert card.id == handle.record.original_message_id  # said on the card, while the token still works
     clock.offset += 120
     fake.advance_clock(16 * 60)
@@ -161,3 +168,21 @@ async def test_a_job_outliving_the_token_is_refunded_where_dms_are_closed(tmp_pa
             assert await personal_used(bot, world.alice) == 0  # made, never delivered: nothing charged
             assert fake.bot_messages(fake.dm_channel(world.alice)) == []
             assert [m for m in handle.followups if m.attachments] == []
+
+
+async def test_a_restart_carries_on_through_the_same_interaction(tmp_path: Path) -> None:
+    async with FakeDiscord() as fake:
+        world = await World().build(fake)
+        async with running_bot(fake, world.settings(tmp_path, delay=1.0)) as bot:
+            handle = await fake.slash_command(
+                "imagine", user=world.alice, channel=world.lounge, options={"prompt": "a koala"}
+            )
+            await wait_for_card(handle)
+            await kill(bot)  # mid-generation
+        assert [m for m in handle.followups if m.attachments] == []
+        async with running_bot(fake, world.settings(tmp_path)) as bot:
+            (result,) = await results(handle)  # the saved delivery says: through this interaction's follow-ups
+            (job,) = await ended_jobs(bot, world.alice, 1)
+            assert job.state == JobState.DONE and job.delivery.via_interaction
+            assert job.delivery.dm_channel_id is None and result.channel_id == world.lounge.id
+            assert bot_token_posts(fake, world.lounge) == []

@@ -8,8 +8,16 @@ from bot.errors import NotAllowed
 from bot.moderation import ModeratorActions
 from bot.provider_health import ProviderHealth
 from bot.storage import Database
+from tests import pg
 from tests.test_policy import GUILD, MOD, World, build, member
 from tests.test_quota import count
+
+
+@pytest.fixture(params=pg.STORE_KINDS)
+def store_kind(request: pytest.FixtureRequest) -> str:
+    """Every ``db`` test here runs on SQLite and on PostgreSQL (tests/conftest.py)."""
+    return str(request.param)
+
 
 OWNER = 1
 OTHER_GUILD = GUILD + 1

@@ -15,7 +15,15 @@ from bot.moderation import MemberContext, ModeratorActions, PolicyService, banne
 from bot.providers.base import GenerationRequest
 from bot.quota import AllowanceExceeded, Ledger
 from bot.storage import Database
+from tests import pg
 from tests.test_quota import FakeClock, at, count, reserve_job, settle
+
+
+@pytest.fixture(params=pg.STORE_KINDS)
+def store_kind(request: pytest.FixtureRequest) -> str:
+    """Every ``db`` test here runs on SQLite and on PostgreSQL (tests/conftest.py)."""
+    return str(request.param)
+
 
 GUILD, MOD = 100, 900
 ROLE_A, ROLE_B, ROLE_VIP = 11, 12, 13

@@ -202,7 +202,7 @@ async def test_jobs_read_back_with_their_images_by_id_member_message_and_outcome
     assert [j.id for j in await repo.active()] == ["a1x", "a1", "a2", "a3"]
     assert [j.id for j in await repo.recent_for(7, 1)] == ["a1", "a1x"]
     assert [j.id for j in await repo.recent_for(7, None)] == ["a2"]
-    assert [h[0] for h in await repo.queued_heads()] == ["a1x", "a3"]
+    assert [h[0] for h in await repo.queued_heads(0.0)] == ["a1x", "a3"]
     assert await repo.queue_positions() == {"a1x": 1, "a1": 2, "a2": 3, "a3": 4}
 
     found = [await repo.find_by_message(m) for m in (BIG, BIG + 7, BIG + 1, BIG + 2)]

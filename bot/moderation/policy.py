@@ -17,6 +17,7 @@ from collections.abc import Iterable, Mapping, Sequence
 
 from bot.config import QuotaSection, Settings
 from bot.errors import InvalidRequest, NotAllowed
+from bot.i18n import _
 from bot.moderation.models import Decision, MemberContext, MemberRules, MemberStatus, ResolvedLimit
 from bot.moderation.store import ModerationStore
 from bot.moderation.words import BannedMatch, find_banned_word
@@ -26,6 +27,10 @@ from bot.sizes import RESOLUTIONS
 from bot.storage import Store
 
 log = logging.getLogger(__name__)
+PERSONAL_USE_OFF = _(
+    "Personal use is turned off by the bot's owner, so nothing was made and nothing was charged. "
+    "You can still use me in servers that added me."
+)
 #: How much of a refused prompt the audit log keeps.
 AUDIT_PROMPT_CHARS = 300
 
@@ -170,9 +175,7 @@ class PolicyService:
         """Outside servers (DMs, group DMs, servers without the bot) one personal allowance per member per day,
         ``[quota] personal_daily``; 0 means personal use is off."""
         if not self.config.personal_daily:
-            raise NotAllowed(
-                "Personal use is turned off by the bot's owner, so nothing was made and nothing was charged."
-            )
+            raise NotAllowed(PERSONAL_USE_OFF)
         return ResolvedLimit(self.config.personal_daily, "personal")
 
     def default_limit(self) -> ResolvedLimit:

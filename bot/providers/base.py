@@ -270,7 +270,9 @@ class Provider(ABC):
 
     def __init__(self, name: str, max_concurrent: int) -> None:
         self.name = name
-        #: Shared cap on jobs running against this provider (config ``max_concurrent``).
+        #: Jobs at once against this provider, counted across every process sharing the database.
+        self.max_concurrent = max_concurrent
+        #: This process's share of that cap (config ``max_concurrent``).
         self.slots = asyncio.Semaphore(max_concurrent)
 
     @property

@@ -27,11 +27,11 @@ import re
 import sqlite3
 import tempfile
 import time
-from collections.abc import AsyncIterator, Iterable, Iterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Sequence
 from contextlib import asynccontextmanager, contextmanager
 from importlib import resources
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any, NoReturn, TypeVar
 
 import aiosqlite
 
@@ -39,6 +39,7 @@ from bot.storage.dialect import SQLITE, Dialect
 from bot.storage.errors import StoreBusy, StoreNotWritable, StoreTooNew
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 _MIGRATION_NAME = re.compile(r"^(\d{4})_[a-z0-9_]+\.sql$")
 #: How long a statement waits for another process's lock before it fails with ``StoreBusy``: long
@@ -332,21 +333,39 @@ class Database:
                     _raise_busy(exc, "committing")
                 raise
 
-    async def write(self, sql: str, params: Sequence[Any] = ()) -> None:
-        """One statement as its own transaction: one database hop, serialised with ``transaction()``.
+    async def run_transaction(self, work: Callable[[aiosqlite.Connection], Awaitable[T]]) -> T:
+        """``await work(conn)`` in one transaction (PostgreSQL runs it again if its connection is lost)."""
+        async with self.transaction() as conn:
+            return await work(conn)
+
+    async def write(self, sql: str, params: Sequence[Any] = ()) -> int:
+        """One statement as its own transaction: one database hop, serialised with ``transaction()``; the rows
+        it changed.
 
         The lock matters even for one statement: run while another task's BEGIN is open on this
         connection, it would join (and be rolled back with) that task's transaction.
         """
         async with self._write_lock:
             with _busy_is_store_busy("write"):
-                await self._writer.execute(sql, params)
+                cursor = await self._writer.execute(sql, params)
+                return int(cursor.rowcount)
 
     async def fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[aiosqlite.Row]:
         if self.conn is self._conn:  # :memory:: one connection, so wait for any open transaction to end
             async with self._write_lock:
                 return await fetch_all(self.conn, sql, params)
         return await fetch_all(self.conn, sql, params)
+
+    async def notify(self, channel: str, payload: str = "") -> None:
+        """Nothing to do: one process runs on an embedded database, and it wakes itself."""
+
+    async def listen(self, channels: Sequence[str], callback: Callable[[str, str], None]) -> None:
+        """Nothing to listen to (see ``notify``)."""
+
+    @asynccontextmanager
+    async def leading(self, key: int) -> AsyncIterator[bool]:
+        """Always True: the one process on an embedded database does its maintenance itself."""
+        yield True
 
     async def fetchone(self, sql: str, params: Sequence[Any] = ()) -> aiosqlite.Row | None:
         rows = await self.fetchall(sql, params)

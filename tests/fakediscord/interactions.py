@@ -49,7 +49,7 @@ async def create_interaction(
         "data": data,
         "token": token,
         "version": 1,
-        "locale": "en-US",
+        "locale": user.locale,
         "entitlements": [],
         "entitlement_sku_ids": [],
         "attachment_size_limit": state.upload_limit(channel),
@@ -64,8 +64,8 @@ async def create_interaction(
         perms = channel_permissions(state, channel, user.id)
         payload.update(
             guild_id=str(guild.id),
-            guild={"id": str(guild.id), "locale": "en-US", "features": []},
-            guild_locale="en-US",
+            guild={"id": str(guild.id), "locale": guild.locale, "features": []},
+            guild_locale=guild.locale,
             member={**payloads.member(mem), "permissions": str(perms)},
         )
     else:

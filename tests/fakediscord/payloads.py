@@ -165,7 +165,7 @@ def guild(state: State, g: FakeGuild, *, intents: int | None = None, create: boo
         "premium_tier": g.premium_tier,
         "premium_subscription_count": 0,
         "premium_progress_bar_enabled": False,
-        "preferred_locale": "en-US",
+        "preferred_locale": g.locale,
         "nsfw_level": 0,
         "nsfw": False,
         "max_members": 500000,

@@ -57,6 +57,7 @@ class FakeConfig:
     privileged_intents: bool = True  # whether the application may ask for privileged intents
     message_content_enabled: bool = True  # application flag: REST reads return content
     replay_buffer: int = 5000
+    recommended_shards: int = 1  # GET /gateway/bot's "shards": what a client with shard_count unset runs
 
 
 @dataclass
@@ -66,6 +67,7 @@ class FakeUser:
     global_name: str | None = None
     bot: bool = False
     avatar: str | None = None
+    locale: str = "en-US"  # the language their Discord client is set to (sent with each interaction)
     allows_dms: bool = True  # False: the user's privacy settings refuse DMs from apps (403 50007)
 
     @property
@@ -116,6 +118,7 @@ class FakeGuild:
     owner_id: int
     premium_tier: int = 0
     upload_limit_override: int | None = None
+    locale: str = "en-US"  # the server's preferred locale (Server Settings -> Community -> language)
     roles: dict[int, FakeRole] = field(default_factory=dict)
     members: dict[int, FakeMember] = field(default_factory=dict)
     channel_ids: list[int] = field(default_factory=list)
