@@ -373,7 +373,7 @@ def worker_command(settings: Settings, args: argparse.Namespace) -> int:
         )
     token = _token(settings)
     check_store(settings, images=True)
-    from cogs.worker import run_worker  # late import: only `run`, `worker` and `sync` need discord.py
+    from cogs.app import run_worker  # late import: only `run`, `worker` and `sync` need discord.py
 
     return asyncio.run(run_worker(settings, token))
 

@@ -31,6 +31,7 @@ from cogs.delivery import DiscordSink
 from cogs.endpoints import adopt_gateway, use_api_base
 from cogs.errors import SeedreamTree
 from cogs.locales import CatalogTranslator
+from cogs.worker import WorkerClient
 
 log = logging.getLogger(__name__)
 HTTP_CONNECTIONS = 32
@@ -390,4 +391,39 @@ async def sync_now(settings: Settings, token: str) -> int:
             if code is None:
                 raise
             return code
+    return 0
+
+
+async def run_worker(
+    settings: Settings,
+    token: str,
+    *,
+    on_start: Callable[[WorkerClient], None] | None = None,
+    handle_signals: bool = True,
+) -> int:
+    """``seedream-bot worker``: log in (REST only), run jobs until SIGTERM/SIGINT; the process exit code."""
+    use_api_base(settings.discord.api_base)
+    quiet_voice_warnings()
+    async with await Services.open(settings) as services:
+        client = WorkerClient(services)
+        if on_start is not None:
+            on_start(client)
+        if handle_signals:
+            loop = asyncio.get_running_loop()
+            for signum in (signal.SIGTERM, signal.SIGINT):
+                loop.add_signal_handler(signum, client.stopping.set)
+        async with client:
+            try:
+                await reach_discord(settings.discord.api_base, settings.discord.login_timeout_seconds)
+                await client.login(token)
+            except Exception as exc:
+                code = start_error(exc, settings)
+                if code is None:
+                    raise
+                return code
+            await client.engine.start()
+            log.info("worker %s running jobs as %s (no gateway connection)", client.engine.owner, client.user)
+            await client.stopping.wait()
+            grace = settings.discord.shutdown_grace_seconds
+            log.info("worker stopping: running jobs get %.0f s to reach a saved state", grace)
     return 0
