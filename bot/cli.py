@@ -100,6 +100,11 @@ def _parser() -> Parser:
         return p
 
     command("run", run, "start the bot (needs the bot token in the environment)")
+    command(
+        "worker",
+        worker_command,
+        "run jobs and post their results with the bot token, without a gateway connection (PostgreSQL only)",
+    )
     command("migrate", migrate_command, "bring the database's schema up to date and say what was applied")
     export = command("export", export_command, "write the database's rows to a JSON-lines file, to move them")
     export.add_argument("file", type=Path, help="the file to write, or - for standard output")
@@ -356,6 +361,21 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
     from cogs.app import run_bot  # late import: only `run` and `sync` need discord.py
 
     return asyncio.run(run_bot(settings, token))
+
+
+def worker_command(settings: Settings, args: argparse.Namespace) -> int:
+    """``seedream-bot worker``: one more process running jobs next to ``run`` on a shared PostgreSQL database."""
+    if not is_postgres_url(settings.storage.database):
+        raise UsageError(
+            "seedream-bot worker shares the job queue with other processes, which needs PostgreSQL: set"
+            ' storage.database (env SEEDREAM_STORAGE__DATABASE) to a postgresql:// URL (README, "Scaling out").'
+            " On the embedded SQLite file, `seedream-bot run` runs every job itself"
+        )
+    token = _token(settings)
+    check_store(settings, images=True)
+    from cogs.app import run_worker  # late import: only `run`, `worker` and `sync` need discord.py
+
+    return asyncio.run(run_worker(settings, token))
 
 
 def sync(settings: Settings, args: argparse.Namespace) -> int:

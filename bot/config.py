@@ -48,6 +48,22 @@ class DiscordSection(Section):
     #: Who may take bot-wide actions (resume a provider paused for credit for every server); empty = the
     #: Discord application's owner, or its team's admins and developers. When set, only these user ids.
     owner_ids: list[int] = []
+    #: Split the gateway over several ``run`` processes (discord.py's sharded client). 1: one connection, no
+    #: sharding. 0: ask Discord for the recommended count (one process then runs every shard).
+    shard_count: int = Field(default=1, ge=0)
+    #: The shards this process runs (each below ``shard_count``); empty = all of them.
+    shard_ids: list[int] = []
+
+    @model_validator(mode="after")
+    def _shards_fit(self) -> DiscordSection:
+        if self.shard_ids and not self.shard_count:
+            raise ValueError("shard_ids needs shard_count: the total number of shards every process splits")
+        outside = [i for i in self.shard_ids if not 0 <= i < self.shard_count]
+        if outside:
+            raise ValueError(f"shard_ids {outside} are not below shard_count = {self.shard_count}")
+        if len(set(self.shard_ids)) != len(self.shard_ids):
+            raise ValueError("shard_ids lists a shard twice")
+        return self
 
     @field_validator("api_base")
     @classmethod

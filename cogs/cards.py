@@ -100,16 +100,17 @@ class CardStarter:
             log.info("job %s: card not shown yet (%s); the job goes on", job.id, exc)
         return job
 
-    async def recover(self) -> None:
-        """Answer the commands a previous run acknowledged but never queued (it stopped in between)."""
+    async def recover(self, before: float | None = None) -> None:
+        """Answer the commands a previous run acknowledged but never queued (it stopped in between); with
+        ``before``, only those acknowledged before then (other processes' recent ones are still in hand)."""
         try:
-            await self._answer_left_behind()
+            await self._answer_left_behind(before)
         except Exception:
             log.exception("commands left by the last run were not answered; the next start tries again")
 
-    async def _answer_left_behind(self) -> None:
+    async def _answer_left_behind(self, before: float | None) -> None:
         sink = self.bot.sink
-        for left in await self.bot.generation.pending.left_behind():
+        for left in await self.bot.generation.pending.left_behind(before):
             try:
                 if sink.wall_clock() < left.interaction.usable_until:
                     webhook = sink.followup(left.interaction)

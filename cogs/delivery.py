@@ -36,6 +36,7 @@ from cogs.views import NO_MENTIONS, result_embed, result_view, status_embed, sta
 
 if TYPE_CHECKING:
     from cogs.app import SeedreamBot
+    from cogs.worker import WorkerClient
 
 log = logging.getLogger(__name__)
 DEFAULT_UPLOAD_LIMIT = 10 * 1024 * 1024
@@ -65,7 +66,7 @@ class CardTracker:
 class DiscordSink:
     def __init__(
         self,
-        bot: SeedreamBot,
+        bot: SeedreamBot | WorkerClient,  # the gateway bot (`run`), or a worker without a gateway
         *,
         edit_interval: float = 5.0,
         clock: Clock = time.monotonic,

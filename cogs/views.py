@@ -14,6 +14,7 @@ from bot.jobs.formats import card_footer, part_footer
 
 if TYPE_CHECKING:
     from cogs.app import SeedreamBot
+    from cogs.worker import WorkerClient
 
 NO_MENTIONS = discord.AllowedMentions.none()
 _INVITE = re.compile(r"(discord(?:app)?\.(?:gg|com/invite)|https?)(://|/)", re.IGNORECASE)
@@ -63,7 +64,7 @@ def status_embed(job: Job, position: int, now: float, failure: str | None = None
     return embed
 
 
-def result_embed(job: Job, first: int, last: int, bot: SeedreamBot, notes: list[str]) -> discord.Embed:
+def result_embed(job: Job, first: int, last: int, bot: SeedreamBot | WorkerClient, notes: list[str]) -> discord.Embed:
     """The result card; the footer ("job X · images 1–2 of 4") also lets a restart recognise its own posts."""
     request = job.request
     sample = job.results[first - 1] if 0 < first <= len(job.results) else None

@@ -126,8 +126,7 @@ class JobRepository:
     async def admit(self, job: Job, admission: Admission) -> None:
         """Write a new job and reserve its units: one statement (one hop) unless it has reference images."""
         if job.request.references:
-            async with self.db.transaction() as conn:
-                await self.insert(conn, job, admission)
+            await self.db.run_transaction(lambda conn: self.insert(conn, job, admission))
             return
         with _refusals():
             await self.db.write(_INSERT_JOB_SQL, _job_values(job, admission))

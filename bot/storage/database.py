@@ -27,11 +27,11 @@ import re
 import sqlite3
 import tempfile
 import time
-from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Sequence
 from contextlib import asynccontextmanager, contextmanager
 from importlib import resources
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any, NoReturn, TypeVar
 
 import aiosqlite
 
@@ -39,6 +39,7 @@ from bot.storage.dialect import SQLITE, Dialect
 from bot.storage.errors import StoreBusy, StoreNotWritable, StoreTooNew
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 _MIGRATION_NAME = re.compile(r"^(\d{4})_[a-z0-9_]+\.sql$")
 #: How long a statement waits for another process's lock before it fails with ``StoreBusy``: long
@@ -331,6 +332,11 @@ class Database:
                 if is_busy(exc):
                     _raise_busy(exc, "committing")
                 raise
+
+    async def run_transaction(self, work: Callable[[aiosqlite.Connection], Awaitable[T]]) -> T:
+        """``await work(conn)`` in one transaction (PostgreSQL runs it again if its connection is lost)."""
+        async with self.transaction() as conn:
+            return await work(conn)
 
     async def write(self, sql: str, params: Sequence[Any] = ()) -> int:
         """One statement as its own transaction: one database hop, serialised with ``transaction()``; the rows

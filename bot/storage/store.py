@@ -8,14 +8,16 @@ Both take SQLite's ``?`` placeholders; the statements they cannot share are in `
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from contextlib import AbstractAsyncContextManager
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from bot.storage.database import Database
 from bot.storage.dialect import Dialect
 from bot.storage.postgres import PostgresDatabase, is_postgres_url
+
+T = TypeVar("T")
 
 
 class StoreConnection(Protocol):
@@ -50,6 +52,10 @@ class Store(Protocol):
     async def close(self) -> None: ...
 
     def transaction(self) -> AbstractAsyncContextManager[StoreConnection]: ...
+
+    async def run_transaction(self, work: Callable[[Any], Awaitable[T]]) -> T:
+        """``work(conn)`` in one transaction, run again whole if the connection was lost before it committed."""
+        ...
 
     async def write(self, sql: str, params: Sequence[Any] = ()) -> int:
         """One statement in a transaction of its own; how many rows it changed."""

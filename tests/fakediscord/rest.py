@@ -162,7 +162,8 @@ async def get_gateway(ctx: Ctx) -> tuple[int, Any]:
 
 async def get_gateway_bot(ctx: Ctx) -> tuple[int, Any]:
     limit = {"total": 1000, "remaining": 999, "reset_after": 14400000, "max_concurrency": 1}
-    return 200, {"url": ctx.core.gateway.url, "shards": 1, "session_start_limit": limit}
+    shards = ctx.state.config.recommended_shards
+    return 200, {"url": ctx.core.gateway.url, "shards": shards, "session_start_limit": limit}
 
 
 async def get_me(ctx: Ctx) -> tuple[int, Any]:

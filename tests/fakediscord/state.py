@@ -57,6 +57,7 @@ class FakeConfig:
     privileged_intents: bool = True  # whether the application may ask for privileged intents
     message_content_enabled: bool = True  # application flag: REST reads return content
     replay_buffer: int = 5000
+    recommended_shards: int = 1  # GET /gateway/bot's "shards": what a client with shard_count unset runs
 
 
 @dataclass
