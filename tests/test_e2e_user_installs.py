@@ -185,3 +185,17 @@ async def test_a_restart_carries_on_through_the_same_interaction(tmp_path: Path)
             assert job.state == JobState.DONE and job.delivery.via_interaction
             assert job.delivery.dm_channel_id is None and result.channel_id == world.lounge.id
             assert bot_token_posts(fake, world.lounge) == []
+
+
+async def test_when_discord_refuses_more_follow_ups_the_rest_goes_by_dm(tmp_path: Path) -> None:
+    async with FakeDiscord() as fake:
+        world = await World().build(fake)
+        async with running_bot(fake, world.settings(tmp_path)) as bot:
+            # as if the interaction's follow-ups were used up (the count lost to a crash, say)
+            fake.inject_error("POST /webhooks/{webhook_id}/{webhook_token}", status=400, code=40094)
+            handle = await world.imagine(world.lounge)
+            dm = fake.dm_channel(world.alice)
+            posted = await fake.wait_for(lambda: [m for m in fake.bot_messages(dm) if m.attachments], timeout=15)
+            assert len(posted) == 1 and [m for m in handle.followups if m.attachments] == []
+            (job,) = await ended_jobs(bot, world.alice, 1)
+            assert job.state == JobState.DONE and job.delivery.dm_channel_id == dm.id
