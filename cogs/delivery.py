@@ -26,13 +26,15 @@ import aiohttp
 import discord
 
 from bot.errors import DeliveryFailed, SeedreamError
+from bot.i18n import Text, _, _n, render
 from bot.jobs import Job, JobState
 from bot.jobs.engine import RecordMessage
 from bot.jobs.formats import part_range
 from bot.jobs.models import InteractionRef
 from bot.uploads import UploadFile, plan_parts, provenance_fields
 from cogs.followups import FollowupTarget, PersonalDelivery
-from cogs.views import NO_MENTIONS, result_embed, result_view, status_embed, status_view, thread_name
+from cogs.locales import guild_locale_of
+from cogs.views import NO_MENTIONS, card_locale, result_embed, result_view, status_embed, status_view, thread_name
 
 if TYPE_CHECKING:
     from cogs.app import SeedreamBot
@@ -41,7 +43,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 DEFAULT_UPLOAD_LIMIT = 10 * 1024 * 1024
 MIN_UPLOAD_LIMIT = 256 * 1024
-FALLBACK_NOTICE = "I can't create a thread here, so I'll post the results in this channel."
+FALLBACK_NOTICE = _("I can't create a thread here, so I'll post the results in this channel.")
 THREAD_ALREADY_CREATED = 160004
 #: Discord accepts an interaction token for 15 minutes; we stop using it a little before.
 TOKEN_LIFETIME_SECONDS = 15 * 60
@@ -252,7 +254,7 @@ class DiscordSink:
                 self._schedule_edit(job, position)
 
     # -- the end of a job ---------------------------------------------------------------------------
-    async def _final_edit(self, job: Job, failure: str | None) -> None:
+    async def _final_edit(self, job: Job, failure: str | Text | None) -> None:
         """The card's last edit: no later progress edit may follow it, and a pending one is dropped."""
         self._remember_ended(job.id)
         if self._waiting.pop(job.id, None) is not None:
@@ -278,18 +280,18 @@ class DiscordSink:
         except discord.HTTPException as exc:
             log.info("job %s: card not marked done (%s)", job.id, exc)
 
-    async def failed(self, job: Job, message: str) -> None:
+    async def failed(self, job: Job, message: str | Text) -> None:
         """Show the outcome on the card (no live Cancel) and tell the member: privately through the
         interaction while it is valid, else with a mention in the job's thread or next to the card."""
         cancelled = job.state == JobState.CANCELLED
-        failure = "Cancelled." if cancelled else f"This job did not complete: {message}"
+        failure = _("Cancelled.") if cancelled else _("This job did not complete: {reason}", reason=message)
         await self._final_edit(job, failure)
         if not cancelled:
             await self._tell_member(job, message)
 
-    async def _tell_member(self, job: Job, message: str) -> None:
+    async def _tell_member(self, job: Job, message: str | Text) -> None:
         delivery = job.delivery
-        text = f"<@{job.requester_id}> {message}"
+        text = f"<@{job.requester_id}> {render(message, card_locale(job))}"
         mention = discord.AllowedMentions(users=[discord.Object(job.requester_id)])
         interaction = delivery.interaction
         if interaction is not None and self.wall_clock() < interaction.usable_until:
@@ -329,17 +331,19 @@ class DiscordSink:
         task.add_done_callback(self._background.discard)
         return task
 
-    async def alert(self, job: Job, message: str) -> None:
-        """Problems only moderators can fix go to the server's log channel (set with /seedream-admin)."""
+    async def alert(self, job: Job, message: str | Text) -> None:
+        """Problems only moderators can fix go to the server's log channel (set with /seedream-admin), in the
+        server's language."""
         if job.guild_id is None:
             return
         settings = await self.bot.services.policy.store.settings(job.guild_id)
         if not settings.log_channel_id:
-            log.warning("guild %s has no log channel for: %s", job.guild_id, message)
+            log.warning("guild %s has no log channel for: %s", job.guild_id, str(message))
             return
         try:
             channel = self.bot.get_partial_messageable(settings.log_channel_id)
-            await channel.send(f"⚠️ {message}", allowed_mentions=NO_MENTIONS)
+            text = render(message, guild_locale_of(self.bot.get_guild(job.guild_id)))
+            await channel.send(f"⚠️ {text}", allowed_mentions=NO_MENTIONS)
         except discord.HTTPException as exc:
             log.info("guild %s: log channel not writable (%s)", job.guild_id, exc)
 
@@ -509,14 +513,21 @@ class DiscordSink:
         )
         return {"reference": reference}
 
-    def _notes(self, job: Job, part: list[UploadFile], first: int, target: Messageable) -> list[str]:
-        notes = (list(job.notices) if first == 1 else []) + self.personal.notes(job, target)
+    def _notes(self, job: Job, part: list[UploadFile], first: int, target: Messageable) -> list[str | Text]:
+        notes: list[str | Text] = [*(job.notices if first == 1 else []), *self.personal.notes(job, target)]
         if first == 1 and isinstance(target, discord.TextChannel):  # a channel that could have had a thread
             notes.insert(0, FALLBACK_NOTICE)
         days = self.bot.settings.storage.retention_days
         notes += [
-            f"{f.filename} was re-encoded from {f.reencoded_from[0]}×{f.reencoded_from[1]} to fit this server's "
-            f"upload limit; the original is kept for {days} days."
+            _n(
+                "{file} was re-encoded from {size} to fit this server's upload limit; the original is kept for "
+                "{count} day.",
+                "{file} was re-encoded from {size} to fit this server's upload limit; the original is kept for "
+                "{count} days.",
+                days,
+                file=f.filename,
+                size=f"{f.reencoded_from[0]}×{f.reencoded_from[1]}",
+            )
             for f in part
             if f.reencoded_from
         ]
