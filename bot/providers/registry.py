@@ -11,6 +11,7 @@ from pydantic import TypeAdapter
 
 from bot.config import ProviderConfig, Settings
 from bot.errors import InvalidRequest
+from bot.i18n import _
 from bot.images import ImageStore
 from bot.providers.base import Capabilities, Provider
 
@@ -136,7 +137,9 @@ class ProviderRegistry:
             return self._providers[key]
         except KeyError:
             names = ", ".join(sorted(self._providers))
-            raise InvalidRequest(f"There is no provider called {key!r} here; choose one of {names}.") from None
+            raise InvalidRequest(
+                _("There is no provider called {name} here; choose one of {choices}.", name=repr(key), choices=names)
+            ) from None
 
     def __iter__(self) -> Iterator[Provider]:
         return iter(self._providers.values())
