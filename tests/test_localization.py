@@ -4,6 +4,8 @@ refuse (a command or option name outside its pattern, a description over 100 cha
 from __future__ import annotations
 
 import ast
+import importlib
+import pkgutil
 import string
 from pathlib import Path
 
@@ -182,10 +184,12 @@ def _called(node: ast.Call) -> str:
 
 def _error_names() -> set[str]:
     """Every error a member may be told about (``SeedreamError`` and its subclasses), by class name."""
-    import bot.providers.http
-    import bot.quota
-    import bot.storage.postgres  # noqa: F401  (their errors subclass SeedreamError)
+    import bot
     from bot.errors import ConfigError, SeedreamError
+
+    for module in pkgutil.walk_packages(bot.__path__, "bot."):  # every subclass, wherever it is defined
+        if not module.name.endswith("__main__"):
+            importlib.import_module(module.name)
     from bot.storage.errors import StoreBusy, StoreNotWritable, StoreTooNew
 
     # the operator's words at start-up, and errors whose argument is a detail for the log (their message is fixed)

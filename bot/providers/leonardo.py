@@ -454,7 +454,7 @@ class LeonardoProvider(Provider):
         except TimeoutError:
             raise ProviderTimeout(_("Uploading the reference image took too long."), detail=target) from None
         except aiohttp.ClientError as exc:
-            raise _UploadFailedTransiently("Uploading the reference image failed.", detail=repr(exc)) from None
+            raise _UploadFailedTransiently(_("Uploading the reference image failed."), detail=repr(exc)) from None
         log.warning(
             "leonardo: presigned upload to %s -> HTTP %s: %s", target, response.status, redact_links(text[:300])
         )
