@@ -501,13 +501,14 @@ PATCHES = {
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--config", required=True)
+    parser.add_argument("--command", default="run", help="the seedream-bot command to run (run, worker)")
     parser.add_argument("--patch", action="append", default=[], choices=sorted(PATCHES))
     args = parser.parse_args()
     for name in args.patch:
         PATCHES[name]()
     from bot.cli import main as cli_main
 
-    return cli_main(["run", "--config", args.config])
+    return cli_main([args.command, "--config", args.config])
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ machine is shared and absolute times move between runs.
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import contextlib
 import io
@@ -28,6 +29,9 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from bot.config import Settings  # noqa: E402
+from bot.storage import Database, PostgresDatabase, is_postgres_url  # noqa: E402
+from bot.storage.postgres import redact_url  # noqa: E402
+from tests import pg  # noqa: E402
 from tests.botrunner import bot_settings  # noqa: E402
 from tests.fakediscord import FakeChannel, FakeDiscord, FakeGuild, FakeUser  # noqa: E402
 from tests.fakeproviders.novita import FakeNovitaServer  # noqa: E402
@@ -178,6 +182,59 @@ def novita_provider(server: FakeNovitaServer, max_concurrent: int = 4) -> dict[s
 NOVITA_ENV = {"NOVITA_API_KEY": FakeNovitaServer.api_key}
 
 
+# -- the stores measured side by side -------------------------------------------------------------
+def database_option(parser: argparse.ArgumentParser) -> None:
+    """``--database`` (repeatable): a SQLite file path or a postgresql:// server URL."""
+    parser.add_argument(
+        "--database",
+        action="append",
+        default=[],
+        help=f"a SQLite file path or a postgresql:// server URL, repeatable (default: both, a SQLite file in a"
+        f" temporary folder and the server of {pg.ENV} or {pg.DEFAULT_URL})",
+    )
+
+
+async def usable_stores(given: Sequence[str]) -> list[str]:
+    """The stores to measure: those given, or a SQLite file and the test server; an unreachable server is left
+    out with a line saying why."""
+    stores = []
+    for database in given or ["sqlite", os.environ.get(pg.ENV, pg.DEFAULT_URL)]:
+        if is_postgres_url(database):
+            try:
+                async with PostgresDatabase(database, connect_timeout=3):
+                    pass
+            except Exception as exc:
+                print(f"# left out {redact_url(database)}: {exc}")
+                continue
+        stores.append(database)
+    return stores
+
+
+def store_name(database: str) -> str:
+    return "PostgreSQL" if is_postgres_url(database) else "SQLite"
+
+
+@contextlib.asynccontextmanager
+async def fresh_store(database: str, tmp: Path, label: str) -> AsyncIterator[str]:
+    """A migrated, empty store for one run: a throwaway database on the PostgreSQL server, or a new SQLite file
+    next to the path given ("sqlite": in ``tmp``), removed afterwards."""
+    if is_postgres_url(database):
+        async with pg.throwaway_database(database) as url:
+            async with PostgresDatabase(url) as db:
+                await db.migrate()
+            yield url
+        return
+    folder = tmp if database == "sqlite" else Path(database).parent
+    path = folder / f"{Path(database).stem}-{label}.sqlite3"
+    try:
+        async with Database(path) as db:
+            await db.migrate()
+        yield str(path)
+    finally:
+        for leftover in (path, Path(f"{path}-wal"), Path(f"{path}-shm")):
+            leftover.unlink(missing_ok=True)
+
+
 # -- a world in the fake Discord --------------------------------------------------------------------
 class World:
     def __init__(self, fake: FakeDiscord) -> None:
@@ -280,6 +337,49 @@ async def bot_process(
         log.close()
         if spy is not None:
             await spy.wait()
+
+
+@contextlib.asynccontextmanager
+async def worker_processes(
+    settings: Settings, tmp: Path, count: int, patches: Sequence[str] = ()
+) -> AsyncIterator[list[asyncio.subprocess.Process]]:
+    """``count`` real ``python -m bot worker`` processes on the same config (each logging to worker-N.log)."""
+    config = write_config(settings, tmp / "config.toml")
+    environ = {**os.environ, "DISCORD_TOKEN": BOT_TOKEN, "PYTHONUNBUFFERED": "1"}
+    processes, logs = [], []
+    try:
+        for n in range(count):
+            command = ["-m", "bot", "worker", "--config", str(config)]
+            if patches:
+                command = [str(ROOT / "bench" / "_botproc.py"), "--command", "worker", "--config", str(config)]
+                command += [arg for name in patches for arg in ("--patch", name)]
+            logs.append((tmp / f"worker-{n + 1}.log").open("ab"))
+            processes.append(
+                await asyncio.create_subprocess_exec(
+                    sys.executable, *command, cwd=BOT_ROOT, env=environ, stdout=logs[-1], stderr=logs[-1]
+                )
+            )
+        yield processes
+    finally:
+        for process in processes:
+            if process.returncode is None:
+                process.terminate()
+        for process in processes:
+            try:
+                await asyncio.wait_for(process.wait(), timeout=20)
+            except TimeoutError:
+                process.kill()
+                await process.wait()
+        for log in logs:
+            log.close()
+
+
+def has_command(name: str) -> bool:
+    """True if this checkout's ``seedream-bot`` has the command ``name``."""
+    done = subprocess.run(
+        [sys.executable, "-m", "bot", name, "--help"], cwd=BOT_ROOT, capture_output=True, timeout=60, check=False
+    )
+    return done.returncode == 0
 
 
 PROFILES = iter(range(1, 1000))

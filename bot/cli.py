@@ -28,6 +28,7 @@ from bot import sizes
 from bot.config import DEFAULT_CONFIG_PATH, Settings, load_settings
 from bot.errors import ConfigError, SeedreamError
 from bot.health import MAX_AGE_SECONDS, judge, last_heartbeat
+from bot.i18n import Text
 from bot.images import ImageStore, StoredImage
 from bot.jobs import Job
 from bot.jobs.engine import RecordMessage
@@ -44,6 +45,7 @@ from bot.storage import (
     ensure_writable_dir,
     is_postgres_url,
     open_store,
+    transfer,
 )
 from bot.storage.database import migration_files
 from bot.storage.postgres import pg_migration_files
@@ -99,7 +101,18 @@ def _parser() -> Parser:
         return p
 
     command("run", run, "start the bot (needs the bot token in the environment)")
+    command(
+        "worker",
+        worker_command,
+        "run jobs and post their results with the bot token, without a gateway connection (PostgreSQL only)",
+    )
     command("migrate", migrate_command, "bring the database's schema up to date and say what was applied")
+    export = command("export", export_command, "write the database's rows to a JSON-lines file, to move them")
+    export.add_argument("file", type=Path, help="the file to write, or - for standard output")
+    export.add_argument("--force", action="store_true", help="overwrite the file if it exists")
+    imp = command("import", import_command, "copy an export's rows into the database, in one transaction")
+    imp.add_argument("file", type=Path, help="a file `seedream-bot export` wrote, or - for standard input")
+    imp.add_argument("--replace", action="store_true", help="delete what the database holds first (same transaction)")
     command("check-config", check_config, "validate the config and show it, secrets masked, environment marked")
     command("status", status_command, "queue depth, jobs by state and recent errors (safe while the bot runs)")
     health = command("health", health_command, "exit 0 if the running bot is healthy (Docker's HEALTHCHECK)")
@@ -351,6 +364,21 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
     return asyncio.run(run_bot(settings, token))
 
 
+def worker_command(settings: Settings, args: argparse.Namespace) -> int:
+    """``seedream-bot worker``: one more process running jobs next to ``run`` on a shared PostgreSQL database."""
+    if not is_postgres_url(settings.storage.database):
+        raise UsageError(
+            "seedream-bot worker shares the job queue with other processes, which needs PostgreSQL: set"
+            ' storage.database (env SEEDREAM_STORAGE__DATABASE) to a postgresql:// URL (README, "Scaling out").'
+            " On the embedded SQLite file, `seedream-bot run` runs every job itself"
+        )
+    token = _token(settings)
+    check_store(settings, images=True)
+    from cogs.app import run_worker  # late import: only `run`, `worker` and `sync` need discord.py
+
+    return asyncio.run(run_worker(settings, token))
+
+
 def sync(settings: Settings, args: argparse.Namespace) -> int:
     token = _token(settings)
     check_store(settings, images=False)
@@ -403,6 +431,36 @@ async def migrate(settings: Settings) -> int:
     for version in applied:
         print(f"applied {names[version]}")
     print(f"{db.where} is now at schema version {applied[-1]} (was {before})")
+    return 0
+
+
+# -- export, import (bot/storage/transfer.py) -----------------------------------------------------------
+def export_command(settings: Settings, args: argparse.Namespace) -> int:
+    """Write the configured database's rows to a file (``-``: standard output); the line goes to stderr then."""
+    if not is_postgres_url(settings.storage.database):
+        existing_database(settings)
+    try:
+        summary = asyncio.run(
+            transfer.export_to(settings.storage.database, args.file, force=args.force, tool=version())
+        )
+    except transfer.TransferRefused as exc:
+        raise UsageError(str(exc)) from None
+    to_stdout = str(args.file) == "-"  # the rows go there, so the line goes to stderr
+    print(f"{summary.line('exported', 'from')} to {args.file}", file=sys.stderr if to_stdout else sys.stdout)
+    return 0
+
+
+def import_command(settings: Settings, args: argparse.Namespace) -> int:
+    """Copy an export into the configured database: one transaction, same schema version, empty unless --replace."""
+    database = settings.storage.database
+    if not is_postgres_url(database) and not Path(database).is_file():
+        raise UsageError(f"the database {database} does not exist: create it with `seedream-bot migrate` first")
+    check_store(settings, images=False)
+    try:
+        summary = asyncio.run(transfer.import_from(database, args.file, replace=args.replace))
+    except transfer.TransferRefused as exc:
+        raise UsageError(str(exc)) from None
+    print(f"{summary.line('imported', 'into')} from {args.file}")
     return 0
 
 
@@ -522,10 +580,10 @@ class FileSink:
     async def finished(self, job: Job) -> None:
         return None
 
-    async def failed(self, job: Job, message: str) -> None:
-        self.error = message
+    async def failed(self, job: Job, message: str | Text) -> None:
+        self.error = str(message)  # the CLI speaks English
 
-    async def alert(self, job: Job, message: str) -> None:
+    async def alert(self, job: Job, message: str | Text) -> None:
         print(f"warning: {message}", file=sys.stderr)
 
 

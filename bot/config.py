@@ -48,6 +48,22 @@ class DiscordSection(Section):
     #: Who may take bot-wide actions (resume a provider paused for credit for every server); empty = the
     #: Discord application's owner, or its team's admins and developers. When set, only these user ids.
     owner_ids: list[int] = []
+    #: Split the gateway over several ``run`` processes (discord.py's sharded client). 1: one connection, no
+    #: sharding. 0: ask Discord for the recommended count (one process then runs every shard).
+    shard_count: int = Field(default=1, ge=0)
+    #: The shards this process runs (each below ``shard_count``); empty = all of them.
+    shard_ids: list[int] = []
+
+    @model_validator(mode="after")
+    def _shards_fit(self) -> DiscordSection:
+        if self.shard_ids and not self.shard_count:
+            raise ValueError("shard_ids needs shard_count: the total number of shards every process splits")
+        outside = [i for i in self.shard_ids if not 0 <= i < self.shard_count]
+        if outside:
+            raise ValueError(f"shard_ids {outside} are not below shard_count = {self.shard_count}")
+        if len(set(self.shard_ids)) != len(self.shard_ids):
+            raise ValueError("shard_ids lists a shard twice")
+        return self
 
     @field_validator("api_base")
     @classmethod
@@ -87,6 +103,20 @@ class GenerationSection(Section):
     download_timeout_seconds: float = Field(default=60.0, gt=0)
     #: Posted images carry their prompt, model, seed and job id in the file's metadata (PNG text, JPEG XMP).
     provenance: bool = True
+    #: Several processes on one PostgreSQL database: a job whose process stops renewing its lease for this long
+    #: (it died, or lost the database or Discord) is taken over by another process.
+    lease_seconds: float = Field(default=60.0, ge=1, le=600)
+    #: How often a process renews its leases, looks for jobs other processes queued or left, and for Cancel
+    #: pressed elsewhere (PostgreSQL also notifies at once; this poll covers a missed notification).
+    lease_poll_seconds: float = Field(default=5.0, gt=0, le=60)
+
+    @model_validator(mode="after")
+    def _renewed_within_the_lease(self) -> GenerationSection:
+        if self.lease_poll_seconds * 2 > self.lease_seconds:
+            raise ValueError(
+                "lease_poll_seconds must be at most half of lease_seconds, or leases lapse between renewals"
+            )
+        return self
 
     @field_validator("default_aspect")
     @classmethod
@@ -107,6 +137,9 @@ class QuotaSection(Section):
     resolution_weights: dict[str, int] = {"1K": 1, "2K": 1, "3K": 2, "4K": 2}
     global_daily_cap: int = Field(default=0, ge=0)  # 0 = no cap on the whole bot
     guild_allowlist: list[int] = []  # empty = every guild may use the bot
+    #: Units per member per day for personal use: DMs, group DMs and servers without the bot, where a member
+    #: installed the bot to their own account. One allowance across all those places; 0 = personal use off.
+    personal_daily: int = Field(default=10, ge=0)
 
     @field_validator("timezone")
     @classmethod

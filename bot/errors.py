@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import re
 
+from bot.i18n import Text, _
+
 #: The query string of a link (signed links carry credentials and signatures there), up to whitespace,
 #: a quote or a closing bracket, so links inside ``repr`` output and XML/JSON bodies are caught too.
 _LINK_QUERY = re.compile(r"""((?:https?|wss?)://[^\s?#'"<>]*)\?[^\s#'"<>)\]]*""", re.IGNORECASE)
@@ -29,15 +31,20 @@ def redact_links(text: str) -> str:
 
 
 class SeedreamError(Exception):
-    """Base of every error a user may be told about."""
+    """Base of every error a user may be told about.
+
+    ``text`` is what the member reads, rendered in their language where it is a ``Text`` (a plain string is
+    shown as it is); ``user_message`` is its English form, for logs, the jobs table and the CLI.
+    """
 
     #: Short machine name, used in logs, metrics and the jobs table.
     code = "error"
 
-    def __init__(self, user_message: str, *, detail: str | None = None) -> None:
+    def __init__(self, user_message: str | Text, *, detail: str | None = None) -> None:
         detail = redact_links(detail) if detail is not None else None
-        super().__init__(detail or user_message)
-        self.user_message = user_message
+        super().__init__(detail or str(user_message))
+        self.text = user_message
+        self.user_message = str(user_message)
         self.detail = detail
 
 
@@ -77,7 +84,9 @@ class RateLimited(ProviderError):
     code = "rate_limited"
     retryable = True
 
-    def __init__(self, user_message: str, *, retry_after: float | None = None, detail: str | None = None) -> None:
+    def __init__(
+        self, user_message: str | Text, *, retry_after: float | None = None, detail: str | None = None
+    ) -> None:
         super().__init__(user_message, detail=detail)
         self.retry_after = retry_after
 
@@ -116,24 +125,32 @@ class ProviderRejected(InvalidRequest, ProviderError):
     retryable = False
 
     @classmethod
-    def because(cls, provider: str, reason: str, *, detail: str | None = None) -> ProviderRejected:
-        """``provider`` (as the member should read it, e.g. "Leonardo") refused the request for ``reason``."""
+    def because(cls, provider: str | None, reason: str, *, detail: str | None = None) -> ProviderRejected:
+        """``provider`` (as the member should read it, e.g. "Leonardo"; None: "The image provider") refused the
+        request for ``reason`` (the provider's own words, shown as they are)."""
         reason = reason.strip().rstrip(".") or "no reason given"
-        return cls(f"{provider} refused the request as invalid ({reason}). {_change_hint(reason)}", detail=detail)
+        who = provider if provider is not None else _("The image provider")
+        return cls(
+            _(
+                "{provider} refused the request as invalid ({reason}). {change}",
+                provider=who,
+                reason=reason,
+                change=_change_hint(reason),
+            ),
+            detail=detail,
+        )
 
 
-def _change_hint(reason: str) -> str:
+def _change_hint(reason: str) -> Text:
     """What the member should change, guessed from the provider's reason; never "try again"."""
     lowered = reason.lower()
     if "prompt" in lowered:
-        change = "Change the prompt (shorter or reworded)"
-    elif any(word in lowered for word in ("size", "pixel", "dimension", "width", "height", "resolution", "aspect")):
-        change = "Choose another aspect ratio or resolution"
-    elif any(word in lowered for word in ("image", "reference", "file")):
-        change = "Use other or fewer reference images"
-    else:
-        change = "Change the request"
-    return f"{change}; the same request would be refused again."
+        return _("Change the prompt (shorter or reworded); the same request would be refused again.")
+    if any(word in lowered for word in ("size", "pixel", "dimension", "width", "height", "resolution", "aspect")):
+        return _("Choose another aspect ratio or resolution; the same request would be refused again.")
+    if any(word in lowered for word in ("image", "reference", "file")):
+        return _("Use other or fewer reference images; the same request would be refused again.")
+    return _("Change the request; the same request would be refused again.")
 
 
 class ResultExpired(ProviderError):
@@ -181,6 +198,6 @@ class DeliveryFailed(SeedreamError):
 
     code = "delivery_failed"
 
-    def __init__(self, user_message: str, *, retryable: bool, detail: str | None = None) -> None:
+    def __init__(self, user_message: str | Text, *, retryable: bool, detail: str | None = None) -> None:
         super().__init__(user_message, detail=detail)
         self.retryable = retryable

@@ -1,11 +1,14 @@
 """The quota ledger: append-only reserve / commit / refund entries; a balance is a sum, never a counter.
 
-A job reserves ``count × weight`` units before it is queued, in the very INSERT that writes the job
-(the ``jobs_admit`` trigger checks the allowance and appends, migration 0004). SQLite takes the write
-lock before that statement reads, so concurrent requests, even from another process, can never
-overspend. A job's entries count in the window of its reservation; a moderator's manual refund (no
-job) counts in the window it was made in. Each guild may choose its own window kind and time zone
-(``guild_settings``); otherwise the config's ``[quota]`` applies.
+A job reserves ``count × weight`` units before it is queued, in the very INSERT that writes the job.
+The quota rule is written once, in the store: the ``jobs_admit`` trigger (migration 0008 on both stores)
+checks the bot owner's queued cap, the server's ``max_in_flight``, the member's allowance and the bot's
+daily cap, and appends the reservation. SQLite takes the write lock before that statement reads, and
+PostgreSQL's trigger takes the member's advisory lock first, so concurrent requests, even from other
+processes, can never overspend. Python only resolves what the row must fit in (``Ledger.admission``)
+and words a refusal from what it names (``Ledger.explain``). A job's entries count in the window of its
+reservation; a moderator's manual refund (no job) counts in the window it was made in. Each guild may
+choose its own window kind and time zone (``guild_settings``); otherwise the config's ``[quota]`` applies.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from zoneinfo import ZoneInfo
 
 from bot.config import QuotaSection
 from bot.errors import QuotaExceeded, TooManyJobs
+from bot.i18n import Text, _, _n
 from bot.storage import Store, StoreConnection, fetch_all, fetch_one
 from bot.storage.errors import AdmissionRefused
 
@@ -45,6 +49,11 @@ SELECT COALESCE(SUM(CASE entry WHEN 'reserve' THEN units ELSE -units END), 0) FR
 WHERE job_id IN (
   SELECT job_id FROM quota_ledger WHERE guild_id IS ? AND user_id = ? AND entry = 'reserve' AND created_at >= ?)
 """
+# The member's unfinished jobs (in this server when the last parameter is 1, else in all) and the server's cap.
+_IN_FLIGHT_SQL = """
+SELECT COUNT(*), (SELECT max_in_flight FROM guild_settings WHERE guild_id = ?) FROM jobs
+WHERE requester_id = ? AND (guild_id IS ? OR ? = 0) AND state IN ('queued', 'submitted', 'downloaded', 'posted')
+"""
 # Per reservation time, the net units each job (or manual refund) holds, oldest first (rolling windows).
 _HOLDINGS_SQL = f"""
 SELECT MIN(COALESCE(r.created_at, l.created_at)) AS at, {_NET} FROM quota_ledger AS l
@@ -68,7 +77,7 @@ class Admission:
 class AllowanceExceeded(QuotaExceeded):
     """QuotaExceeded that also says, as data, when the allowance comes back."""
 
-    def __init__(self, user_message: str, *, resets_at: datetime) -> None:
+    def __init__(self, user_message: str | Text, *, resets_at: datetime) -> None:
         super().__init__(user_message)
         self.resets_at = resets_at
 
@@ -155,9 +164,10 @@ class Ledger:
         return count * provider_weight * self.config.resolution_weights.get(resolution, 1)
 
     async def window_for(self, guild_id: int | None, conn: StoreConnection | None = None) -> Window:
-        """The guild's own window (kind, time zone) where it set one, else the config's."""
+        """The guild's own window (kind, time zone) where it set one, else the config's. Personal use (no
+        guild) counts per calendar day in the config's time zone (``[quota] personal_daily``)."""
         if guild_id is None:
-            return Window(self.config, self.clock)
+            return Window(self.config, self.clock, kind="daily")
         if guild_id in self._guild_windows:
             row = self._guild_windows[guild_id]
         else:
@@ -173,65 +183,42 @@ class Ledger:
 
     async def used(self, guild_id: int | None, user_id: int, conn: StoreConnection | None = None) -> int:
         """Units the member holds in the current window (in-flight reservations included)."""
-        start, _ = (await self.window_for(guild_id, conn)).bounds()
+        start, _end = (await self.window_for(guild_id, conn)).bounds()
         return await self._used_since(conn or self.db.conn, guild_id, user_id, start)
 
     async def balance(
         self, guild_id: int | None, user_id: int, limit: int | None, conn: StoreConnection | None = None
     ) -> Balance:
         """Used / left / next reset, without checking anything."""
-        return await self.check_allowance(
-            conn or self.db.conn, guild_id=guild_id, user_id=user_id, units=0, limit=limit
-        )
+        return await self.balance_now(conn or self.db.conn, guild_id=guild_id, user_id=user_id, limit=limit)
 
     async def refundable(self, guild_id: int | None, user_id: int, conn: StoreConnection | None = None) -> int:
         """Units a moderator may hand back now: what was charged this window, minus jobs still running."""
         conn = conn or self.db.conn
-        start, _ = (await self.window_for(guild_id, conn)).bounds()
+        start, _end = (await self.window_for(guild_id, conn)).bounds()
         row = await fetch_one(conn, _OPEN_SQL, (guild_id, user_id, start))
         open_units = int(row[0]) if row else 0
         return max(0, await self._used_since(conn, guild_id, user_id, start) - open_units)
 
     async def global_used(self, conn: StoreConnection | None = None) -> int:
         """Units the whole bot spent in today's calendar day (config time zone), for the global cap."""
-        start, _ = calendar_bounds("daily", self.config.timezone, self.clock())
+        start, _end = calendar_bounds("daily", self.config.timezone, self.clock())
         row = await fetch_one(conn or self.db.conn, _GLOBAL_USED_SQL, (start, start))
         return int(row[0]) if row else 0
 
-    async def check_allowance(
-        self, conn: StoreConnection, *, guild_id: int | None, user_id: int, units: int, limit: int | None
+    async def balance_now(
+        self, conn: StoreConnection, *, guild_id: int | None, user_id: int, limit: int | None
     ) -> Balance:
-        """The member's balance if ``units`` more fit in their allowance and the bot's daily cap; else raise."""
-        window, used = await self._ensure_fits(conn, guild_id, user_id, units, limit)
-        needed = 1 if limit is None else max(1, used + max(units, 1) - limit)
+        """Used / left / next reset in the member's window, read through ``conn``."""
+        window = await self.window_for(guild_id, conn)
+        used = await self._used_since(conn, guild_id, user_id, window.bounds()[0])
+        needed = 1 if limit is None else max(1, used + 1 - limit)
         resets = await self._resets_at(conn, window, guild_id, user_id, needed)
         return Balance(used=used, limit=limit, resets_at=resets, window=window.describe())
 
-    async def _ensure_fits(
-        self, conn: StoreConnection, guild_id: int | None, user_id: int, units: int, limit: int | None
-    ) -> tuple[Window, int]:
-        window = await self.window_for(guild_id, conn)
-        used = await self._used_since(conn, guild_id, user_id, window.bounds()[0])
-        if limit is not None and units > 0 and used + units > limit:
-            resets = await self._resets_at(conn, window, guild_id, user_id, used + units - limit)
-            left = max(0, limit - used)
-            raise AllowanceExceeded(
-                f"This needs {units} image credit{'s' if units != 1 else ''} but you have {left} of {limit} left; "
-                f"your allowance resets <t:{int(resets.timestamp())}:R>.",
-                resets_at=resets,
-            )
-        cap = self.config.global_daily_cap
-        if cap and units > 0 and await self.global_used(conn) + units > cap:
-            _, end = calendar_bounds("daily", self.config.timezone, self.clock())
-            raise AllowanceExceeded(
-                f"The bot has reached its daily image budget; please try again <t:{int(end)}:R>.",
-                resets_at=datetime.fromtimestamp(end, UTC),
-            )
-        return window, used
-
     async def admission(self, guild_id: int | None, limit: int | None, *, queued_cap: int | None = None) -> Admission:
         """What a new job must fit in, for the ``jobs_admit`` trigger (no database hop once the window is cached)."""
-        start, _ = (await self.window_for(guild_id)).bounds()
+        start, _end = (await self.window_for(guild_id)).bounds()
         cap = self.config.global_daily_cap or None
         daily_start = calendar_bounds("daily", self.config.timezone, self.clock())[0] if cap else None
         return Admission(limit, start, queued_cap, cap, daily_start)
@@ -248,23 +235,100 @@ class Ledger:
     ) -> None:
         """Write a job with ``write`` and reserve its units in the same statement, or say politely why not.
 
-        ``write`` inserts the job row carrying the ``Admission``; the trigger checks the allowance and
-        appends the reservation, so the hot path is one database hop under the write lock. A refusal
-        is explained afterwards with the usual reads (used, left, reset time); if the allowance was
-        freed in between (a refund landed), the write is tried once more.
+        ``write`` inserts the job row carrying the ``Admission``; the ``jobs_admit`` trigger (migration 0008
+        on both stores) is the one place the rule is decided: the bot owner's queued cap, the server's
+        ``max_in_flight``, the member's allowance and the bot's daily cap. A refusal is worded afterwards
+        from what it names (``explain``); if that reading finds the limit freed in between (a job ended, a
+        refund landed), the write is tried once more, and the trigger decides again.
         """
-        for _ in range(2):
+        for _attempt in range(2):
             admission = await self.admission(guild_id, limit, queued_cap=queued_cap)
             try:
                 await write(admission)
                 return
             except AdmissionRefused as refused:
-                if refused.reason == "queued":
-                    raise TooManyJobs(
-                        f"You already have {queued_cap} jobs waiting; please let some finish first."
-                    ) from None
-            await self._ensure_fits(self.db.conn, guild_id, user_id, units, limit)
-        raise QuotaExceeded("So many requests arrived at once that I could not fit yours in; please try again.")
+                reason = refused.reason
+            refusal = await self.explain(
+                reason, guild_id=guild_id, user_id=user_id, units=units, limit=limit, queued_cap=queued_cap
+            )
+            if refusal is not None:
+                raise refusal
+        raise QuotaExceeded(_("So many requests arrived at once that I could not fit yours in; please try again."))
+
+    async def explain(
+        self,
+        reason: str,
+        *,
+        guild_id: int | None,
+        user_id: int,
+        units: int,
+        limit: int | None,
+        queued_cap: int | None = None,
+    ) -> QuotaExceeded | TooManyJobs | None:
+        """The member's answer to the trigger's refusal ``reason``: which limit, and when it frees up.
+
+        Reads what the refusal names (never decides: the trigger did); None if the reading shows the
+        limit is no longer reached (it freed up after the refusal), so the caller may try again.
+        """
+        conn = self.db.conn
+        if reason in ("queued", "in flight"):
+            here = reason == "in flight"
+            row = await fetch_one(conn, _IN_FLIGHT_SQL, (guild_id, user_id, guild_id, int(here)))
+            jobs, cap = (int(row[0]), row[1]) if row else (0, None)
+            cap = cap if here else queued_cap
+            if cap is None or jobs < cap:
+                return None
+            if here:
+                return TooManyJobs(
+                    _n(
+                        "You already have {count} picture job in progress here (the limit is {cap}); "
+                        "please wait for one to finish.",
+                        "You already have {count} picture jobs in progress here (the limit is {cap}); "
+                        "please wait for one to finish.",
+                        jobs,
+                        cap=cap,
+                    )
+                )
+            return TooManyJobs(
+                _n(
+                    "You already have {count} picture job in progress (the limit is {cap}); "
+                    "please wait for one to finish.",
+                    "You already have {count} picture jobs in progress (the limit is {cap}); "
+                    "please wait for one to finish.",
+                    jobs,
+                    cap=cap,
+                )
+            )
+        if reason == "daily cap":
+            cap = self.config.global_daily_cap
+            if not cap or await self.global_used(conn) + units <= cap:
+                return None
+            _start, end = calendar_bounds("daily", self.config.timezone, self.clock())
+            return AllowanceExceeded(
+                _("The bot has reached its daily image budget; please try again {when}.", when=f"<t:{int(end)}:R>"),
+                resets_at=datetime.fromtimestamp(end, UTC),
+            )
+        window = await self.window_for(guild_id, conn)
+        used = await self._used_since(conn, guild_id, user_id, window.bounds()[0])
+        if limit is None or used + units <= limit:
+            return None
+        resets = await self._resets_at(conn, window, guild_id, user_id, used + units - limit)
+        left = max(0, limit - used)
+        return AllowanceExceeded(
+            _n(
+                "This needs {count} image credit but you have {left} of {limit} left; your allowance resets {when}.",
+                "This needs {count} image credits but you have {left} of {limit} left; your allowance resets {when}.",
+                units,
+                left=left,
+                limit=limit,
+                when=f"<t:{int(resets.timestamp())}:R>",
+            ),
+            resets_at=resets,
+        )
+
+    async def lock_member(self, conn: StoreConnection, user_id: int) -> None:
+        """Hold the member's quota lock for the rest of ``conn``'s transaction (before reading to write)."""
+        await fetch_one(conn, self.db.dialect.lock_member, (user_id,))
 
     async def settle(self, conn: StoreConnection, job_id: str, generated_units: int, note: str | None = None) -> None:
         """Commit what was generated and refund the rest of the job's reservation (idempotent)."""

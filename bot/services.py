@@ -77,7 +77,7 @@ class Services:
             fetcher=fetcher,
             providers=providers,
             ledger=ledger,
-            policy=PolicyService.for_settings(db, ledger, settings, providers.cost_weights()),  # the ledger's clock
+            policy=PolicyService.for_settings(db, ledger, settings),  # the ledger's clock
             moderation=ModeratorActions(db, ledger, provider_names=settings.providers.keys(), clock=clock),
             usage=UsageService(db, ledger, model_labels=UsageService.labels_for(settings), clock=clock),
             metrics=Metrics(settings.metrics.enabled),
@@ -104,6 +104,8 @@ class Services:
             health=health,
             metrics=self.metrics,
             clock=self.clock,
+            lease_seconds=gen.lease_seconds,
+            poll_seconds=gen.lease_poll_seconds,
         )
 
     async def close(self) -> None:

@@ -30,6 +30,8 @@ from cogs.cards import CardStarter
 from cogs.delivery import DiscordSink
 from cogs.endpoints import adopt_gateway, use_api_base
 from cogs.errors import SeedreamTree
+from cogs.locales import CatalogTranslator
+from cogs.worker import WorkerClient
 
 log = logging.getLogger(__name__)
 HTTP_CONNECTIONS = 32
@@ -38,6 +40,12 @@ PORTAL = "https://discord.com/developers/applications"
 ATTEMPT_TIMEOUT_SECONDS = 15.0
 #: Backoff between tries: 1, 2, 4 ... seconds, at most this.
 MAX_BACKOFF_SECONDS = 30.0
+#: Advisory-lock key of the bot-wide chores (one process at a time does them; docs/scaling.md).
+MAINTENANCE_LOCK = 0
+RETENTION_KEY = "maintenance:retention_at"
+#: With several processes, a command acknowledged this long ago without a job belongs to a process that died
+#: (a live one writes the job within seconds, or within a reference download's timeout).
+LEFT_BEHIND_SECONDS = 180.0
 
 
 def plural(count: int, word: str) -> str:
@@ -150,7 +158,7 @@ def start_error(exc: BaseException, settings: Settings) -> int | None:
 
 
 class SeedreamBot(commands.Bot):
-    def __init__(self, services: Services) -> None:
+    def __init__(self, services: Services, **options: Any) -> None:
         settings = services.settings
         intents = discord.Intents.default()
         intents.message_content = settings.discord.message_content_intent
@@ -167,6 +175,7 @@ class SeedreamBot(commands.Bot):
             # Every card is a public message, so a burst brings as many MESSAGE_CREATE/UPDATE events; nothing
             # reads discord.py's message cache (replies are resolved from the event or fetched), so keep none.
             max_messages=None,
+            **options,
         )
         self.services = services
         self.settings = settings
@@ -177,7 +186,6 @@ class SeedreamBot(commands.Bot):
             settings, services.providers, services.policy, services.fetcher, self.engine, services.metrics
         )
         self.starter = CardStarter(self)
-        self._last_cleanup = 0.0
         self._recovery: asyncio.Task[None] | None = None
 
     def dispatch(self, event_name: str, /, *args: Any, **kwargs: Any) -> None:
@@ -186,30 +194,46 @@ class SeedreamBot(commands.Bot):
             self.ack_first.received(args[0])
         super().dispatch(event_name, *args, **kwargs)
 
-    async def setup_hook(self) -> None:
-        await adopt_gateway(self, self.settings.discord.api_base)
+    async def load_commands(self) -> None:
+        """The cogs, and the translator that gives their commands every language we have."""
+        await self.tree.set_translator(CatalogTranslator())
         for extension in EXTENSIONS:
             await self.load_extension(extension)
+
+    async def setup_hook(self) -> None:
+        await adopt_gateway(self, self.settings.discord.api_base)
+        await self.load_commands()
         await self.sync_commands()
         await self.engine.start()
         if self.settings.metrics.enabled:
             self.services.metrics.serve(self.settings.metrics.host, self.settings.metrics.port)
         self.maintenance.start()
-        # commands the last run acknowledged but never queued are answered in the background once up
-        self._recovery = asyncio.create_task(self.starter.recover(), name="answer-left-behind")
+        if self.engine.exclusive:  # the only process: whatever is left was left by its previous run
+            # commands the last run acknowledged but never queued are answered in the background once up
+            self._recovery = asyncio.create_task(self.starter.recover(), name="answer-left-behind")
 
     @tasks.loop(seconds=HEARTBEAT_SECONDS)
     async def maintenance(self) -> None:
-        """Every minute: write the heartbeat (``seedream-bot health``), refresh the metrics gauges; every day:
-        remove images past their retention."""
+        """Every minute: write the heartbeat (``seedream-bot health``), refresh the metrics gauges, and the
+        bot-wide chores in whichever one process holds the maintenance lock (``_chores``)."""
         try:
             await beat(self.services.db, gateway_connected=self.gateway_connected, workers_running=self.working)
             self.services.metrics.set_states(await self.engine.counts_by_state())
-            if time.monotonic() - self._last_cleanup >= 86400 or not self._last_cleanup:
-                self._last_cleanup = time.monotonic()
-                await remove_old_images(self.settings.data_dir, self.settings.storage.retention_days)
+            async with self.services.db.leading(MAINTENANCE_LOCK) as leader:
+                if leader:
+                    await self._chores()
         except Exception:
             log.exception("maintenance failed; trying again later")
+
+    async def _chores(self) -> None:
+        """Once bot-wide: remove images past their retention (daily; the data folder is shared by every process,
+        README "Scaling out") and, with several processes, answer commands a dead process left "thinking…"."""
+        db, now = self.services.db, time.time()
+        if now - float(await get_meta(db, RETENTION_KEY) or 0) >= 86400:
+            await set_meta(db, RETENTION_KEY, str(now))
+            await remove_old_images(self.settings.data_dir, self.settings.storage.retention_days)
+        if not self.engine.exclusive:
+            await self.starter.recover(before=now - LEFT_BEHIND_SECONDS)
 
     @property
     def gateway_connected(self) -> bool:
@@ -274,6 +298,24 @@ class SeedreamBot(commands.Bot):
         )
 
 
+class ShardedSeedreamBot(SeedreamBot, commands.AutoShardedBot):
+    """``[discord] shard_count`` set: discord.py's sharded client, running ``shard_ids`` (or every shard) of
+    ``shard_count`` (0: the count Discord recommends). Several ``run`` processes split the gateway this way."""
+
+    def __init__(self, services: Services) -> None:
+        shards = services.settings.discord
+        super().__init__(services, shard_count=shards.shard_count or None, shard_ids=shards.shard_ids or None)
+
+    @property
+    def gateway_connected(self) -> bool:
+        return self.is_ready() and not self.is_closed() and all(not s.is_closed() for s in self.shards.values())
+
+
+def bot_class(settings: Settings) -> type[SeedreamBot]:
+    """The sharded bot unless ``[discord] shard_count`` is 1 (the default: one gateway connection)."""
+    return ShardedSeedreamBot if settings.discord.shard_count != 1 else SeedreamBot
+
+
 class CommandSyncer(SeedreamBot):
     """``seedream-bot sync``: log in, build the command tree, sync it everywhere it belongs, and stop.
 
@@ -281,8 +323,7 @@ class CommandSyncer(SeedreamBot):
     """
 
     async def setup_hook(self) -> None:
-        for extension in EXTENSIONS:
-            await self.load_extension(extension)
+        await self.load_commands()
         await self.sync_commands(force=True)
 
 
@@ -300,7 +341,7 @@ async def run_bot(
     use_api_base(settings.discord.api_base)
     quiet_voice_warnings()
     async with await Services.open(settings) as services:
-        bot = SeedreamBot(services)
+        bot = bot_class(settings)(services)
         if on_start is not None:
             on_start(bot)
         probe = asyncio.create_task(
@@ -350,4 +391,39 @@ async def sync_now(settings: Settings, token: str) -> int:
             if code is None:
                 raise
             return code
+    return 0
+
+
+async def run_worker(
+    settings: Settings,
+    token: str,
+    *,
+    on_start: Callable[[WorkerClient], None] | None = None,
+    handle_signals: bool = True,
+) -> int:
+    """``seedream-bot worker``: log in (REST only), run jobs until SIGTERM/SIGINT; the process exit code."""
+    use_api_base(settings.discord.api_base)
+    quiet_voice_warnings()
+    async with await Services.open(settings) as services:
+        client = WorkerClient(services)
+        if on_start is not None:
+            on_start(client)
+        if handle_signals:
+            loop = asyncio.get_running_loop()
+            for signum in (signal.SIGTERM, signal.SIGINT):
+                loop.add_signal_handler(signum, client.stopping.set)
+        async with client:
+            try:
+                await reach_discord(settings.discord.api_base, settings.discord.login_timeout_seconds)
+                await client.login(token)
+            except Exception as exc:
+                code = start_error(exc, settings)
+                if code is None:
+                    raise
+                return code
+            await client.engine.start()
+            log.info("worker %s running jobs as %s (no gateway connection)", client.engine.owner, client.user)
+            await client.stopping.wait()
+            grace = settings.discord.shutdown_grace_seconds
+            log.info("worker stopping: running jobs get %.0f s to reach a saved state", grace)
     return 0

@@ -15,23 +15,25 @@ import discord
 
 from bot.errors import NotAllowed
 from bot.generation import Order
+from bot.i18n import _
 from bot.jobs import Job
 from bot.jobs.models import Delivery
 from cogs.errors import reply_error
+from cogs.locales import locale_of
+from cogs.places import is_personal
 
 if TYPE_CHECKING:
     from cogs.app import SeedreamBot
 
 log = logging.getLogger(__name__)
 BuildOrder = Callable[[Delivery], Awaitable[Order]]
-RESTARTED = (
-    "The bot restarted before your request was queued, so nothing was made and nothing was charged. Please try again."
+#: The left-behind command's language is not kept, so this answer is English.
+RESTARTED = str(
+    _(
+        "The bot restarted before your request was queued, so nothing was made and nothing was charged. "
+        "Please try again."
+    )
 )
-
-
-def check_place(guilds_only: bool, guild_id: int | None) -> None:
-    if guild_id is None and guilds_only:
-        raise NotAllowed("I only make pictures inside servers, not in direct messages.")
 
 
 def can_thread(channel: object, perms: discord.Permissions) -> bool:
@@ -70,17 +72,23 @@ class CardStarter:
             # Noted before any other work: a crash from here until the job is written is answered at the next start
             await self.bot.generation.pending.add(ref, card_id, interaction.channel_id, self.bot.sink.wall_clock())
             perms = interaction.app_permissions
-            if interaction.guild_id is not None and not can_post_results(interaction.channel, perms):
+            personal = is_personal(interaction)
+            if not personal and interaction.guild_id is not None and not can_post_results(interaction.channel, perms):
                 raise NotAllowed(
-                    "I can't post pictures in this channel, so nothing was queued and nothing was charged. "
-                    "A moderator can give me Send Messages, Embed Links and Attach Files here."
+                    _(
+                        "I can't post pictures in this channel, so nothing was queued and nothing was charged. "
+                        "A moderator can give me Send Messages, Embed Links and Attach Files here."
+                    )
                 )
             delivery = Delivery(
                 channel_id=interaction.channel_id,
                 card_message_id=card_id,
                 card_channel_id=interaction.channel_id,
                 interaction=ref,
-                threads_allowed=can_thread(interaction.channel, perms),
+                threads_allowed=not personal and can_thread(interaction.channel, perms),
+                via_interaction=personal,
+                upload_limit=interaction.filesize_limit if personal else None,
+                locale=locale_of(interaction),
             )
             order = await build(delivery)
             await self.bot.ack_first.after_ack(interaction)
@@ -101,16 +109,17 @@ class CardStarter:
             log.info("job %s: card not shown yet (%s); the job goes on", job.id, exc)
         return job
 
-    async def recover(self) -> None:
-        """Answer the commands a previous run acknowledged but never queued (it stopped in between)."""
+    async def recover(self, before: float | None = None) -> None:
+        """Answer the commands a previous run acknowledged but never queued (it stopped in between); with
+        ``before``, only those acknowledged before then (other processes' recent ones are still in hand)."""
         try:
-            await self._answer_left_behind()
+            await self._answer_left_behind(before)
         except Exception:
             log.exception("commands left by the last run were not answered; the next start tries again")
 
-    async def _answer_left_behind(self) -> None:
+    async def _answer_left_behind(self, before: float | None) -> None:
         sink = self.bot.sink
-        for left in await self.bot.generation.pending.left_behind():
+        for left in await self.bot.generation.pending.left_behind(before):
             try:
                 if sink.wall_clock() < left.interaction.usable_until:
                     webhook = sink.followup(left.interaction)

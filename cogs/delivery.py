@@ -26,20 +26,24 @@ import aiohttp
 import discord
 
 from bot.errors import DeliveryFailed, SeedreamError
+from bot.i18n import Text, _, _n, render
 from bot.jobs import Job, JobState
 from bot.jobs.engine import RecordMessage
 from bot.jobs.formats import part_range
 from bot.jobs.models import InteractionRef
 from bot.uploads import UploadFile, plan_parts, provenance_fields
-from cogs.views import NO_MENTIONS, result_embed, result_view, status_embed, status_view, thread_name
+from cogs.followups import FollowupTarget, PersonalDelivery
+from cogs.locales import guild_locale_of
+from cogs.views import NO_MENTIONS, card_locale, result_embed, result_view, status_embed, status_view, thread_name
 
 if TYPE_CHECKING:
     from cogs.app import SeedreamBot
+    from cogs.worker import WorkerClient
 
 log = logging.getLogger(__name__)
 DEFAULT_UPLOAD_LIMIT = 10 * 1024 * 1024
 MIN_UPLOAD_LIMIT = 256 * 1024
-FALLBACK_NOTICE = "I can't create a thread here, so I'll post the results in this channel."
+FALLBACK_NOTICE = _("I can't create a thread here, so I'll post the results in this channel.")
 THREAD_ALREADY_CREATED = 160004
 #: Discord accepts an interaction token for 15 minutes; we stop using it a little before.
 TOKEN_LIFETIME_SECONDS = 15 * 60
@@ -64,7 +68,7 @@ class CardTracker:
 class DiscordSink:
     def __init__(
         self,
-        bot: SeedreamBot,
+        bot: SeedreamBot | WorkerClient,  # the gateway bot (`run`), or a worker without a gateway
         *,
         edit_interval: float = 5.0,
         clock: Clock = time.monotonic,
@@ -80,6 +84,7 @@ class DiscordSink:
         self._queue_refresh: asyncio.Task[None] | None = None
         self._ended: OrderedDict[str, None] = OrderedDict()
         self._background: set[asyncio.Task[None]] = set()
+        self.personal = PersonalDelivery(self)  # a member's own install: follow-ups, then DM
 
     # -- the card -----------------------------------------------------------------------------------
     def interaction_ref(self, interaction: discord.Interaction) -> InteractionRef:
@@ -101,6 +106,14 @@ class DiscordSink:
                 tracker.shown_position = position
                 self._waiting[job.id] = job
             await self._edit_card(job, status_embed(job, position, self.wall_clock()), status_view(job))
+        self.personal.watch(job)
+
+    def has_ended(self, job_id: str) -> bool:
+        return job_id in self._ended
+
+    def refresh_card(self, job: Job) -> None:
+        """Show the job as it is now, at the next edit the card's pace allows."""
+        self._schedule_edit(job, self._cards[job.id].shown_position or 0)
 
     async def open_reply_card(self, job: Job, message: discord.Message, position: int) -> None:
         """A plain message has no interaction to answer: the card is one reply to it, saved at once."""
@@ -138,6 +151,9 @@ class DiscordSink:
         delivery = job.delivery
         if delivery.card_message_id is None:
             return
+        note = self.personal.card_note(job)
+        if note is not None:
+            embed.description = f"{embed.description or ''}\n{note}".strip()
         interaction = delivery.interaction
         if interaction is not None and self.wall_clock() < interaction.usable_until:
             webhook = self.followup(interaction)
@@ -161,6 +177,11 @@ class DiscordSink:
             )
         except discord.NotFound as exc:
             log.info("job %s: card %s is gone (%s)", job.id, delivery.card_message_id, exc)
+        except discord.Forbidden as exc:
+            if not delivery.via_interaction:
+                raise
+            # the bot is not where a member's own install answered: past the token, the card stays as it was
+            log.info("job %s: card %s no longer editable (%s)", job.id, delivery.card_message_id, exc)
 
     # -- progress -----------------------------------------------------------------------------------
     async def progress(self, job: Job, position: int) -> None:
@@ -171,6 +192,8 @@ class DiscordSink:
         if position == 0 and self._waiting.pop(job.id, None) is not None:
             self._queue_moved()
         self._schedule_edit(job, position)
+        if job.is_active:
+            self.personal.watch(job)  # after a restart too: a resumed job still says when its token ends
 
     def _schedule_edit(self, job: Job, position: int) -> None:
         if job.id in self._ended:  # checked first: an ended job's tracker is gone and must not come back
@@ -215,7 +238,7 @@ class DiscordSink:
                 self._schedule_edit(job, position)
 
     # -- the end of a job ---------------------------------------------------------------------------
-    async def _final_edit(self, job: Job, failure: str | None) -> None:
+    async def _final_edit(self, job: Job, failure: str | Text | None) -> None:
         """The card's last edit: no later progress edit may follow it, and a pending one is dropped."""
         self._remember_ended(job.id)
         if self._waiting.pop(job.id, None) is not None:
@@ -241,18 +264,18 @@ class DiscordSink:
         except discord.HTTPException as exc:
             log.info("job %s: card not marked done (%s)", job.id, exc)
 
-    async def failed(self, job: Job, message: str) -> None:
+    async def failed(self, job: Job, message: str | Text) -> None:
         """Show the outcome on the card (no live Cancel) and tell the member: privately through the
         interaction while it is valid, else with a mention in the job's thread or next to the card."""
         cancelled = job.state == JobState.CANCELLED
-        failure = "Cancelled." if cancelled else f"This job did not complete: {message}"
+        failure = _("Cancelled.") if cancelled else _("This job did not complete: {reason}", reason=message)
         await self._final_edit(job, failure)
         if not cancelled:
             await self._tell_member(job, message)
 
-    async def _tell_member(self, job: Job, message: str) -> None:
+    async def _tell_member(self, job: Job, message: str | Text) -> None:
         delivery = job.delivery
-        text = f"<@{job.requester_id}> {message}"
+        text = f"<@{job.requester_id}> {render(message, card_locale(job))}"
         mention = discord.AllowedMentions(users=[discord.Object(job.requester_id)])
         interaction = delivery.interaction
         if interaction is not None and self.wall_clock() < interaction.usable_until:
@@ -292,17 +315,19 @@ class DiscordSink:
         task.add_done_callback(self._background.discard)
         return task
 
-    async def alert(self, job: Job, message: str) -> None:
-        """Problems only moderators can fix go to the server's log channel (set with /seedream-admin)."""
+    async def alert(self, job: Job, message: str | Text) -> None:
+        """Problems only moderators can fix go to the server's log channel (set with /seedream-admin), in the
+        server's language."""
         if job.guild_id is None:
             return
         settings = await self.bot.services.policy.store.settings(job.guild_id)
         if not settings.log_channel_id:
-            log.warning("guild %s has no log channel for: %s", job.guild_id, message)
+            log.warning("guild %s has no log channel for: %s", job.guild_id, str(message))
             return
         try:
             channel = self.bot.get_partial_messageable(settings.log_channel_id)
-            await channel.send(f"⚠️ {message}", allowed_mentions=NO_MENTIONS)
+            text = render(message, guild_locale_of(self.bot.get_guild(job.guild_id)))
+            await channel.send(f"⚠️ {text}", allowed_mentions=NO_MENTIONS)
         except discord.HTTPException as exc:
             log.info("guild %s: log channel not writable (%s)", job.guild_id, exc)
 
@@ -320,6 +345,8 @@ class DiscordSink:
         async with self._threads[job.id]:
             await self._refresh(job)
             delivery = job.delivery
+            if delivery.via_interaction:
+                return await self.personal.target(job)  # type: ignore[return-value]
             if delivery.thread_id is None and delivery.threads_allowed and not delivery.fallback:
                 thread = await self._open_thread(job)
                 if thread is not None:
@@ -402,7 +429,7 @@ class DiscordSink:
         limit = job.delivery.upload_limit or (guild.filesize_limit if guild else DEFAULT_UPLOAD_LIMIT)
         total = len(job.results)
         posted = job.delivery.posted_images
-        if job.delivery.posting_started:
+        if job.delivery.posting_started and not isinstance(target, FollowupTarget):
             # What is already in the thread is the truth: the process may have died after sending a part,
             # or after recording its message id but before counting its images.
             for message_id, last in await self._find_posted(target, job, posted):
@@ -419,6 +446,8 @@ class DiscordSink:
             )
             part = parts[0]
             first, last = posted + 1, posted + len(part)
+            if job.delivery.via_interaction:
+                target = await self.personal.target(job)  # type: ignore[assignment]
             try:
                 message = await target.send(
                     embed=result_embed(job, first, last, self.bot, self._notes(job, part, first, target)),
@@ -433,6 +462,8 @@ class DiscordSink:
                     log.info("job %s: upload refused as too large; retrying under %d bytes", job.id, limit)
                     job.delivery = job.delivery.model_copy(update={"upload_limit": limit})
                     await self.bot.engine.save_delivery(job, job.delivery)
+                    continue
+                if isinstance(target, FollowupTarget) and await self.personal.give_up_token(job, exc):
                     continue
                 raise
             posted = last
@@ -452,21 +483,28 @@ class DiscordSink:
     def _next_to_card(job: Job, target: Messageable) -> dict[str, Any]:
         """Results posted in the card's own channel reply to the card, so they are easy to tell apart."""
         delivery = job.delivery
-        if delivery.thread_id is not None or delivery.card_message_id is None:
+        if delivery.thread_id is not None or delivery.card_message_id is None or target.id != delivery.card_channel:
             return {}
         reference = discord.MessageReference(
             message_id=delivery.card_message_id, channel_id=target.id, fail_if_not_exists=False
         )
         return {"reference": reference}
 
-    def _notes(self, job: Job, part: list[UploadFile], first: int, target: Messageable) -> list[str]:
-        notes = list(job.notices) if first == 1 else []
+    def _notes(self, job: Job, part: list[UploadFile], first: int, target: Messageable) -> list[str | Text]:
+        notes: list[str | Text] = [*(job.notices if first == 1 else []), *self.personal.notes(job, target)]
         if first == 1 and isinstance(target, discord.TextChannel):  # a channel that could have had a thread
             notes.insert(0, FALLBACK_NOTICE)
         days = self.bot.settings.storage.retention_days
         notes += [
-            f"{f.filename} was re-encoded from {f.reencoded_from[0]}×{f.reencoded_from[1]} to fit this server's "
-            f"upload limit; the original is kept for {days} days."
+            _n(
+                "{file} was re-encoded from {size} to fit this server's upload limit; the original is kept for "
+                "{count} day.",
+                "{file} was re-encoded from {size} to fit this server's upload limit; the original is kept for "
+                "{count} days.",
+                days,
+                file=f.filename,
+                size=f"{f.reencoded_from[0]}×{f.reencoded_from[1]}",
+            )
             for f in part
             if f.reencoded_from
         ]

@@ -9,20 +9,23 @@ import discord
 from discord import app_commands
 
 from bot.errors import SeedreamError
+from bot.i18n import Text, _, render
+from cogs.locales import locale_of
 
 log = logging.getLogger(__name__)
 #: ``extras`` key of a command that acknowledges by itself (a public card, or a modal as its first answer).
 ANSWERS_ITSELF = "answers_itself"
 
 
-async def reply(interaction: discord.Interaction, content: str) -> None:
-    """Answer ephemerally whether or not the interaction was already acknowledged."""
+async def reply(interaction: discord.Interaction, content: str | Text) -> None:
+    """Answer ephemerally, in the member's language, whether or not the interaction was already acknowledged."""
+    text = str(render(content, locale_of(interaction)))
     try:
         if interaction.response.is_done():
-            await interaction.followup.send(content, ephemeral=True, allowed_mentions=discord.AllowedMentions.none())
+            await interaction.followup.send(text, ephemeral=True, allowed_mentions=discord.AllowedMentions.none())
         else:
             await interaction.response.send_message(
-                content, ephemeral=True, allowed_mentions=discord.AllowedMentions.none()
+                text, ephemeral=True, allowed_mentions=discord.AllowedMentions.none()
             )
     except discord.HTTPException as exc:
         log.warning("could not answer interaction %s: %s", interaction.id, exc)
@@ -32,10 +35,10 @@ async def reply_error(interaction: discord.Interaction, error: BaseException) ->
     if isinstance(error, app_commands.CommandInvokeError):
         error = error.original
     if isinstance(error, SeedreamError):
-        await reply(interaction, error.user_message)
+        await reply(interaction, error.text)
         return
     if isinstance(error, app_commands.CheckFailure):
-        await reply(interaction, "You are not allowed to use this command here.")
+        await reply(interaction, _("You are not allowed to use this command here."))
         return
     incident = secrets.token_hex(4)
     log.error(
@@ -46,7 +49,10 @@ async def reply_error(interaction: discord.Interaction, error: BaseException) ->
         interaction.guild_id,
         exc_info=error,
     )
-    await reply(interaction, f"Sorry, something went wrong on our side (incident {incident}). Please try again.")
+    await reply(
+        interaction,
+        _("Sorry, something went wrong on our side (incident {incident}). Please try again.", incident=incident),
+    )
 
 
 def _answers_itself(command: object) -> bool:

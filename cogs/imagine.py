@@ -13,15 +13,18 @@ from discord.ext import commands
 from bot.edits import AttachmentFacts
 from bot.errors import InvalidRequest, NotAllowed
 from bot.generation import Options, Order
+from bot.i18n import _, _p
 from bot.jobs import Job, JobState
 from bot.jobs.formats import is_about, part_range
 from bot.jobs.models import Delivery
 from bot.prompts import clean_prompt
 from bot.providers.base import Capabilities
 from cogs import members
-from cogs.cards import check_place
+from cogs.edits import MENU_NAME
 from cogs.errors import ANSWERS_ITSELF, reply, reply_error
+from cogs.locales import locale_of, menu_name, slash
 from cogs.members import is_moderator
+from cogs.places import check_place, declare_places, scope_guild_id
 from cogs.views import JobButton
 
 if TYPE_CHECKING:
@@ -29,6 +32,17 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 MAX_ATTACHMENTS = 3
+#: How /jobs names each state.
+JOB_STATES = {
+    JobState.QUEUED: _p("job state", "queued"),
+    JobState.SUBMITTED: _p("job state", "submitted"),
+    JobState.DOWNLOADED: _p("job state", "downloaded"),
+    JobState.POSTED: _p("job state", "posted"),
+    JobState.DONE: _p("job state", "done"),
+    JobState.FAILED: _p("job state", "failed"),
+    JobState.CANCELLED: _p("job state", "cancelled"),
+}
+FOLLOWUPS_KEPT = _("Discord lets me remove pictures posted here for 15 minutes only; please delete them yourself.")
 
 
 def jump_url(guild_id: int | None, channel_id: int, message_id: int | None = None) -> str:
@@ -96,23 +110,25 @@ def build_imagine_command(cog: Imagine, caps: list[Capabilities]) -> app_command
     command: app_commands.Command[Any, Any, Any] = app_commands.Command(
         name="imagine", description="Make pictures with Seedream", callback=described, extras={ANSWERS_ITSELF: True}
     )
-    command.guild_only = cog.bot.settings.discord.guilds_only
+    declare_places(command, cog.bot.settings.discord.guilds_only)
     return command
 
 
-class EditModal(discord.ui.Modal, title="Edit with Seedream"):
-    instruction: discord.ui.TextInput[Any] = discord.ui.TextInput(
-        label="What should change?", style=discord.TextStyle.paragraph, max_length=1000
-    )
-
-    def __init__(self, cog: Imagine, button: JobButton, shown: int | None) -> None:
-        """``shown``: how many images the pressed message's job has (from its footer), None if unknown."""
-        super().__init__()
+class EditModal(discord.ui.Modal, title=MENU_NAME):
+    def __init__(self, cog: Imagine, button: JobButton, shown: int | None, locale: str) -> None:
+        """``shown``: how many images the pressed message's job has (from its footer), None if unknown;
+        ``locale``: the member's language, which the modal is written in."""
+        super().__init__(title=menu_name(locale, MENU_NAME))
+        self.instruction: discord.ui.TextInput[Any] = discord.ui.TextInput(
+            label=_("What should change?").render(locale), style=discord.TextStyle.paragraph, max_length=1000
+        )
+        self.add_item(self.instruction)
         self.cog, self.button = cog, button
         self.index: int | None = button.index if shown == 1 else None
         self.image_number: discord.ui.TextInput[Any] | None = None
         if self.index is None:
-            label = f"Which image (1–{shown})?" if shown else "Which image?"
+            which = _("Which image (1–{count})?", count=shown) if shown else _("Which image?")
+            label = which.render(locale)
             self.image_number = discord.ui.TextInput(label=label, default="1", max_length=2, required=False)
             self.add_item(self.image_number)
 
@@ -123,7 +139,7 @@ class EditModal(discord.ui.Modal, title="Edit with Seedream"):
             if index is None:
                 raw = (self.image_number.value if self.image_number else "") or "1"
                 if not raw.isdigit() or not 1 <= int(raw) <= len(job.results):
-                    raise InvalidRequest(f"Please give an image number from 1 to {len(job.results)}.")
+                    raise InvalidRequest(_("Please give an image number from 1 to {count}.", count=len(job.results)))
                 index = int(raw) - 1
             request = self.cog.bot.generation.child_request(job, "edit", prompt=self.instruction.value, reference=index)
             return Order("edit", members.of_interaction(interaction), request, job.provider, delivery, parent=job)
@@ -138,6 +154,7 @@ class Imagine(commands.Cog):
     def __init__(self, bot: SeedreamBot) -> None:
         self.bot = bot
         self.imagine_command = build_imagine_command(self, [p.capabilities for p in bot.services.providers])
+        declare_places(self.jobs, bot.settings.discord.guilds_only)
 
     async def cog_load(self) -> None:
         self.bot.tree.add_command(self.imagine_command)
@@ -149,7 +166,7 @@ class Imagine(commands.Cog):
 
     # -- starting jobs ------------------------------------------------------------------------------
     def check_place(self, interaction: discord.Interaction) -> None:
-        check_place(self.bot.settings.discord.guilds_only, interaction.guild_id)
+        check_place(interaction, self.bot.settings)
 
     async def imagine(
         self,
@@ -170,7 +187,7 @@ class Imagine(commands.Cog):
         facts = [AttachmentFacts(a.url, a.filename, a.content_type, a.size) for a in attachments]
         generation.check_attachments(facts)
         if not clean_prompt(prompt):
-            raise InvalidRequest("Please describe the picture you want: the prompt is empty.")
+            raise InvalidRequest(_("Please describe the picture you want: the prompt is empty."))
         options = Options(aspect, resolution, count, seed, style, enhance)
 
         async def build(delivery: Delivery) -> Order:
@@ -182,9 +199,9 @@ class Imagine(commands.Cog):
 
     async def model_choices(self, interaction: discord.Interaction, current: str) -> list[Choice[str]]:
         """The models on offer here (a server may allow only some), matching what the member typed."""
-        allowed = None
-        if interaction.guild_id is not None:
-            allowed = (await self.bot.services.policy.store.settings(interaction.guild_id)).allowed_providers
+        allowed, here = None, scope_guild_id(interaction)
+        if here is not None:
+            allowed = (await self.bot.services.policy.store.settings(here)).allowed_providers
         typed = current.casefold()
         return [
             Choice(name=choice.choice_name(), value=choice.provider)
@@ -202,15 +219,17 @@ class Imagine(commands.Cog):
     async def pressed_job(self, interaction: discord.Interaction, button: JobButton) -> Job:
         """The job a button belongs to, if the press is genuine: one of our messages about that job, here."""
         job = await self.bot.engine.jobs.get(button.job_id)
-        if job is None or job.guild_id != interaction.guild_id or not self._shows_job(interaction.message, job.id):
-            raise NotAllowed("This button does not belong to a job here.")
+        here = scope_guild_id(interaction)
+        if job is None or job.guild_id != here or not self._shows_job(interaction.message, job.id):
+            raise NotAllowed(_("This button does not belong to a job here."))
         return job
 
     async def _on_job_button(self, interaction: discord.Interaction, button: JobButton) -> None:
         self.check_place(interaction)
         action = button.action
         if action == "edit":  # a modal must be the first answer: decided from the pressed message alone
-            await interaction.response.send_modal(EditModal(self, button, self._images_of(interaction.message)))
+            shown = self._images_of(interaction.message)
+            await interaction.response.send_modal(EditModal(self, button, shown, locale_of(interaction)))
             return
         if action in ("reroll", "vary"):
 
@@ -226,13 +245,16 @@ class Imagine(commands.Cog):
         await self.bot.ack_first.after_ack(interaction)
         job = await self.pressed_job(interaction, button)
         if interaction.user.id != job.requester_id and not is_moderator(interaction):
-            raise NotAllowed(f"Only <@{job.requester_id}> or a moderator can {action} this job.")
+            requester = f"<@{job.requester_id}>"
+            if action == "cancel":
+                raise NotAllowed(_("Only {requester} or a moderator can cancel this job.", requester=requester))
+            raise NotAllowed(_("Only {requester} or a moderator can delete this job.", requester=requester))
         if action == "cancel":
             await self.bot.engine.cancel(job.id)
-            await reply(interaction, "Cancelled; nothing was charged for the images not made.")
+            await reply(interaction, _("Cancelled; nothing was charged for the images not made."))
         elif action == "delete":
             await self._delete_results(job)
-            await reply(interaction, "Deleted.")
+            await reply(interaction, _("Deleted."))
 
     @staticmethod
     def _images_of(message: discord.Message | None) -> int | None:
@@ -250,19 +272,37 @@ class Imagine(commands.Cog):
         return any(is_about(embed.footer.text or "", job_id) for embed in message.embeds)
 
     async def _delete_results(self, job: Job) -> None:
-        channel = self.bot.get_partial_messageable(int(job.delivery.results_channel or job.channel_id or 0))
+        """A member's own install posted through the interaction (deletable with its token while it lives)
+        and perhaps their DM; a server install in the job's thread or channel."""
+        delivery = job.delivery
+        webhook = None
+        if delivery.via_interaction and delivery.interaction and self.bot.sink.personal.token_usable(job):
+            webhook = self.bot.sink.followup(delivery.interaction)
+        where = delivery.dm_channel_id if delivery.via_interaction else delivery.results_channel
+        channel = self.bot.get_partial_messageable(int(where or job.channel_id or 0))
         for message_id in job.posted_message_ids:
             try:
+                if webhook is not None:
+                    try:
+                        await webhook.delete_message(message_id)
+                        continue
+                    except discord.NotFound:
+                        pass  # not a follow-up: it went by DM
                 await channel.get_partial_message(message_id).delete()
             except discord.NotFound:
                 pass
+            except discord.Forbidden:
+                raise NotAllowed(FOLLOWUPS_KEPT) from None
 
     # -- /jobs --------------------------------------------------------------------------------------
     @app_commands.command(name="jobs", description="Your recent pictures and where they are")
     async def jobs(self, interaction: discord.Interaction) -> None:
-        recent = await self.bot.engine.jobs.recent_for(interaction.user.id, interaction.guild_id, limit=10)
+        recent = await self.bot.engine.jobs.recent_for(interaction.user.id, scope_guild_id(interaction), limit=10)
         if not recent:
-            await reply(interaction, "You have no jobs here yet. Try `/imagine`!")
+            await reply(
+                interaction,
+                _("You have no jobs here yet. Try `{imagine}`!", imagine=slash(locale_of(interaction), "imagine")),
+            )
             return
         lines = []
         for job in recent:
@@ -273,7 +313,7 @@ class Imagine(commands.Cog):
                 link = jump_url(
                     job.guild_id, int(delivery.card_channel or job.channel_id or 0), delivery.card_message_id
                 )
-            state = "done" if job.state == JobState.DONE else job.state.value
+            state = JOB_STATES[job.state].render(locale_of(interaction))
             prompt = discord.utils.escape_markdown(job.request.prompt[:60])
             lines.append(f"`{job.id}` {state}: {prompt} ({link})")
         await reply(interaction, "\n".join(lines))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import discord
 
 from bot.moderation import MemberContext
+from cogs import places
 
 
 def has_moderator_permissions(perms: discord.Permissions) -> bool:
@@ -33,6 +34,9 @@ def member_context(
 
 
 def of_interaction(interaction: discord.Interaction) -> MemberContext:
+    """In a member's own install (``cogs.places``) the personal scope: no server, its roles or moderators."""
+    if places.is_personal(interaction):
+        return MemberContext(guild_id=None, user_id=interaction.user.id, channel_id=interaction.channel_id)
     return member_context(interaction.guild_id, interaction.user, interaction.channel, is_moderator(interaction))
 
 

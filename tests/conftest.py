@@ -8,7 +8,7 @@ throwaway PostgreSQL database (skipped, saying how to enable it, where no server
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -47,6 +47,24 @@ async def db(store_kind: str, tmp_path: Path) -> AsyncIterator[Store]:
         yield database
     finally:
         await database.close()
+
+
+@pytest.fixture
+async def another_store(db: Store) -> AsyncIterator[Callable[[], Awaitable[Store]]]:
+    """Open more connections to ``db``'s database (another SQLite connection, another PostgreSQL pool), as a
+    second process would have; closed after the test."""
+    opened: list[Store] = []
+
+    async def open_another() -> Store:
+        store: Store = Database(db.path) if isinstance(db, Database) else PostgresDatabase(db.url)  # type: ignore[attr-defined]
+        opened.append(await store.open())
+        return store
+
+    try:
+        yield open_another
+    finally:
+        for store in opened:
+            await store.close()
 
 
 @pytest.fixture(autouse=True)

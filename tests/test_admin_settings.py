@@ -20,11 +20,19 @@ from bot.quota import AllowanceExceeded, calendar_bounds
 from bot.sizes import RESOLUTIONS
 from bot.storage import Database
 from bot.storage.database import migration_files
+from tests import pg
 from tests.botrunner import bot_settings, is_card, running_bot
 from tests.fakediscord import CommandNotAvailable, FakeDiscord, FakeMessage
 from tests.test_e2e_moderation import Server, jobs_of
 from tests.test_policy import ART, GUILD, MOD, ROLE_A, ROLE_B, World, build, member
 from tests.test_quota import at, count, reserve_job
+
+
+@pytest.fixture(params=pg.STORE_KINDS)
+def store_kind(request: pytest.FixtureRequest) -> str:
+    """Every ``db`` test here runs on SQLite and on PostgreSQL (tests/conftest.py)."""
+    return str(request.param)
+
 
 TIERS = ", ".join(RESOLUTIONS)
 MODELS = [
@@ -55,11 +63,11 @@ async def test_the_window_changes_only_what_is_given_in_the_time_zone_databases_
     assert (settings.window_kind, settings.timezone, settings.rolling_hours) == ("weekly", "Asia/Tokyo", 48)
     await reserve_job(world.db, world.ledger, user=5, units=1, guild=GUILD, limit=1)
     with pytest.raises(AllowanceExceeded) as refused:
-        await world.check(member())
+        await world.submit(member())
     assert refused.value.resets_at == at(2025, 6, 9, 0, zone=ZoneInfo("Asia/Tokyo"))  # Monday, Tokyo midnight
     await world.mod.set_window(GUILD, MOD, kind="rolling")
     with pytest.raises(AllowanceExceeded) as refused:
-        await world.check(member())
+        await world.submit(member())
     assert refused.value.resets_at.timestamp() == world.clock() + 48 * 3600  # the stored hours now count
     assert await actions(world.db) == ["limit.set", "window.set", "window.set", "window.set"]
 

@@ -14,7 +14,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGES = ("bot", "cogs")
-#: The entry point may start the Discord app, from inside the commands that need it (``run``, ``sync``).
+#: The entry point may start the Discord app, from inside the commands that need it (``run``, ``worker``, ``sync``).
 ENTRY_POINT = ("bot.cli", "cogs.app")
 
 Graph = dict[str, set[str]]

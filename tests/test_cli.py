@@ -99,6 +99,17 @@ def test_run_without_token_says_what_to_set(tmp_path: Path, monkeypatch: pytest.
     assert "DISCORD_TOKEN" in err and "developers/applications" in err
 
 
+def test_worker_on_the_embedded_sqlite_file_says_it_needs_postgresql(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("DISCORD_TOKEN", "t")
+    assert main(["worker"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "needs PostgreSQL" in err and "postgresql://" in err and "\n" not in err
+    assert not (tmp_path / "seedream-bot.sqlite3").exists()  # nothing was created
+
+
 def test_status_refuses_a_database_that_does_not_exist_and_creates_none(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys
 ) -> None:
@@ -543,6 +554,19 @@ def test_run_and_migrate_on_an_unreachable_postgresql_url_are_one_line_without_t
         assert line.startswith("error: cannot connect to PostgreSQL at postgresql://bot:***@127.0.0.1:1/seedream")
         assert "hunter2" not in line
     assert [p.name for p in tmp_path.iterdir()] == ["data"]  # run's data folder; nothing named after the URL
+
+
+async def test_run_and_migrate_on_a_wrong_postgresql_url_are_one_line_without_the_password(tmp_path: Path) -> None:
+    """A server that answers but has no such database: one line naming it and how to create it, exit code 2."""
+    server = pg.with_database(await pg.require_server(), "seedream_no_such_database")
+    user, at, rest = server.partition("@")
+    url = f"{user}:hunter2-secret@{rest}" if at and ":" not in user.partition("://")[2] else server  # trust auth
+    env = {"DISCORD_TOKEN": "x", "SEEDREAM_STORAGE__DATABASE": url}
+    for command in ("run", "migrate"):
+        line = one_line(cli(command, cwd=tmp_path, env=env), 2)
+        assert line.startswith("error: cannot connect to PostgreSQL at ")
+        assert "the database 'seedream_no_such_database' does not exist" in line and "createdb" in line
+        assert "hunter2" not in line
 
 
 def test_run_and_migrate_refuse_a_database_newer_than_the_code(tmp_path: Path) -> None:

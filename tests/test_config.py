@@ -180,3 +180,16 @@ def test_api_key_comes_from_the_named_env_var(monkeypatch: pytest.MonkeyPatch) -
     assert config.api_key() is None
     monkeypatch.setenv("SOME_KEY_VAR", "secret-value")
     assert config.api_key() == "secret-value"
+
+
+@pytest.mark.parametrize(
+    ("text", "problem"),
+    [
+        ("[discord]\nshard_count = 2\nshard_ids = [2]", "shard_ids [2] are not below shard_count = 2"),
+        ("[discord]\nshard_count = 0\nshard_ids = [0]", "shard_ids needs shard_count"),
+        ("[generation]\nlease_seconds = 6\nlease_poll_seconds = 5", "at most half of lease_seconds"),
+    ],
+)
+def test_shards_and_leases_that_cannot_work_are_refused(tmp_path: Path, text: str, problem: str) -> None:
+    with pytest.raises(ConfigError, match=problem.replace("[", r"\[").replace("]", r"\]")):
+        load_settings(write(tmp_path, text))

@@ -77,11 +77,11 @@ class RecordingSink:
     async def finished(self, job: Job) -> None:
         self.finished_ids.append(job.id)
 
-    async def failed(self, job: Job, message: str) -> None:
-        self.failures.append((job.id, message))
+    async def failed(self, job: Job, message: object) -> None:
+        self.failures.append((job.id, str(message)))  # a Text: what an English-speaking member reads
 
-    async def alert(self, job: Job, message: str) -> None:
-        self.alerts.append(message)
+    async def alert(self, job: Job, message: object) -> None:
+        self.alerts.append(str(message))
 
 
 def make_engine(

@@ -15,7 +15,15 @@ from bot.moderation import MemberContext, ModeratorActions, PolicyService, banne
 from bot.providers.base import GenerationRequest
 from bot.quota import AllowanceExceeded, Ledger
 from bot.storage import Database
+from tests import pg
 from tests.test_quota import FakeClock, at, count, reserve_job, settle
+
+
+@pytest.fixture(params=pg.STORE_KINDS)
+def store_kind(request: pytest.FixtureRequest) -> str:
+    """Every ``db`` test here runs on SQLite and on PostgreSQL (tests/conftest.py)."""
+    return str(request.param)
+
 
 GUILD, MOD = 100, 900
 ROLE_A, ROLE_B, ROLE_VIP = 11, 12, 13
@@ -37,15 +45,32 @@ class World:
     mod: ModeratorActions
 
     async def check(self, ctx: MemberContext, prompt: str = "a lighthouse at dusk", **request: object) -> int | None:
+        """The server's rules only: the allowance that applies (nothing is written)."""
         decision = await self.policy.check(ctx, GenerationRequest.model_validate({"prompt": prompt, **request}), None)
         return decision.quota_limit
+
+    async def submit(self, ctx: MemberContext, **request: object) -> str:
+        """What /imagine does: the server's rules, then the job written and its units reserved by the store's one
+        quota rule (the in-flight caps, the allowance, the daily cap); returns the job's id."""
+        generation = GenerationRequest.model_validate({"prompt": "a lighthouse at dusk", **request})
+        decision = await self.policy.check(ctx, generation, None)
+        weight = {"local": 1, "pro": 2}[decision.provider_name]
+        return await reserve_job(
+            self.db,
+            self.ledger,
+            user=ctx.user_id,
+            guild=ctx.guild_id,
+            units=self.ledger.units_for(generation.count, generation.resolution, weight),
+            limit=decision.quota_limit,
+            queued_cap=self.policy.config.max_queued_per_user,
+        )
 
 
 def build(db: Database, quota: QuotaSection | None = None) -> World:
     clock = FakeClock(at(2025, 6, 2, 15))
     config = quota or QuotaSection(default_limit=10)
     ledger = Ledger(db, config, clock)
-    policy = PolicyService(db, ledger, config, provider_weights={"local": 1, "pro": 2}, default_provider="local")
+    policy = PolicyService(db, ledger, config, default_provider="local")
     return World(db, clock, ledger, policy, ModeratorActions(db, ledger, provider_names=["local", "pro"]))
 
 
@@ -107,10 +132,11 @@ async def test_the_allowance_is_enforced_with_the_reset_time(world: World) -> No
     await world.mod.set_window(GUILD, MOD, "weekly", "Europe/Berlin")
     await reserve_job(world.db, world.ledger, user=5, units=3, guild=GUILD, limit=4)
     with pytest.raises(AllowanceExceeded, match="you have 1 of 4 left") as refused:
-        await world.check(member(), count=1, resolution="4K")  # a 4K image costs 2
+        await world.submit(member(), count=1, resolution="4K")  # a 4K image costs 2
     assert refused.value.resets_at == at(2025, 6, 9, 0)  # next Monday, Berlin midnight
-    decision = await world.policy.check(member(), GenerationRequest(prompt="x", resolution="1K"), None)
-    assert (decision.units, decision.balance.used, decision.balance.left) == (1, 3, 1)
+    await world.submit(member(), resolution="1K")
+    status = await world.policy.status(member())
+    assert (status.balance.used, status.balance.left, status.in_flight) == (4, 0, 2)
 
 
 async def test_status_shows_used_left_reset_and_jobs_in_flight(world: World) -> None:
@@ -127,9 +153,9 @@ async def test_too_many_jobs_in_flight_is_refused(world: World) -> None:
     await world.mod.set_max_in_flight(GUILD, MOD, 2)
     for _ in range(2):
         await reserve_job(world.db, world.ledger, user=5, units=1, guild=GUILD)
-    with pytest.raises(TooManyJobs, match="limit is 2"):
-        await world.check(member())
-    await world.check(member(user=6))  # per member
+    with pytest.raises(TooManyJobs, match=r"You already have 2 picture jobs in progress here \(the limit is 2\)"):
+        await world.submit(member())
+    await world.submit(member(user=6))  # per member
 
 
 async def test_a_servers_in_flight_cap_can_lower_the_bots_limit_but_never_raise_it(db: Database) -> None:
@@ -139,8 +165,8 @@ async def test_a_servers_in_flight_cap_can_lower_the_bots_limit_but_never_raise_
     await world.mod.set_max_in_flight(GUILD, MOD, 50)  # e.g. stored before the bot's owner lowered the limit
     for _ in range(3):
         await reserve_job(world.db, world.ledger, user=5, units=1, guild=GUILD)
-    with pytest.raises(TooManyJobs, match="limit is 3"):
-        await world.check(member())
+    with pytest.raises(TooManyJobs, match=r"You already have 3 picture jobs in progress \(the limit is 3\)"):
+        await world.submit(member())
     assert (await world.policy.status(member())).in_flight_cap == 3
     await world.mod.set_max_in_flight(GUILD, MOD, 2, ceiling=3)
     assert (await world.policy.status(member())).in_flight_cap == 2
@@ -196,7 +222,7 @@ async def test_only_allowed_providers(world: World) -> None:
     with pytest.raises(NotAllowed, match=r"'local' model is not enabled.*allowed: pro"):
         await world.check(member())  # no provider named: the default one is checked
     decision = await world.policy.check(member(), GenerationRequest(prompt="x", resolution="4K"), "pro")
-    assert decision.units == 4  # weight 2 × 4K weight 2
+    assert decision.provider_name == "pro"
     with pytest.raises(InvalidRequest, match="no provider called 'nope'; it has local, pro"):
         await world.mod.set_allowed_providers(GUILD, MOD, ["nope"])
     await world.mod.set_allowed_providers(GUILD, MOD, None)

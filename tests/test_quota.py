@@ -12,6 +12,7 @@ import itertools
 import json
 import os
 import sys
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -19,14 +20,14 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from bot.config import QuotaSection
-from bot.errors import InvalidRequest, QuotaExceeded
+from bot.errors import InvalidRequest, QuotaExceeded, TooManyJobs
 from bot.images import StoredImage
 from bot.jobs.models import Job, JobState
 from bot.jobs.repository import JobRepository
 from bot.moderation import ModeratorActions
 from bot.providers.base import GenerationRequest
 from bot.quota import AllowanceExceeded, Ledger, Window
-from bot.storage import Database
+from bot.storage import Database, Store
 from tests import pg
 
 GUILD = 1
@@ -68,6 +69,7 @@ async def reserve_job(
     guild: int | None = GUILD,
     provider: str = "local",
     references: tuple[StoredImage, ...] = (),
+    queued_cap: int | None = None,
 ) -> str:
     """Write a job and reserve its units in one statement, as the engine does."""
     now = ledger.clock()
@@ -86,7 +88,12 @@ async def reserve_job(
     )
     jobs = JobRepository(db)
     await ledger.admit(
-        lambda admission: jobs.admit(job, admission), guild_id=guild, user_id=user, units=units, limit=limit
+        lambda admission: jobs.admit(job, admission),
+        guild_id=guild,
+        user_id=user,
+        units=units,
+        limit=limit,
+        queued_cap=queued_cap,
     )
     return job.id
 
@@ -192,6 +199,24 @@ async def test_a_refund_cannot_exceed_what_was_charged_or_touch_running_jobs(db:
     assert await count(db, "SELECT COUNT(*) FROM audit_log") == 0  # refused actions leave no trace
 
 
+async def test_two_moderators_refunding_at_once_cannot_hand_back_more_than_was_charged(
+    db: Store, another_store: Callable[[], Awaitable[Store]]
+) -> None:
+    """Each refund reads what is refundable, then writes: on PostgreSQL two at once (two pools) used to both read
+    5 and both refund it; the member's quota lock makes the second read the first's refund."""
+    clock = FakeClock(at(2025, 6, 2))
+    ledger = make_ledger(db, clock)
+    await settle(db, ledger, await reserve_job(db, ledger, user=5, units=5), 5)
+    other = await another_store()
+    moderators = [ModeratorActions(store, make_ledger(store, clock)) for store in (db, other)]
+    outcomes = await asyncio.gather(
+        *(m.refund(GUILD, actor_id=90 + i, user_id=5, units=5, reason="broken") for i, m in enumerate(moderators)),
+        return_exceptions=True,
+    )
+    assert sorted(type(o).__name__ for o in outcomes) == ["InvalidRequest", "int"]
+    assert await ledger_sum(db, 5) == 0 == await ledger.used(GUILD, 5)
+
+
 # -- windows -----------------------------------------------------------------------------------------
 def window_at(kind: str, when: datetime, zone: str = "Europe/Berlin") -> tuple[datetime, datetime]:
     window = Window(QuotaSection.model_validate({"window": kind, "timezone": zone}), FakeClock(when))
@@ -292,18 +317,44 @@ async def _fire(db: Database, ledger: Ledger, user: int, count: int, limit: int)
     return sum(isinstance(o, str) for o in outcomes)
 
 
-async def test_hundreds_of_reservations_over_several_connections_never_overspend(tmp_path: Path) -> None:
-    path = tmp_path / "shared.sqlite3"
+async def test_hundreds_of_reservations_over_several_connections_never_overspend(
+    db: Store, another_store: Callable[[], Awaitable[Store]]
+) -> None:
+    """Three connections to one database (three pools on PostgreSQL), as three processes have, race 300
+    reservations against a limit of 40: exactly 40 are granted, on either store."""
     clock = FakeClock(at(2025, 6, 2))
-    connections = [await Database(path).open() for _ in range(3)]
-    try:
-        await connections[0].migrate()
-        accepted = await asyncio.gather(*(_fire(c, make_ledger(c, clock), 7, 100, 40) for c in connections))
-        assert sum(accepted) == 40
-        assert await make_ledger(connections[0], clock).used(GUILD, 7) == 40 == await ledger_sum(connections[0], 7)
-    finally:
-        for connection in connections:
-            await connection.close()
+    connections = [db, await another_store(), await another_store()]
+    accepted = await asyncio.gather(*(_fire(c, make_ledger(c, clock), 7, 100, 40) for c in connections))
+    assert sum(accepted) == 40
+    assert await make_ledger(db, clock).used(GUILD, 7) == 40 == await ledger_sum(db, 7)
+
+
+async def test_a_servers_jobs_in_flight_and_the_daily_cap_hold_across_connections(
+    db: Store, another_store: Callable[[], Awaitable[Store]]
+) -> None:
+    """A server's max_in_flight and the bot's daily cap are the store's rule too: two connections racing
+    admissions never get past either, and the refusals say which limit."""
+    clock = FakeClock(at(2025, 6, 2, 12, zone=ZoneInfo("UTC")))
+    other = await another_store()
+    await ModeratorActions(db, make_ledger(db, clock)).set_max_in_flight(GUILD, 99, 3)
+    ledgers = [make_ledger(c, clock, global_daily_cap=12) for c in (db, other)]
+
+    async def burst(user: int) -> list[object]:
+        return await asyncio.gather(
+            *(reserve_job(c, ledgers[i % 2], user=user, units=1) for i, c in enumerate([db, other] * 10)),
+            return_exceptions=True,
+        )
+
+    outcomes = await burst(5)
+    assert sum(isinstance(o, str) for o in outcomes) == 3  # the server's cap, not the allowance of 10
+    refusals = {str(o) for o in outcomes if isinstance(o, TooManyJobs)}
+    assert refusals == {
+        "You already have 3 picture jobs in progress here (the limit is 3); please wait for one to finish."
+    }
+    for user in (6, 7, 8, 9, 10):
+        await burst(user)
+    assert await count(db, "SELECT SUM(units) FROM quota_ledger WHERE entry = 'reserve'") == 12  # the daily cap
+    assert await count(db, "SELECT COUNT(*) FROM jobs") == 12
 
 
 async def test_a_second_process_reserving_at_the_same_time_cannot_overspend_either(tmp_path: Path) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from pathlib import Path
 
@@ -15,7 +16,7 @@ from bot.moderation.models import Block
 from bot.moderation.store import ModerationStore
 from bot.providers.base import GenerationRequest
 from bot.storage import Database, PostgresDatabase, Store, StoreTooNew, open_store, store_for
-from bot.storage.database import migration_files, split_statements
+from bot.storage.database import fetch_one, migration_files, split_statements
 from bot.storage.meta import get_meta, set_meta
 from tests import pg
 
@@ -71,6 +72,34 @@ async def test_transaction_rolls_back_on_error(db: Database) -> None:
             )
             raise RuntimeError("boom")
     assert await db.fetchone("SELECT id FROM jobs WHERE id = 'j1'") is None
+
+
+async def test_a_read_never_sees_another_coroutines_uncommitted_transaction(db: Store) -> None:
+    """While one coroutine's transaction has written a job but not committed, a read elsewhere (``fetchone``,
+    ``conn``) sees nothing of it, on either store; once it commits, the next read sees it."""
+    now = time.time()
+    written, checked = asyncio.Event(), asyncio.Event()
+
+    async def writer() -> None:
+        async with db.transaction() as conn:
+            await conn.execute(
+                "INSERT INTO jobs (id, kind, requester_id, provider, options, created_at, updated_at)"
+                " VALUES (?, 'cli', 1, 'local', '{}', ?, ?)",
+                ("open", now, now),
+            )
+            assert await fetch_one(conn, "SELECT id FROM jobs WHERE id = 'open'") is not None  # its own write
+            written.set()
+            await checked.wait()
+
+    task = asyncio.create_task(writer())
+    await asyncio.wait_for(written.wait(), 10)
+    try:
+        assert await db.fetchone("SELECT id FROM jobs WHERE id = 'open'") is None
+        assert tuple(await fetch_one(db.conn, "SELECT COUNT(*) FROM jobs")) == (0,)
+    finally:
+        checked.set()
+        await task
+    assert tuple(await db.fetchone("SELECT id FROM jobs WHERE id = 'open'")) == ("open",)
 
 
 async def test_ledger_rejects_unknown_entries(db: Database) -> None:
@@ -173,7 +202,7 @@ async def test_jobs_read_back_with_their_images_by_id_member_message_and_outcome
     assert [j.id for j in await repo.active()] == ["a1x", "a1", "a2", "a3"]
     assert [j.id for j in await repo.recent_for(7, 1)] == ["a1", "a1x"]
     assert [j.id for j in await repo.recent_for(7, None)] == ["a2"]
-    assert [h[0] for h in await repo.queued_heads()] == ["a1x", "a3"]
+    assert [h[0] for h in await repo.queued_heads(0.0)] == ["a1x", "a3"]
     assert await repo.queue_positions() == {"a1x": 1, "a1": 2, "a2": 3, "a3": 4}
 
     found = [await repo.find_by_message(m) for m in (BIG, BIG + 7, BIG + 1, BIG + 2)]

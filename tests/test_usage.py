@@ -16,6 +16,7 @@ from bot.moderation import MemberContext
 from bot.providers.base import GenerationRequest
 from bot.services import Services
 from bot.usage import MANUAL_REFUND, UsageReport, UsageRow, UsageService, render_audit_csv
+from tests import pg
 from tests.test_jobs import RecordingSink
 from tests.test_quota import FakeClock, at
 
@@ -54,10 +55,20 @@ class Bot:
         return await self.engine.run_one(job) if run else job
 
 
-def settings_for(tmp_path: Path) -> Settings:
+@pytest.fixture(params=pg.STORE_KINDS)
+async def database(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[str]:
+    """``[storage] database``: a SQLite file, or a throwaway PostgreSQL database (tests/pg.py)."""
+    if request.param == "postgres":
+        async with pg.throwaway_database(await pg.require_server()) as url:
+            yield url
+        return
+    yield str(tmp_path / "bot.sqlite3")
+
+
+def settings_for(tmp_path: Path, database: str | None = None) -> Settings:
     return Settings.model_validate(
         {
-            "storage": {"database": str(tmp_path / "bot.sqlite3"), "data_dir": str(tmp_path / "data")},
+            "storage": {"database": database or str(tmp_path / "bot.sqlite3"), "data_dir": str(tmp_path / "data")},
             "quota": {"default_limit": 50, "timezone": "Europe/Berlin", "max_queued_per_user": 10},
             "generation": {"workers": 2, "per_user_in_flight": 2},
             "providers": {
@@ -69,10 +80,10 @@ def settings_for(tmp_path: Path) -> Settings:
 
 
 @pytest.fixture
-async def bot(tmp_path: Path) -> AsyncIterator[Bot]:
-    """Two days of use in June 2025 (Berlin time), one cancelled job and one moderator refund."""
+async def bot(tmp_path: Path, database: str) -> AsyncIterator[Bot]:
+    """Two days of use in June 2025 (Berlin time), one cancelled job and one moderator refund, on either store."""
     clock = FakeClock(at(2025, 6, 2, 10))
-    async with await Services.open(settings_for(tmp_path), clock=clock) as services:
+    async with await Services.open(settings_for(tmp_path, database), clock=clock) as services:
         assert services.usage.model_labels == {"local": LOCAL, "pro": PRO}
         yield await used(Bot(services, clock))
 

@@ -9,6 +9,12 @@ uploads), up to ``delivery_workers`` jobs posting at once.
 
 Resumption: on start every unfinished job continues from its last saved state: a submitted task is
 polled (never created again), downloaded images are posted (never regenerated), posted jobs finish.
+
+Several processes: a job runs where its lease is (``bot.jobs.leases``). The dispatcher claims each queued
+job before it starts it, and the claim counts every process's jobs against the provider's ``max_concurrent``;
+a keeper renews this process's leases every ``poll_seconds``, takes over started jobs whose process let
+the lease lapse, and cancels jobs whose Cancel was pressed in another process. On the embedded SQLite
+store (``exclusive``) this process is the only one: at start it takes every unfinished job, as before.
 """
 
 from __future__ import annotations
@@ -19,7 +25,7 @@ import functools
 import logging
 import time
 from collections.abc import Callable
-from typing import Protocol
+from typing import Any, Protocol
 
 from bot.errors import (
     DeliveryFailed,
@@ -29,6 +35,8 @@ from bot.errors import (
     QuotaExceeded,
     SeedreamError,
 )
+from bot.i18n import Text, _
+from bot.jobs.leases import CANCEL_CHANNEL, JOBS_CHANNEL, Fence, LeaseLost, Leases, process_identity
 from bot.jobs.models import FINAL_STATES, Delivery, Job, JobState, new_job_id
 from bot.jobs.repository import JobRepository
 from bot.metrics import Metrics
@@ -50,9 +58,11 @@ class RecordMessage(Protocol):
 
 DELIVERY_ATTEMPTS = 5
 BUSY_ATTEMPTS = 6  # a running job waits out a busy database this often (1 s, 2 s, 4 s, ...) before failing
+#: How long Cancel pressed in one process waits for the process running the job to confirm it.
+CANCEL_WAIT_SECONDS = 10.0
 #: How far back a start looks for failed or cancelled jobs whose card may not show it yet.
 OUTCOME_RECOVERY_SECONDS = 24 * 3600
-INTERRUPTED_MESSAGE = (
+INTERRUPTED_MESSAGE = _(
     "The bot restarted while sending your request to the image provider. To make sure you are never charged "
     "twice it was not sent again, and your credits were refunded; please try again."
 )
@@ -69,10 +79,10 @@ class ResultSink(Protocol):
     async def finished(self, job: Job) -> None:
         """Show the job as done (its results are posted); the job is recorded DONE only after this returns."""
 
-    async def failed(self, job: Job, message: str) -> None:
+    async def failed(self, job: Job, message: str | Text) -> None:
         """Show a failed or cancelled job's outcome and tell the member; raise if it could not be shown yet."""
 
-    async def alert(self, job: Job, message: str) -> None:
+    async def alert(self, job: Job, message: str | Text) -> None:
         """Tell the server's moderators about a problem they must fix (e.g. the provider is out of credit)."""
 
 
@@ -91,6 +101,9 @@ class JobEngine:
         clock: Clock = time.time,
         health: ProviderHealth | None = None,
         metrics: Metrics | None = None,
+        lease_seconds: float = 60.0,
+        poll_seconds: float = 5.0,
+        exclusive: bool | None = None,
     ) -> None:
         self.db = db
         self.metrics = metrics or Metrics()
@@ -115,21 +128,43 @@ class JobEngine:
         self._dispatcher: asyncio.Task[None] | None = None
         self._accepting = True
         self.idle = asyncio.Event()
+        self.owner = process_identity()
+        self.leases = Leases(db, self.owner, lease_seconds)
+        self.poll_seconds = poll_seconds
+        #: The only process on this store (SQLite): takes every unfinished job at start, however it is leased.
+        self.exclusive = db.dialect.name == "sqlite" if exclusive is None else exclusive
+        self._epochs: dict[str, int] = {}  # the lease this process holds on each job it runs
+        self._lost: set[str] = set()  # running jobs another process took over: stopped, never written again
+        self._keeper: asyncio.Task[None] | None = None
+        self._listener: Any = None
+        self._background: set[asyncio.Task[None]] = set()
 
     # -- lifecycle ----------------------------------------------------------------------------------
     async def start(self) -> None:
-        """Resume unfinished work, then start dispatching the queue."""
+        """Resume unfinished work, then start dispatching the queue.
+
+        The only process on its store takes every unfinished job at once; one of several takes those whose
+        process let the lease lapse (now, and at every keeper round after)."""
+        now = self.clock()
+        if self.exclusive:
+            await self.leases.release_queued()
+        await self._take_over(everything=self.exclusive)
         for job in await self.jobs.active():
-            if job.state != JobState.QUEUED:
-                self._launch(job)
-            elif job.attempts and not self._safe_to_resubmit(job):
-                # The process died while sending it: the provider may have billed it, so never send it again.
-                await self._finish_failed(job, JobState.FAILED, "interrupted", INTERRUPTED_MESSAGE)
+            if job.state == JobState.QUEUED and job.attempts and not self._safe_to_resubmit(job):
+                epoch = await self.leases.claim(job.id, now)
+                if epoch is not None:  # held by nobody: its process died while sending it
+                    fence = Fence(self.owner, epoch)
+                    await self._finish_failed(job, JobState.FAILED, "interrupted", INTERRUPTED_MESSAGE, fence)
+        self._listener = await self.db.listen([JOBS_CHANNEL, CANCEL_CHANNEL], self._notified)
         self._dispatcher = asyncio.create_task(self._dispatch_loop(), name="job-dispatcher")
+        self._keeper = asyncio.create_task(self._keep_leases(), name="job-leases")
         self._wake.set()
-        for job in await self.jobs.unshown_outcomes(self.clock() - OUTCOME_RECOVERY_SECONDS):
-            message = (job.error or "").partition(": ")[2] or "This job did not complete."
-            await self._show_outcome(job, message)
+        # Where other processes run, one may be showing an outcome right now: leave it a lease's time to do so.
+        settled = now if self.exclusive else now - self.leases.lease_seconds
+        for job in await self.jobs.unshown_outcomes(now - OUTCOME_RECOVERY_SECONDS):
+            if job.updated_at <= settled:
+                message: str | Text = (job.error or "").partition(": ")[2] or _("This job did not complete.")
+                await self._show_outcome(job, message)
 
     async def stop(self, grace_seconds: float = 10.0) -> None:
         """Take no new work; give running jobs ``grace_seconds`` to reach a saved state, then stop them.
@@ -137,23 +172,42 @@ class JobEngine:
         A stopped job keeps its last saved state and is resumed on the next start.
         """
         self._accepting = False
+        if self._keeper is not None:
+            self._keeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._keeper
+        if self._listener is not None:
+            await self._listener.close()
         if self._dispatcher is not None:
             self._wake.set()
-            _, still = await asyncio.wait({self._dispatcher}, timeout=5)
+            _done, still = await asyncio.wait({self._dispatcher}, timeout=5)
             for task in still:  # only if a dispatch step itself is stuck
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
         tasks = list(self._running.values())
         if tasks:
-            _, pending = await asyncio.wait(tasks, timeout=grace_seconds)
+            _done, pending = await asyncio.wait(tasks, timeout=grace_seconds)
             for task in pending:
                 task.cancel()
             await asyncio.gather(*pending, return_exceptions=True)
+        for task in list(self._background):
+            task.cancel()
+        try:  # another process may take the stopped jobs over at once, rather than when the leases run out
+            await self.leases.release_mine()
+        except SeedreamError as exc:
+            log.warning("leases not released (%s); other processes take the jobs over when they lapse", exc)
 
     async def run_one(self, job: Job) -> Job:
         """Drive one job to its end without the dispatcher (the CLI); returns its final row."""
-        await self._run(job)
+        epoch = await self.leases.claim(job.id, self.clock())
+        if epoch is None:
+            raise SeedreamError("Another process took this job; see `seedream-bot status`.")
+        self._epochs[job.id] = epoch
+        try:
+            await self._run(job)
+        finally:
+            self._epochs.pop(job.id, None)
         return await self.jobs.get(job.id) or job
 
     async def counts_by_state(self) -> dict[str, int]:
@@ -189,7 +243,7 @@ class JobEngine:
     ) -> tuple[Job, int]:
         """Validate, reserve quota and write the job in one transaction; returns it with its queue position."""
         if not self._accepting:
-            raise NotAllowed("The bot is restarting; please try again in a minute.")
+            raise NotAllowed(_("The bot is restarting; please try again in a minute."))
         provider = self.providers.get(provider_name)
         self.health.ensure_available(provider.name)
         provider.capabilities.check(request)
@@ -226,27 +280,113 @@ class JobEngine:
         position = await self.jobs.position(job)
         log.info("job %s queued by %s on %s (position %d)", job.id, requester_id, provider.name, position)
         self.wake()
+        await self.db.notify(JOBS_CHANNEL, provider.name)
         return job, position
 
     async def cancel(self, job_id: str) -> Job:
         """Cancel a queued or running job and refund it; finished jobs are left alone."""
         job = await self.jobs.get(job_id)
         if job is None:
-            raise InvalidRequest("That job no longer exists.")
+            raise InvalidRequest(_("That job no longer exists."))
+        if job.state == JobState.DONE:
+            raise InvalidRequest(_("That job has already finished."))
+        if job.state == JobState.CANCELLED:
+            raise InvalidRequest(_("That job has already cancelled."))
         if job.state in FINAL_STATES:
-            raise InvalidRequest(
-                f"That job has already {'finished' if job.state == JobState.DONE else job.state.value}."
-            )
+            raise InvalidRequest(_("That job has already failed."))
         if job.state in (JobState.DOWNLOADED, JobState.POSTED):
-            raise InvalidRequest("That job has already finished generating; its images are being posted.")
-        task = self._running.get(job_id)
+            raise InvalidRequest(_("That job has already finished generating; its images are being posted."))
+        if job_id in self._running:
+            await self._cancel_here(job)
+            return await self.jobs.get(job_id) or job
+        epoch = await self.leases.claim(job_id, self.clock())
+        if epoch is not None:  # queued, or its process is gone: this process ends it
+            fence = Fence(self.owner, epoch)
+            await self._finish_failed(job, JobState.CANCELLED, "cancelled", _("This job was cancelled."), fence)
+            return await self.jobs.get(job_id) or job
+        # Another process runs it: ask it to stop the job, and wait (a little) for it to say so.
+        await self.leases.request_cancel(job_id, self.clock())
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(CANCEL_WAIT_SECONDS):
+                while (current := await self.jobs.get(job_id)) is not None and current.state not in FINAL_STATES:
+                    await asyncio.sleep(0.2)
+        return await self.jobs.get(job_id) or job
+
+    async def _cancel_here(self, job: Job) -> None:
+        """Stop a job this process runs and record it cancelled, under the lease the job ran with."""
+        fence = self._fence(job.id)
+        task = self._running.get(job.id)
         if task is not None:
-            self._cancelling.add(job_id)
+            self._cancelling.add(job.id)
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-        await self._finish_failed(job, JobState.CANCELLED, "cancelled", "This job was cancelled.")
-        return await self.jobs.get(job_id) or job
+        await self._finish_failed(job, JobState.CANCELLED, "cancelled", _("This job was cancelled."), fence)
+
+    # -- leases ---------------------------------------------------------------------------------------
+    async def _keep_leases(self) -> None:
+        """Every ``poll_seconds``: renew, take over what other processes left, look for queued work and
+        cancel requests (both also arrive at once by notification on PostgreSQL; this poll covers a missed one)."""
+        while self._accepting:
+            await asyncio.sleep(self.poll_seconds)
+            try:
+                await self._tend_leases()
+            except Exception:
+                log.exception("lease keeping failed; trying again in %.0f s", self.poll_seconds)
+
+    async def _tend_leases(self) -> None:
+        held = await self.leases.renew(self.clock())
+        for job_id, task in list(self._running.items()):
+            renewal = held.get(job_id)
+            epoch = self._epochs.get(job_id)
+            if epoch is None or task.done():
+                continue
+            if renewal is None or renewal.epoch != epoch:
+                lease = await self.jobs.lease_of(job_id)
+                if lease is not None and lease != (self.owner, epoch):
+                    self._lost.add(job_id)
+                    task.cancel()
+            elif renewal.cancel_requested:
+                self._spawn(self._cancel_requested(job_id), f"cancel-{job_id}")
+        if not self.exclusive:
+            await self._take_over(everything=False)
+        self._wake.set()  # jobs queued by other processes
+
+    async def _take_over(self, *, everything: bool) -> None:
+        room = 1_000_000 if everything else self.workers + self.delivery_workers - len(self._running)
+        if room <= 0:
+            return
+        for job_id, epoch in await self.leases.take_over(self.clock(), room, everything=everything):
+            job = await self.jobs.get(job_id)
+            if job is None or job_id in self._running:
+                continue
+            if not everything:
+                log.info("job %s: its process let the lease lapse; resuming it here from %s", job_id, job.state)
+            self._launch(job, epoch)
+
+    def _notified(self, channel: str, payload: str) -> None:
+        if channel == CANCEL_CHANNEL:
+            if payload in self._running:
+                self._spawn(self._cancel_requested(payload), f"cancel-{payload}")
+        elif self._accepting:
+            self._wake.set()
+
+    async def _cancel_requested(self, job_id: str) -> None:
+        """Cancel was pressed in another process for a job this one runs."""
+        try:
+            job = await self.jobs.get(job_id)
+            if job is None or job.state not in (JobState.QUEUED, JobState.SUBMITTED) or job_id in self._cancelling:
+                return  # ended, or past the provider: its images are being posted
+            await self._cancel_here(job)
+        except LeaseLost:
+            pass
+        except Exception:
+            log.exception("job %s: cancel asked by another process failed", job_id)
+
+    def _spawn(self, coro: Any, name: str) -> None:
+        task: asyncio.Task[None] = asyncio.create_task(coro, name=name)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
 
     # -- dispatching --------------------------------------------------------------------------------
     async def _dispatch_loop(self) -> None:
@@ -267,29 +407,37 @@ class JobEngine:
                 self._wake.set()
 
     async def _dispatch_once(self) -> None:
+        full: set[str] = set()  # providers whose bot-wide max_concurrent other processes' jobs fill
         while (
             len(self._generating) < self.workers
             and len(self._running) - len(self._finishing) < self.workers + self.delivery_workers
         ):
             candidates = [
                 head
-                for head in await self.jobs.queued_heads()
+                for head in await self.jobs.queued_heads(self.clock())
                 if head[0] not in self._running
                 and self._running_by_user.get(head[1], 0) < self.per_user_in_flight
+                and head[2] not in full
                 and not self._provider_full(head[2])
             ]
             if not candidates:
                 if not self._running:
                     self.idle.set()
                 return
-            job_id, requester, _, _ = min(
+            job_id, requester, provider, _created = min(
                 candidates, key=lambda h: (self._running_by_user.get(h[1], 0), self._last_served.get(h[1], 0.0), h[3])
             )
+            epoch = await self.leases.claim(job_id, self.clock(), provider=provider, limit=self._limit(provider))
+            if epoch is None:
+                lease = await self.jobs.lease_of(job_id)
+                if lease is not None and lease[0] is None:  # nobody took it: the provider is full bot-wide
+                    full.add(provider)
+                continue
             job = await self.jobs.get(job_id)
             if job is None or job.state != JobState.QUEUED:
                 continue
             self._last_served[requester] = time.monotonic()
-            self._launch(job)
+            self._launch(job, epoch)
 
     def _safe_to_resubmit(self, job: Job) -> bool:
         try:
@@ -306,8 +454,20 @@ class JobEngine:
         except SeedreamError:
             return False
 
-    def _launch(self, job: Job) -> None:
+    def _limit(self, name: str) -> int | None:
+        try:
+            return self.providers.get(name).max_concurrent
+        except SeedreamError:
+            return None  # removed from the config: the job fails when it runs
+
+    def _fence(self, job_id: str) -> Fence | None:
+        """The lease this process holds on ``job_id`` (None: it does not run it)."""
+        epoch = self._epochs.get(job_id)
+        return Fence(self.owner, epoch) if epoch is not None else None
+
+    def _launch(self, job: Job, epoch: int) -> None:
         self.idle.clear()
+        self._epochs[job.id] = epoch
         self._running_by_user[job.requester_id] = self._running_by_user.get(job.requester_id, 0) + 1
         if job.state in (JobState.QUEUED, JobState.SUBMITTED):
             self._generating.add(job.id)
@@ -317,6 +477,8 @@ class JobEngine:
 
     def _done(self, job: Job, _task: asyncio.Task[None]) -> None:
         self._running.pop(job.id, None)
+        self._epochs.pop(job.id, None)
+        self._lost.discard(job.id)
         self._generating.discard(job.id)
         self._finishing.discard(job.id)
         self._cancelling.discard(job.id)
@@ -333,21 +495,40 @@ class JobEngine:
     # -- running one job ----------------------------------------------------------------------------
     async def _run(self, job: Job) -> None:
         try:
+            await self._run_leased(job)
+        except LeaseLost:
+            log.warning("job %s was taken over by another process; this one leaves it alone", job.id)
+        except asyncio.CancelledError:
+            if job.id in self._lost:
+                log.warning("job %s was taken over by another process; stopped here", job.id)
+                return
+            raise
+
+    async def _run_leased(self, job: Job) -> None:
+        try:
+            if job.state == JobState.QUEUED and job.attempts and not self._safe_to_resubmit(job):
+                # Its process died while sending it: the provider may have billed it, so never send it again.
+                await self._finish_failed(job, JobState.FAILED, "interrupted", INTERRUPTED_MESSAGE)
+                return
             await self._advance_while_busy(job)
         except asyncio.CancelledError:
-            if job.id not in self._cancelling:
+            if job.id not in self._cancelling and job.id not in self._lost:
                 log.info("job %s interrupted in state %s; it resumes on the next start", job.id, job.state)
+            raise
+        except LeaseLost:
             raise
         except SeedreamError as exc:
             log.warning("job %s failed: %s (%s)", job.id, exc.code, exc)
             # paused (and moderators told) before the failure is recorded: once it shows, no job may start there
             if isinstance(exc, OutOfCredit) and self.health.pause_for_credit(job.provider):
-                await self._alert(job, f"The {job.provider} account is out of credit: {exc.user_message}")
-            await self._finish_failed(job, JobState.FAILED, exc.code, exc.user_message)
+                await self._alert(
+                    job, _("The {provider} account is out of credit: {reason}", provider=job.provider, reason=exc.text)
+                )
+            await self._finish_failed(job, JobState.FAILED, exc.code, exc.text)
         except Exception:
             log.exception("job %s failed unexpectedly", job.id)
             await self._finish_failed(
-                job, JobState.FAILED, "internal", f"Sorry, something went wrong on our side (job {job.id})."
+                job, JobState.FAILED, "internal", _("Sorry, something went wrong on our side (job {job}).", job=job.id)
             )
 
     async def _advance_while_busy(self, job: Job) -> None:
@@ -364,7 +545,7 @@ class JobEngine:
                 await asyncio.sleep(min(30.0, self.busy_retry_seconds * 2 ** (attempt - 1)))
 
     async def _set(self, job: Job, **fields: object) -> None:
-        await self.jobs.set(job.id, self.clock(), **fields)
+        await self.jobs.set(job.id, self.clock(), fence=self._fence(job.id), **fields)
         for name, value in fields.items():
             if hasattr(job, name):
                 setattr(job, name, value)
@@ -377,7 +558,13 @@ class JobEngine:
                     await self._set(job, attempts=job.attempts + 1, started_at=self.clock())
                     await self.sink.progress(job, 0)
                     submission = await provider.submit(job.request)
-                    await self.jobs.set(job.id, self.clock(), state=JobState.SUBMITTED, provider_task=submission)
+                    await self.jobs.set(
+                        job.id,
+                        self.clock(),
+                        fence=self._fence(job.id),
+                        state=JobState.SUBMITTED,
+                        provider_task=submission,
+                    )
                     job.state, job.submission = JobState.SUBMITTED, submission
                     log.info("job %s submitted to %s", job.id, provider.name)
                     await self.sink.progress(job, 0)
@@ -388,10 +575,15 @@ class JobEngine:
             generated = len(result.images)
             self.metrics.images_generated(provider.name, generated, self.clock() - (job.started_at or job.created_at))
             async with self.db.transaction() as conn:
-                await self.jobs.save_results(conn, job.id, result.images, self.clock())
-                await self.jobs.update(
-                    conn, job.id, self.clock(), state=JobState.DOWNLOADED, notices=job.notices + result.notices
+                await self.jobs.update(  # first: a lost lease rolls the whole step back
+                    conn,
+                    job.id,
+                    self.clock(),
+                    fence=self._fence(job.id),
+                    state=JobState.DOWNLOADED,
+                    notices=job.notices + result.notices,
                 )
+                await self.jobs.save_results(conn, job.id, result.images, self.clock())
                 per_image = job.cost_units // max(1, job.request.count)
                 await self.ledger.settle(conn, job.id, generated * per_image, note="generated")
             job.state, job.results, job.notices = JobState.DOWNLOADED, result.images, job.notices + result.notices
@@ -433,7 +625,7 @@ class JobEngine:
         """Persist where the job's messages are (status message, thread) as soon as they exist."""
         await self._set(job, delivery=delivery)
 
-    async def _alert(self, job: Job, message: str) -> None:
+    async def _alert(self, job: Job, message: str | Text) -> None:
         try:
             await self.sink.alert(job, message)
         except Exception:
@@ -445,14 +637,25 @@ class JobEngine:
             fields["delivery"] = delivery
         await self._set(job, **fields)
 
-    async def _finish_failed(self, job: Job, state: JobState, code: str, message: str) -> None:
-        """End a job that will not complete: record why and refund what the member did not receive."""
+    async def _finish_failed(
+        self, job: Job, state: JobState, code: str, message: str | Text, fence: Fence | None = None
+    ) -> None:
+        """End a job that will not complete: record why and refund what the member did not receive.
+
+        Under ``fence`` (by default the lease this process runs the job with), if the job has one."""
+        fence = fence or self._fence(job.id)
         async with self.db.transaction() as conn:
-            current = await self.jobs.get(job.id)
+            current = await self.jobs.get(job.id, conn)
             if current is None or current.state in FINAL_STATES:
                 return
             await self.jobs.update(
-                conn, job.id, self.clock(), state=state, error=f"{code}: {message}", finished_at=self.clock()
+                conn,
+                job.id,
+                self.clock(),
+                fence=fence,
+                state=state,
+                error=f"{code}: {message}",
+                finished_at=self.clock(),
             )
             if current.state == JobState.DOWNLOADED:
                 await self.ledger.refund_everything(conn, job.id, note=code)  # made, but never delivered
@@ -460,13 +663,14 @@ class JobEngine:
                 await self.ledger.settle(conn, job.id, 0, note=code)
         job.state, job.error, job.delivery = state, f"{code}: {message}", current.delivery
         self.metrics.job_ended(state.value, code)
-        await self._show_outcome(job, message)
+        await self._show_outcome(job, message, fence)
 
-    async def _show_outcome(self, job: Job, message: str) -> None:
+    async def _show_outcome(self, job: Job, message: str | Text, fence: Fence | None = None) -> None:
         """Let the sink show a failed or cancelled job's outcome; remember it did, so a restart does not repeat it."""
         try:
             await self.sink.failed(job, message)
         except Exception:
             log.exception("job %s: could not show its outcome yet; trying again at the next start", job.id)
             return
-        await self._set(job, delivery=job.delivery.model_copy(update={"outcome_shown": True}))
+        shown = job.delivery.model_copy(update={"outcome_shown": True})
+        await self.jobs.set(job.id, self.clock(), fence=fence, delivery=shown)

@@ -63,6 +63,12 @@ class Delivery(BaseModel):
     posted_images: int = 0
     upload_limit: int | None = None
     outcome_shown: bool = False  # a failed or cancelled job's card shows it and the member was told
+    locale: str | None = None  # the language of the member who asked (a catalog's locale): the card's and notices'
+    #: A member's own install (a DM, group DM or server without the bot): the card is the interaction's
+    #: answer and results are its follow-ups while the token lives; after that they go by DM.
+    via_interaction: bool = False
+    dm_channel_id: int | None = None  # the member's DM, once results had to go there
+    followups_sent: int = 0  # follow-up messages this job's interaction used (Discord caps them)
 
     @property
     def card_channel(self) -> int | None:

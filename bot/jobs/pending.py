@@ -38,10 +38,12 @@ class PendingAnswers:
     async def settle(self, interaction: InteractionRef) -> None:
         await self.db.write("DELETE FROM pending_answers WHERE token = ?", (interaction.token,))
 
-    async def left_behind(self) -> list[PendingAnswer]:
+    async def left_behind(self, before: float | None = None) -> list[PendingAnswer]:
+        """Every row, or those written before ``before`` (where other live processes write rows too)."""
         rows = await self.db.fetchall(
             "SELECT token, application_id, message_id, channel_id, usable_until FROM pending_answers"
-            " ORDER BY created_at"
+            " WHERE created_at < ? ORDER BY created_at",
+            (float("inf") if before is None else before,),
         )
         return [
             PendingAnswer(InteractionRef(application_id=row[1], token=row[0], usable_until=row[4]), row[2], row[3])

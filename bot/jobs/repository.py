@@ -9,10 +9,11 @@ from contextlib import contextmanager
 from typing import Any
 
 from bot.images import StoredImage
+from bot.jobs.leases import Fence, LeaseLost
 from bot.jobs.models import ACTIVE_STATES, Job, JobState
 from bot.providers.base import Submission
 from bot.quota import Admission
-from bot.storage import Store, StoreConnection
+from bot.storage import Store, StoreConnection, fetch_one
 from bot.storage.errors import AdmissionRefused
 
 # Kept literal so the SQL is a constant; the assert keeps it in step with the enum.
@@ -81,10 +82,13 @@ _COLUMN_VALUES: dict[str, Callable[[Any], Any]] = {
 }
 
 
-def _update_sql(job_id: str, now: float, fields: dict[str, Any]) -> tuple[str, tuple[Any, ...]]:
+def _update_sql(job_id: str, now: float, fields: dict[str, Any], fence: Fence | None) -> tuple[str, tuple[Any, ...]]:
     assignments = ", ".join(f"{name} = ?" for name in fields)
     values = [_COLUMN_VALUES[name](value) for name, value in fields.items()]
-    return f"UPDATE jobs SET {assignments}, updated_at = ? WHERE id = ?", (*values, now, job_id)  # noqa: S608 - column names are from the fixed table above
+    sql = f"UPDATE jobs SET {assignments}, updated_at = ? WHERE id = ?"  # noqa: S608 - column names are from the fixed table above
+    if fence is None:
+        return sql, (*values, now, job_id)
+    return sql + Fence.SQL, (*values, now, job_id, *fence.params)
 
 
 @contextmanager
@@ -122,8 +126,7 @@ class JobRepository:
     async def admit(self, job: Job, admission: Admission) -> None:
         """Write a new job and reserve its units: one statement (one hop) unless it has reference images."""
         if job.request.references:
-            async with self.db.transaction() as conn:
-                await self.insert(conn, job, admission)
+            await self.db.run_transaction(lambda conn: self.insert(conn, job, admission))
             return
         with _refusals():
             await self.db.write(_INSERT_JOB_SQL, _job_values(job, admission))
@@ -156,21 +159,25 @@ class JobRepository:
             ],
         )
 
-    async def get(self, job_id: str) -> Job | None:
-        row = await self.db.fetchone(self._get_sql, (job_id,))
+    async def get(self, job_id: str, conn: StoreConnection | None = None) -> Job | None:
+        """The job as committed, or as ``conn``'s transaction sees it (pass it to read inside a transaction)."""
+        row = await fetch_one(conn or self.db.conn, self._get_sql, (job_id,))
         return _job(row) if row else None
 
     async def active(self) -> list[Job]:
         rows = await self.db.fetchall(self._active_sql)
         return [_job(r) for r in rows]
 
-    async def queued_heads(self) -> list[tuple[str, int, str, float]]:
-        """The oldest queued job of each member: (job id, requester, provider, created_at)."""
+    async def queued_heads(self, now: float) -> list[tuple[str, int, str, float]]:
+        """The oldest queued job of each member that no process holds at ``now``: (job id, requester,
+        provider, created_at)."""
         rows = await self.db.fetchall(
             "SELECT id, requester_id, provider, created_at FROM ("
             " SELECT id, requester_id, provider, created_at,"
             " ROW_NUMBER() OVER (PARTITION BY requester_id, provider ORDER BY created_at, id) AS n"
-            " FROM jobs WHERE state = 'queued') AS heads WHERE n = 1 ORDER BY created_at"
+            " FROM jobs WHERE state = 'queued' AND (lease_until IS NULL OR lease_until < ?)) AS heads"
+            " WHERE n = 1 ORDER BY created_at",
+            (now,),
         )
         return [(r[0], r[1], r[2], r[3]) for r in rows]
 
@@ -191,13 +198,27 @@ class JobRepository:
         )
         return {row[0]: int(row[1]) for row in rows}
 
-    async def update(self, conn: StoreConnection, job_id: str, now: float, **fields: Any) -> None:
-        """Change some of a job's columns inside the caller's transaction."""
-        await conn.execute(*_update_sql(job_id, now, fields))
+    async def update(
+        self, conn: StoreConnection, job_id: str, now: float, *, fence: Fence | None = None, **fields: Any
+    ) -> None:
+        """Change some of a job's columns inside the caller's transaction; with a ``fence``, only while that
+        lease still holds the job (``LeaseLost`` otherwise: the caller's transaction is rolled back)."""
+        cursor = await conn.execute(*_update_sql(job_id, now, fields, fence))
+        if fence is not None and cursor.rowcount == 0:
+            raise LeaseLost(job_id)
 
-    async def set(self, job_id: str, now: float, **fields: Any) -> None:
-        """Change some of a job's columns as a transaction of its own: one statement, one database hop."""
-        await self.db.write(*_update_sql(job_id, now, fields))
+    async def set(self, job_id: str, now: float, *, fence: Fence | None = None, **fields: Any) -> None:
+        """Change some of a job's columns as a transaction of its own: one statement, one database hop.
+
+        With a ``fence``, only while that lease still holds the job (``LeaseLost`` otherwise)."""
+        changed = await self.db.write(*_update_sql(job_id, now, fields, fence))
+        if fence is not None and changed == 0:
+            raise LeaseLost(job_id)
+
+    async def lease_of(self, job_id: str) -> tuple[str | None, int] | None:
+        """Who holds the job's lease, and its epoch (None: no such job)."""
+        row = await self.db.fetchone("SELECT lease_owner, lease_epoch FROM jobs WHERE id = ?", (job_id,))
+        return (row[0], int(row[1])) if row else None
 
     async def save_results(self, conn: StoreConnection, job_id: str, images: Sequence[StoredImage], now: float) -> None:
         await self._insert_images(conn, job_id, "result", images, now)

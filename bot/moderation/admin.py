@@ -271,6 +271,7 @@ class ModeratorActions:
         if units <= 0:
             raise InvalidRequest("Refund at least 1 credit.")
         async with self.db.transaction() as conn:
+            await self.ledger.lock_member(conn, user_id)  # two moderators at once cannot both refund the same
             refundable = await self.ledger.refundable(guild_id, user_id, conn)
             if units > refundable:
                 raise InvalidRequest(

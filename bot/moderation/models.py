@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime
 from typing import Any, Literal
 
+from bot.i18n import Text
 from bot.quota import Balance
 
 ScopeKind = Literal["user", "role", "channel", "guild"]
@@ -65,10 +65,11 @@ class LimitRule:
 
 @dataclass(frozen=True)
 class ResolvedLimit:
-    """The limit that applies to a member and where it came from (scope "default" = the bot's config)."""
+    """The limit that applies to a member and where it came from (scope "default" = the bot's config,
+    "personal" = ``[quota] personal_daily`` outside servers)."""
 
     units: int | None
-    scope: ScopeKind | Literal["default"]
+    scope: ScopeKind | Literal["default", "personal"]
     scope_id: int | None = None
 
 
@@ -111,22 +112,18 @@ class AuditEntry:
 
 @dataclass(frozen=True)
 class Decision:
-    """A request may go ahead: pass ``limit`` to ``JobEngine.enqueue(quota_limit=...)``."""
+    """The server's rules let the request through: pass ``limit`` to ``JobEngine.enqueue(quota_limit=...)``.
+
+    The quota and the jobs in flight are not decided here: the store's admission trigger decides them when
+    the job is written (``Ledger.admit``), so the rule holds across processes.
+    """
 
     provider_name: str
-    units: int
     limit: ResolvedLimit
-    balance: Balance
-    in_flight: int
-    in_flight_cap: int
 
     @property
     def quota_limit(self) -> int | None:
         return self.limit.units
-
-    @property
-    def resets_at(self) -> datetime:
-        return self.balance.resets_at
 
 
 @dataclass(frozen=True)
@@ -148,4 +145,4 @@ class ResumeOutcome:
 
     providers_resumed: tuple[str, ...] = ()
     still_paused: tuple[str, ...] = ()
-    note: str | None = None
+    note: Text | None = None

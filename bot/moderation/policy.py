@@ -2,12 +2,12 @@
 
 Order of refusals: guild not allowlisted, blocked, paused, wrong channel, provider not allowed,
 resolution/count over the server's max, banned word (see ``bot.moderation.words``: a refusal for a banned word
-is written to the server's audit log with the rule that matched), too many jobs in flight, quota. The allowance
-comes from the most specific scope that has a rule: user > role > channel > guild > config default;
-among a member's roles the most generous wins (unlimited beats any number). Moderators skip the
-pause and channel rules so they can test, nothing else. Every rule is read in one statement
-(``ModerationStore.member_rules``). The quota test here is a courtesy (a clean refusal before any work);
-the binding check is the admission trigger that runs when the job row is inserted (``Ledger.admit``).
+is written to the server's audit log with the rule that matched). The allowance comes from the most specific
+scope that has a rule: user > role > channel > guild > config default; among a member's roles the most generous
+wins (unlimited beats any number). Moderators skip the pause and channel rules so they can test, nothing else.
+Every rule is read in one statement (``ModerationStore.member_rules``). The jobs in flight and the quota are not
+checked here: the store's admission trigger decides them, once, when the job row is written (``Ledger.admit``),
+so two requests at once, or two processes, cannot both take the last place.
 """
 
 from __future__ import annotations
@@ -16,7 +16,8 @@ import logging
 from collections.abc import Iterable, Mapping, Sequence
 
 from bot.config import QuotaSection, Settings
-from bot.errors import InvalidRequest, NotAllowed, TooManyJobs
+from bot.errors import InvalidRequest, NotAllowed
+from bot.i18n import _, _n
 from bot.moderation.models import Decision, MemberContext, MemberRules, MemberStatus, ResolvedLimit
 from bot.moderation.store import ModerationStore
 from bot.moderation.words import BannedMatch, find_banned_word
@@ -26,6 +27,10 @@ from bot.sizes import RESOLUTIONS
 from bot.storage import Store
 
 log = logging.getLogger(__name__)
+PERSONAL_USE_OFF = _(
+    "Personal use is turned off by the bot's owner, so nothing was made and nothing was charged. "
+    "You can still use me in servers that added me."
+)
 #: How much of a refused prompt the audit log keeps.
 AUDIT_PROMPT_CHARS = 300
 
@@ -43,7 +48,6 @@ class PolicyService:
         ledger: Ledger,
         config: QuotaSection,
         *,
-        provider_weights: Mapping[str, int] | None = None,
         default_provider: str | None = None,
         clock: Clock | None = None,
     ) -> None:
@@ -51,25 +55,13 @@ class PolicyService:
         self.ledger = ledger
         self.config = config
         self.store = ModerationStore(db)
-        self.provider_weights = dict(provider_weights or {})
         self.default_provider = default_provider
         self.clock = clock or ledger.clock
         self._recorded_roles: dict[tuple[int, int], tuple[int, ...]] = {}  # what this process last wrote
 
     @classmethod
-    def for_settings(
-        cls, db: Store, ledger: Ledger, settings: Settings, weights: Mapping[str, int] | None = None
-    ) -> PolicyService:
-        """``weights``: each provider's credits per image (``ProviderRegistry.cost_weights``, the one source)."""
-        return cls(
-            db,
-            ledger,
-            settings.quota,
-            provider_weights=weights
-            if weights is not None
-            else {name: cfg.cost_weight for name, cfg in settings.providers.items()},
-            default_provider=settings.generation.default_provider,
-        )
+    def for_settings(cls, db: Store, ledger: Ledger, settings: Settings) -> PolicyService:
+        return cls(db, ledger, settings.quota, default_provider=settings.generation.default_provider)
 
     # -- the check before /imagine ------------------------------------------------------------------
     async def check(self, ctx: MemberContext, request: GenerationRequest, provider_name: str | None) -> Decision:
@@ -83,29 +75,19 @@ class PolicyService:
             if match is not None:
                 await self._audit_refusal(ctx.guild_id, ctx, match, request.prompt)
                 raise InvalidRequest(
-                    f"Your prompt contains a word that is not allowed on this server: “{match.word}”. "
-                    "Please rephrase it."
+                    _(
+                        "Your prompt contains a word that is not allowed on this server: “{word}”. Please rephrase it.",
+                        word=match.word,
+                    )
                 )
-        in_flight, cap = rules.in_flight, self._in_flight_cap(rules)
-        if in_flight >= cap:
-            raise TooManyJobs(
-                f"You already have {in_flight} picture job{'s' if in_flight != 1 else ''} in progress here "
-                f"(the limit is {cap}); please wait for one to finish."
-            )
         limit = self._resolve_limit(ctx, rules)
-        units = self.ledger.units_for(request.count, request.resolution, self.provider_weights.get(name, 1))
-        balance = await self.ledger.check_allowance(
-            self.db.conn, guild_id=ctx.guild_id, user_id=ctx.user_id, units=units, limit=limit.units
-        )
         await self._remember_roles(ctx, rules)
-        return Decision(
-            provider_name=name, units=units, limit=limit, balance=balance, in_flight=in_flight, in_flight_cap=cap
-        )
+        return Decision(provider_name=name, limit=limit)
 
     def ensure_guild_allowed(self, guild_id: int | None) -> None:
         allowlist: Sequence[int] = self.config.guild_allowlist
         if guild_id is not None and allowlist and guild_id not in allowlist:
-            raise NotAllowed("This bot is not enabled on this server. Its owner decides which servers may use it.")
+            raise NotAllowed(_("This bot is not enabled on this server. Its owner decides which servers may use it."))
 
     async def _rules(self, ctx: MemberContext) -> MemberRules:
         return await self.store.member_rules(ctx.guild_id, ctx.user_id, ctx.real_role_ids + ctx.channels, self.clock())
@@ -115,27 +97,64 @@ class PolicyService:
     ) -> None:
         block, settings = rules.block, rules.settings
         if block is not None:
-            until = f" until <t:{int(block.until)}:f>" if block.until is not None else ""
+            if block.until is not None:
+                raise NotAllowed(
+                    _(
+                        "A moderator has blocked you from making pictures on this server until {until}. "
+                        "Reason: {reason}",
+                        until=f"<t:{int(block.until)}:f>",
+                        reason=block.reason,
+                    )
+                )
             raise NotAllowed(
-                f"A moderator has blocked you from making pictures on this server{until}. Reason: {block.reason}"
+                _(
+                    "A moderator has blocked you from making pictures on this server. Reason: {reason}",
+                    reason=block.reason,
+                )
             )
         if settings.paused and not ctx.is_moderator:
-            why = f" ({settings.paused_reason})" if settings.paused_reason else ""
-            raise NotAllowed(f"Image generation is paused on this server by its moderators{why}. Please try later.")
+            if settings.paused_reason:
+                raise NotAllowed(
+                    _(
+                        "Image generation is paused on this server by its moderators ({reason}). Please try later.",
+                        reason=settings.paused_reason,
+                    )
+                )
+            raise NotAllowed(_("Image generation is paused on this server by its moderators. Please try later."))
         allowed = rules.allowed_channels
         if allowed and not ctx.is_moderator and not set(ctx.channels) & set(allowed):
             where = ", ".join(f"<#{c}>" for c in allowed)
-            raise NotAllowed(f"Pictures can't be made in this channel; please use {where}.")
+            raise NotAllowed(_("Pictures can't be made in this channel; please use {channels}.", channels=where))
         if settings.allowed_providers is not None and provider_name not in settings.allowed_providers:
-            choices = ", ".join(settings.allowed_providers) or "none at the moment"
-            raise NotAllowed(f"The {provider_name!r} model is not enabled on this server; allowed: {choices}.")
+            if not settings.allowed_providers:
+                raise NotAllowed(
+                    _(
+                        "The {model} model is not enabled on this server; allowed: none at the moment.",
+                        model=repr(provider_name),
+                    )
+                )
+            raise NotAllowed(
+                _(
+                    "The {model} model is not enabled on this server; allowed: {choices}.",
+                    model=repr(provider_name),
+                    choices=", ".join(settings.allowed_providers),
+                )
+            )
         if settings.max_resolution and _rank(request.resolution) > _rank(settings.max_resolution):
             raise InvalidRequest(
-                f"This server allows resolutions up to {settings.max_resolution}; please choose "
-                f"{settings.max_resolution} or lower."
+                _(
+                    "This server allows resolutions up to {resolution}; please choose {resolution} or lower.",
+                    resolution=settings.max_resolution,
+                )
             )
         if settings.max_count and request.count > settings.max_count:
-            raise InvalidRequest(f"This server allows at most {settings.max_count} image(s) per request.")
+            raise InvalidRequest(
+                _n(
+                    "This server allows at most {count} image(s) per request.",
+                    "This server allows at most {count} image(s) per request.",
+                    settings.max_count,
+                )
+            )
 
     async def _audit_refusal(self, guild_id: int, ctx: MemberContext, match: BannedMatch, prompt: str) -> None:
         """The member sees one polite refusal whatever the rule; the moderators' audit log says which rule."""
@@ -160,7 +179,8 @@ class PolicyService:
             log.exception("guild %s: could not audit a refused prompt", guild_id)
 
     def _in_flight_cap(self, rules: MemberRules) -> int:
-        """The server's cap where it set one, never above the bot owner's ``max_queued_per_user``."""
+        """For /quota: the server's cap where it set one, never above the bot owner's ``max_queued_per_user``
+        (the admission trigger enforces both, the owner's across every server)."""
         server = rules.settings.max_in_flight
         owner = self.config.max_queued_per_user
         return min(server, owner) if server else owner
@@ -186,7 +206,16 @@ class PolicyService:
         return self._resolve_limit(ctx, await self._rules(ctx))
 
     def _resolve_limit(self, ctx: MemberContext, rules: MemberRules) -> ResolvedLimit:
+        if ctx.guild_id is None:
+            return self.personal_limit()
         return limit_for(ctx, rules.limits, self.default_limit())
+
+    def personal_limit(self) -> ResolvedLimit:
+        """Outside servers (DMs, group DMs, servers without the bot) one personal allowance per member per day,
+        ``[quota] personal_daily``; 0 means personal use is off."""
+        if not self.config.personal_daily:
+            raise NotAllowed(PERSONAL_USE_OFF)
+        return ResolvedLimit(self.config.personal_daily, "personal")
 
     def default_limit(self) -> ResolvedLimit:
         """The bot's own allowance where no scope has a rule (config 0 = unlimited)."""

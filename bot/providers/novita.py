@@ -79,7 +79,7 @@ def novita_reason_error(reason: str, message: str, headers: Any) -> SeedreamErro
     if reason == "ILLEGAL_IMAGE_CONTENT":
         return ContentBlocked("The provider's moderation refused one of the reference images.", detail=detail)
     if reason in ("INVALID_REQUEST_BODY", "INVALID_IMAGE_SIZE"):
-        return ProviderRejected.because("The image provider", why, detail=detail)
+        return ProviderRejected.because(None, why, detail=detail)
     if reason in ("IMAGE_FILE_EXCEEDS_MAX_SIZE", "INVALID_IMAGE_FORMAT", "IMAGE_EXCEEDS_MAX_RESOLUTION"):
         return ImageRejected(f"The provider refused a reference image: {why}", detail=detail)
     if reason in ("BILLING_BALANCE_NOT_ENOUGH", "BILLING_AUTH_FAILED"):

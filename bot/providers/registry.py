@@ -130,9 +130,6 @@ class ProviderRegistry:
             return int(config.cost_weight)
         return provider.capabilities.cost_weight
 
-    def cost_weights(self) -> dict[str, int]:
-        return {name: self.cost_weight(name) for name in self._providers}
-
     def get(self, name: str | None = None) -> Provider:
         key = name or self.default
         try:

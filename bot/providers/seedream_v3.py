@@ -218,7 +218,7 @@ def bytedance_code_error(code: str, message: str, headers: Any) -> SeedreamError
     if code.startswith("OutputImageSensitiveContentDetected"):
         return ContentBlocked("The provider's moderation blocked the generated image.", detail=detail)
     if code in ("MissingParameter", "InvalidParameter") or code.startswith(("MissingParameter.", "InvalidParameter.")):
-        return ProviderRejected.because("The image provider", reason, detail=detail)
+        return ProviderRejected.because(None, reason, detail=detail)
     if code == "InvalidImageURL":
         return ImageRejected("The provider could not read one of the reference images.", detail=detail)
     if code in ("AccountOverdueError", "SetLimitExceeded", "ModelQuotaExhausted"):

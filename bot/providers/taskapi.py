@@ -158,7 +158,7 @@ def classify_error(status: int | None, code: str, message: str, headers: Any) ->
     if status is not None and status >= 500:
         return ProviderUnavailable("The image provider had a problem; please try again later.", detail=detail)
     if status in (400, 413, 422) and message:
-        return ProviderRejected.because("The image provider", clean_message(message), detail=detail)
+        return ProviderRejected.because(None, clean_message(message), detail=detail)
     return None
 
 

@@ -1,7 +1,11 @@
-"""The one owner of the aiosqlite connection.
+"""The owner of the SQLite store's two aiosqlite connections: one writer, one reader.
 
 WAL mode so readers never wait on the writer; every write inside ``transaction()`` (BEGIN IMMEDIATE,
-serialised by a lock because one connection cannot nest transactions).
+serialised by a lock because one connection cannot nest transactions). Reads (``fetchall``, ``fetchone``,
+``conn``) go through a second, read-only connection, so a read never sees another coroutine's
+uncommitted transaction, as on PostgreSQL; inside ``transaction()`` read through the connection it
+yields to see the block's own writes. A ``:memory:`` database cannot be shared by two connections: its
+reads wait for the write lock instead.
 
 Another process (``seedream-bot generate``, an operator's ``sqlite3`` shell) may hold the write lock.
 SQLite waits up to ``BUSY_TIMEOUT_MS`` for it; beyond that every read and write here raises
@@ -23,11 +27,11 @@ import re
 import sqlite3
 import tempfile
 import time
-from collections.abc import AsyncIterator, Iterable, Iterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Sequence
 from contextlib import asynccontextmanager, contextmanager
 from importlib import resources
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any, NoReturn, TypeVar
 
 import aiosqlite
 
@@ -35,6 +39,7 @@ from bot.storage.dialect import SQLITE, Dialect
 from bot.storage.errors import StoreBusy, StoreNotWritable, StoreTooNew
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 _MIGRATION_NAME = re.compile(r"^(\d{4})_[a-z0-9_]+\.sql$")
 #: How long a statement waits for another process's lock before it fails with ``StoreBusy``: long
@@ -222,6 +227,7 @@ class Database:
         self.path = str(path)
         self.busy_timeout_ms = busy_timeout_ms
         self._conn: aiosqlite.Connection | None = None
+        self._reader: aiosqlite.Connection | None = None
         self._write_lock = asyncio.Lock()
 
     @property
@@ -231,6 +237,13 @@ class Database:
 
     @property
     def conn(self) -> aiosqlite.Connection:
+        """The read-only connection: sees only committed data (see the module docstring)."""
+        if self._reader is None:
+            raise RuntimeError("the database is not open")
+        return self._reader
+
+    @property
+    def _writer(self) -> aiosqlite.Connection:
         if self._conn is None:
             raise RuntimeError("the database is not open")
         return self._conn
@@ -247,6 +260,7 @@ class Database:
             await self._conn.execute("PRAGMA journal_mode = WAL")
             await self._conn.execute("PRAGMA synchronous = NORMAL")
             await self._conn.execute("PRAGMA foreign_keys = ON")
+            self._reader = self._conn if self.path == ":memory:" else await self._open_reader()
         except sqlite3.OperationalError as exc:
             await self.close()
             if is_busy(exc):
@@ -261,7 +275,18 @@ class Database:
             raise
         return self
 
+    async def _open_reader(self) -> aiosqlite.Connection:
+        reader = await aiosqlite.connect(self.path, isolation_level=None)
+        reader.row_factory = aiosqlite.Row
+        await reader.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout_ms)}")
+        await reader.execute("PRAGMA foreign_keys = ON")
+        await reader.execute("PRAGMA query_only = ON")  # a write through ``db.conn`` is a bug: fail loudly
+        return reader
+
     async def close(self) -> None:
+        reader, self._reader = self._reader, None
+        if reader is not None and reader is not self._conn:
+            await reader.close()
         if self._conn is not None:
             await self._conn.close()
             self._conn = None
@@ -280,7 +305,7 @@ class Database:
         the block or at COMMIT; nothing of the transaction is kept.
         """
         async with self._write_lock:
-            conn = self.conn
+            conn = self._writer
             try:
                 await conn.execute("BEGIN IMMEDIATE")
             except asyncio.CancelledError:
@@ -308,21 +333,43 @@ class Database:
                     _raise_busy(exc, "committing")
                 raise
 
-    async def write(self, sql: str, params: Sequence[Any] = ()) -> None:
-        """One statement as its own transaction: one database hop, serialised with ``transaction()``.
+    async def run_transaction(self, work: Callable[[aiosqlite.Connection], Awaitable[T]]) -> T:
+        """``await work(conn)`` in one transaction (PostgreSQL runs it again if its connection is lost)."""
+        async with self.transaction() as conn:
+            return await work(conn)
+
+    async def write(self, sql: str, params: Sequence[Any] = ()) -> int:
+        """One statement as its own transaction: one database hop, serialised with ``transaction()``; the rows
+        it changed.
 
         The lock matters even for one statement: run while another task's BEGIN is open on this
         connection, it would join (and be rolled back with) that task's transaction.
         """
         async with self._write_lock:
             with _busy_is_store_busy("write"):
-                await self.conn.execute(sql, params)
+                cursor = await self._writer.execute(sql, params)
+                return int(cursor.rowcount)
 
     async def fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[aiosqlite.Row]:
+        if self.conn is self._conn:  # :memory:: one connection, so wait for any open transaction to end
+            async with self._write_lock:
+                return await fetch_all(self.conn, sql, params)
         return await fetch_all(self.conn, sql, params)
 
+    async def notify(self, channel: str, payload: str = "") -> None:
+        """Nothing to do: one process runs on an embedded database, and it wakes itself."""
+
+    async def listen(self, channels: Sequence[str], callback: Callable[[str, str], None]) -> None:
+        """Nothing to listen to (see ``notify``)."""
+
+    @asynccontextmanager
+    async def leading(self, key: int) -> AsyncIterator[bool]:
+        """Always True: the one process on an embedded database does its maintenance itself."""
+        yield True
+
     async def fetchone(self, sql: str, params: Sequence[Any] = ()) -> aiosqlite.Row | None:
-        return await fetch_one(self.conn, sql, params)
+        rows = await self.fetchall(sql, params)
+        return rows[0] if rows else None
 
     async def schema_version(self, conn: aiosqlite.Connection | None = None) -> int:
         conn = conn or self.conn

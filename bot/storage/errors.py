@@ -26,6 +26,11 @@ class StoreBusy(SeedreamError):
         super().__init__(self.USER_MESSAGE, detail=detail)
 
 
+class ConnectionLost(StoreBusy):
+    """The connection to the database was lost before the transaction committed: the server rolled it back,
+    so nothing of it was written and it may be run again whole (``Store.run_transaction`` does)."""
+
+
 class StoreNotWritable(SeedreamError):
     """The database, the folder it lives in or the data folder cannot be written by this process.
 

@@ -33,9 +33,9 @@ import logging
 import re
 import socket
 import time
-from collections.abc import AsyncIterator, Iterable, Iterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Sequence
 from contextlib import asynccontextmanager, contextmanager
-from typing import Any, NoReturn
+from typing import Any, NoReturn, TypeVar
 from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
 
 import asyncpg
@@ -43,9 +43,11 @@ import asyncpg
 from bot.errors import SeedreamError
 from bot.storage.database import migration_files
 from bot.storage.dialect import POSTGRES, Dialect
-from bot.storage.errors import AdmissionRefused, StoreBusy, StoreTooNew
+from bot.storage.errors import AdmissionRefused, ConnectionLost, StoreBusy, StoreTooNew
+from bot.storage.reconnect import connection_lost, reconnecting
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 URL_SCHEMES = ("postgresql", "postgres")
 #: Advisory-lock keys (namespace, key) of this schema; 24301/24302 belong to the admission trigger.
@@ -339,35 +341,84 @@ async def _pooled(pool: asyncpg.Pool, timeout: float) -> AsyncIterator[Any]:
     Without the timeout, code that reads through ``db`` while it holds ``db.transaction()`` (harmless on
     SQLite's one connection) could wait forever once every pooled connection is such a transaction.
     """
-    try:
-        raw = await pool.acquire(timeout=timeout)
-    except TimeoutError:
-        raise StoreBusy(f"no free database connection within {timeout:g} s (pool of {pool.get_max_size()})") from None
+    raw = await _acquire(pool, timeout)
     try:
         yield raw
+    except BaseException as exc:
+        if _lost(raw, exc) and not connection_lost(exc):
+            raise ConnectionLost(f"{type(exc).__name__}: {exc}") from exc
+        raise
     finally:
+        await _release(pool, raw)
+
+
+async def _release(pool: asyncpg.Pool, raw: Any) -> None:
+    """Give ``raw`` back; one the server ended meanwhile is dropped by the pool (the work done on it stands)."""
+    try:
         await pool.release(raw)
+    except Exception as exc:
+        if not connection_lost(exc):
+            raise
+
+
+def _lost(raw: Any, exc: BaseException) -> bool:
+    """Whether ``exc`` on ``raw`` means the connection is gone. asyncpg may report a connection the server ended
+    as "another operation is in progress"; a lost one that still looks open is closed, so the pool opens anew."""
+    if raw.is_closed():
+        return True
+    if connection_lost(exc):
+        raw.terminate()
+        return True
+    return False
+
+
+async def _acquire(pool: asyncpg.Pool, timeout: float) -> Any:
+    try:
+        return await pool.acquire(timeout=timeout)
+    except TimeoutError:
+        raise StoreBusy(f"no free database connection within {timeout:g} s (pool of {pool.get_max_size()})") from None
 
 
 class PgPool:
     """The pool seen as one connection (``PostgresDatabase.conn``): each call is its own autocommit statement."""
 
-    def __init__(self, pool: asyncpg.Pool, acquire_timeout: float = ACQUIRE_TIMEOUT_S) -> None:
+    def __init__(self, pool: asyncpg.Pool, url: str, acquire_timeout: float = ACQUIRE_TIMEOUT_S) -> None:
         self.pool = pool
+        self.url = url
         self.acquire_timeout = acquire_timeout
 
     async def execute(self, sql: str, params: Sequence[Any] = ()) -> PgCursor:
-        async with _pooled(self.pool, self.acquire_timeout) as raw:
-            return await _execute(raw, sql, params)
+        async def once() -> PgCursor:
+            async with _pooled(self.pool, self.acquire_timeout) as raw:
+                return await _execute(raw, sql, params)
+
+        return await _retried(once, self.url)
 
     async def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> PgCursor:
         async with _pooled(self.pool, self.acquire_timeout) as raw, raw.transaction():
             return await PgConnection(raw).executemany(sql, rows)
 
     async def execute_fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[asyncpg.Record]:
-        async with _pooled(self.pool, self.acquire_timeout) as raw:
-            with _mapped("reading"):
-                return list(await raw.fetch(translate(sql), *params))
+        async def once() -> list[asyncpg.Record]:
+            async with _pooled(self.pool, self.acquire_timeout) as raw:
+                with _mapped("reading"):
+                    return list(await raw.fetch(translate(sql), *params))
+
+        return await _retried(once, self.url)
+
+
+async def _retried(call: Callable[[], Awaitable[T]], url: str) -> T:
+    """``call()``, again with backoff while the connection is lost (bot.storage.reconnect); then
+    ``PostgresUnavailable``."""
+    try:
+        async for attempt in reconnecting():
+            with attempt:
+                return await call()
+    except Exception as exc:
+        if connection_lost(exc):
+            raise _unavailable(url, exc, CONNECT_TIMEOUT_S) from None
+        raise
+    raise AssertionError("unreachable: tenacity either returns or raises")
 
 
 def pg_migration_files() -> list[tuple[int, str, str]]:
@@ -426,7 +477,7 @@ class PostgresDatabase:
     @property
     def conn(self) -> PgPool:
         """The pool in aiosqlite's clothes, for code that reads through ``db.conn``."""
-        return PgPool(self.pool, self.acquire_timeout)
+        return PgPool(self.pool, self.url, self.acquire_timeout)
 
     async def open(self) -> PostgresDatabase:
         """Create the pool (``min_size`` connections at once); ``PostgresUnavailable`` if that fails."""
@@ -467,32 +518,108 @@ class PostgresDatabase:
         fails until it ends): a block that wants to carry on after an error uses a savepoint
         (``async with conn.raw.transaction():`` nests as one). Inside the block, read through ``conn``:
         ``db.fetchone`` takes another connection, which does not see this transaction's writes.
+        A connection lost before the block runs is reopened; lost inside it, ``ConnectionLost`` (nothing
+        was written: ``run_transaction`` runs the block again); lost during COMMIT, ``PostgresUnavailable``.
         """
-        async with _pooled(self.pool, self.acquire_timeout) as raw:
-            transaction = raw.transaction()
-            with _mapped("starting a write"):
-                await transaction.start()
+        raw, transaction = await _retried(self._begin, self.url)
+        try:
             try:
                 yield PgConnection(raw)
             except BaseException as exc:
                 await _rollback(transaction)
+                if _lost(raw, exc) and not isinstance(exc, ConnectionLost):
+                    raise ConnectionLost(f"writing: {type(exc).__name__}: {exc}") from exc
                 if isinstance(exc, asyncpg.PostgresError):
                     _raise_mapped(exc, "writing")
                 raise
             try:
                 with _mapped("committing"):
                     await transaction.commit()
-            except BaseException:
+            except BaseException as exc:
                 await _rollback(transaction)
+                if _lost(raw, exc):  # the COMMIT may or may not have been applied: never run it again
+                    raise _unavailable(self.url, exc, self.connect_timeout) from None
                 raise
+        finally:
+            await _release(self.pool, raw)
 
-    async def write(self, sql: str, params: Sequence[Any] = ()) -> None:
-        """One statement as its own transaction (autocommit) on a pooled connection."""
-        async with _pooled(self.pool, self.acquire_timeout) as raw:
-            await _execute(raw, sql, params)
+    async def _begin(self) -> tuple[Any, Any]:
+        """A pooled connection with a started transaction (release it when done)."""
+        raw = await _acquire(self.pool, self.acquire_timeout)
+        try:
+            transaction = raw.transaction()
+            with _mapped("starting a write"):
+                await transaction.start()
+        except BaseException as exc:
+            lost = _lost(raw, exc)
+            await _release(self.pool, raw)
+            if lost and not connection_lost(exc):
+                raise ConnectionLost(f"starting a write: {type(exc).__name__}: {exc}") from exc
+            raise
+        return raw, transaction
+
+    async def run_transaction(self, work: Callable[[PgConnection], Awaitable[T]]) -> T:
+        """``await work(conn)`` in one transaction, run again whole (with backoff) while the connection is lost
+        before it commits; ``work`` must only touch the database, since it may run more than once."""
+
+        async def once() -> T:
+            async with self.transaction() as conn:
+                return await work(conn)
+
+        return await _retried(once, self.url)
+
+    async def write(self, sql: str, params: Sequence[Any] = ()) -> int:
+        """One statement as its own transaction (autocommit) on a pooled connection; the rows it changed.
+
+        Retried while the connection is lost (bot.storage.reconnect): a retry that meets a unique violation
+        means an earlier attempt had committed its row before its connection was lost (one row changed).
+        """
+        sent = False
+
+        async def once() -> int:
+            nonlocal sent
+            async with _pooled(self.pool, self.acquire_timeout) as raw:
+                retry, sent = sent, True
+                try:
+                    return (await _execute(raw, sql, params)).rowcount
+                except asyncpg.UniqueViolationError:
+                    if retry:  # an earlier attempt wrote the row before its connection was lost
+                        return 1
+                    raise
+
+        return await _retried(once, self.url)
 
     async def fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[asyncpg.Record]:
         return await self.conn.execute_fetchall(sql, params)
+
+    async def notify(self, channel: str, payload: str = "") -> None:
+        """Wake the processes listening on ``channel`` (delivered on commit; lost if nobody listens)."""
+        await self.write("SELECT pg_notify(CAST(? AS text), CAST(? AS text))", (channel, payload))
+
+    async def listen(self, channels: Sequence[str], callback: Callable[[str, str], None]) -> Listener:
+        """Call ``callback(channel, payload)`` for every notification on ``channels``, on a connection of its own
+        (outside the pool: LISTEN belongs to a session). Not durable: callers poll too."""
+        try:
+            raw = await asyncpg.connect(
+                self.url, timeout=self.connect_timeout, server_settings={"application_name": self.application_name}
+            )
+        except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            raise _unavailable(self.url, exc, self.connect_timeout) from None
+        for channel in channels:
+            await raw.add_listener(channel, lambda _conn, _pid, name, payload: callback(name, payload))
+        return Listener(raw)
+
+    @asynccontextmanager
+    async def leading(self, key: int) -> AsyncIterator[bool]:
+        """True in the one process that holds the advisory lock ``(24310, key)`` for the block (maintenance
+        that must run once bot-wide); False, at once, in every other."""
+        async with _pooled(self.pool, self.acquire_timeout) as raw:
+            got = bool(await raw.fetchval("SELECT pg_try_advisory_lock(24310, $1)", key))
+            try:
+                yield got
+            finally:
+                if got:
+                    await raw.execute("SELECT pg_advisory_unlock(24310, $1)", key)
 
     async def fetchone(self, sql: str, params: Sequence[Any] = ()) -> asyncpg.Record | None:
         rows = await self.conn.execute_fetchall(sql, params)
@@ -549,6 +676,25 @@ class PostgresDatabase:
             log.info("applied PostgreSQL migration %s", name)
             applied.append(version)
         return applied
+
+
+class Listener:
+    """A LISTEN connection; ``alive`` turns False when the server or the network drops it."""
+
+    def __init__(self, raw: asyncpg.Connection | None) -> None:
+        self.raw = raw
+
+    @property
+    def alive(self) -> bool:
+        return self.raw is not None and not self.raw.is_closed()
+
+    async def close(self) -> None:
+        raw, self.raw = self.raw, None
+        if raw is not None and not raw.is_closed():
+            try:
+                await asyncio.wait_for(raw.close(), timeout=5)
+            except (TimeoutError, OSError, asyncpg.InterfaceError):
+                raw.terminate()
 
 
 async def _rollback(transaction: Any) -> None:

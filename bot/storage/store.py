@@ -8,14 +8,16 @@ Both take SQLite's ``?`` placeholders; the statements they cannot share are in `
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from contextlib import AbstractAsyncContextManager
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from bot.storage.database import Database
 from bot.storage.dialect import Dialect
 from bot.storage.postgres import PostgresDatabase, is_postgres_url
+
+T = TypeVar("T")
 
 
 class StoreConnection(Protocol):
@@ -51,13 +53,31 @@ class Store(Protocol):
 
     def transaction(self) -> AbstractAsyncContextManager[StoreConnection]: ...
 
-    async def write(self, sql: str, params: Sequence[Any] = ()) -> None: ...
+    async def run_transaction(self, work: Callable[[Any], Awaitable[T]]) -> T:
+        """``work(conn)`` in one transaction, run again whole if the connection was lost before it committed."""
+        ...
+
+    async def write(self, sql: str, params: Sequence[Any] = ()) -> int:
+        """One statement in a transaction of its own; how many rows it changed."""
+        ...
 
     async def fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[Any]: ...
 
     async def fetchone(self, sql: str, params: Sequence[Any] = ()) -> Any: ...
 
     async def check_version(self, known: int | None = None) -> int: ...
+
+    async def notify(self, channel: str, payload: str = "") -> None:
+        """Wake other processes listening on ``channel`` (PostgreSQL); nothing on SQLite."""
+        ...
+
+    async def listen(self, channels: Sequence[str], callback: Callable[[str, str], None]) -> Any:
+        """Notifications as ``callback(channel, payload)``; an object with ``alive`` and ``close()``, or None."""
+        ...
+
+    def leading(self, key: int) -> AbstractAsyncContextManager[bool]:
+        """True in one process at a time bot-wide (maintenance that must run once)."""
+        ...
 
     async def migrate(self, migrations: Iterable[tuple[int, str, str]] | None = None) -> list[int]: ...
 

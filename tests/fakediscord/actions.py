@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, cast
 
 from . import interactions, payloads
-from .constants import ChannelType, CommandType, ComponentType, InteractionType, Perm
+from .constants import CommandType, ComponentType, InteractionType, Perm
 from .core import Core
 from .handles import FileSpec, InteractionHandle, build_options, find_component, modal_components
 from .rules import base_permissions, channel_permissions
@@ -26,9 +26,7 @@ CONTEXT_NAMES = {0: "guild", 1: "bot DM", 2: "private channel"}
 
 
 def command_context(channel: FakeChannel) -> int:
-    if channel.guild_id is not None:
-        return InteractionContext.GUILD
-    return InteractionContext.BOT_DM if channel.type == ChannelType.DM else InteractionContext.PRIVATE_CHANNEL
+    return interactions.context_of(channel)
 
 
 class CommandNotAvailable(Exception):
@@ -84,14 +82,17 @@ class UserActions:
         Administrator have all; "0" leaves only them), unless a command permission overwrite set with
         `set_command_permission` applies."""
         context = command_context(channel)
+        installed = self._installs_reaching(command, user, channel)
+        if installed is not None:
+            return installed
         contexts = command.get("contexts")
         if contexts is not None and context not in contexts:
             return f"its contexts {contexts} exclude context {context} ({CONTEXT_NAMES[context]})"
         if contexts is None and context != InteractionContext.GUILD and command.get("dm_permission") is False:
             return "it is guild-only (dm_permission false)"
         guild = self.state.guild_of(channel)
-        if guild is None:
-            return None
+        if guild is None or not self.state.bot_in(channel):
+            return None  # a user install: the server's command permissions do not apply
         have = base_permissions(guild, user.id)
         if have & Perm.ADMINISTRATOR:
             return None
@@ -106,6 +107,18 @@ class UserActions:
             return None
         missing = needed & ~have if needed else Perm.ADMINISTRATOR
         return f"default_member_permissions {needed} needs {missing} that {user.username} lacks at guild level"
+
+    def _installs_reaching(self, command: dict[str, Any], user: FakeUser, channel: FakeChannel) -> str | None:
+        """Why no install of the app offers `command` here (None when one does): the server's install (the bot
+        is there; `integration_types` has 0, or is unset) or the user's own (1, global commands only)."""
+        kinds = command.get("integration_types") or [0]
+        if self.state.bot_in(channel) and 0 in kinds:
+            return None
+        if 1 in kinds and user.id in self.state.user_installs and not command.get("guild_id"):
+            return None
+        if not self.state.bot_in(channel):
+            return "the app is not installed here: not in this server, and not by the user for a global command"
+        return f"its integration_types {kinds} need the user's own install, which {user.username} lacks"
 
     def _command_overwrite(self, guild: FakeGuild, name: str, user: FakeUser, channel: FakeChannel) -> bool | None:
         """Discord's command permission overwrites: a channel deny (the thread's parent for threads) forbids;
@@ -245,8 +258,19 @@ class UserActions:
         modal: dict[str, Any] | None = None,
         message: FakeMessage | None = None,
     ) -> InteractionHandle:
-        """Submit a modal; prefer `handle.submit_modal(values)`, which mirrors the modal the bot sent."""
-        data = {"custom_id": custom_id, "components": modal_components(modal, values)}
+        """Submit a modal; prefer `handle.submit_modal(values)`, which mirrors the modal the bot sent. A file
+        upload takes (filename, bytes), a FileSpec or a list of them: hosted like a slash command's attachment,
+        its ids in the component and the attachments in `resolved`, as Discord submits them."""
+        uploaded: dict[str, Any] = {}
+
+        def host(spec: FileSpec) -> dict[str, Any]:
+            attachment = payloads.attachment(self.host_file(channel, spec, ephemeral=True))
+            uploaded[attachment["id"]] = attachment
+            return attachment
+
+        data: dict[str, Any] = {"custom_id": custom_id, "components": modal_components(modal, values, host)}
+        if uploaded:
+            data["resolved"] = {"attachments": uploaded}
         return await self._interact(InteractionType.MODAL_SUBMIT, user, channel, data, message)
 
     async def message_context_menu(self, name: str, message: FakeMessage, *, user: FakeUser) -> InteractionHandle:

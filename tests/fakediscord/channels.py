@@ -18,13 +18,15 @@ def rest_message(ctx: Ctx, msg: FakeMessage) -> dict[str, Any]:
 
 
 def _text_like(channel: FakeChannel) -> bool:
-    return channel.type in (ChannelType.GUILD_TEXT, ChannelType.GUILD_ANNOUNCEMENT, ChannelType.DM) or channel.is_thread
+    return (
+        channel.type in (ChannelType.GUILD_TEXT, ChannelType.GUILD_ANNOUNCEMENT, ChannelType.DM, ChannelType.GROUP_DM)
+        or channel.is_thread
+    )
 
 
 async def get_channel(ctx: Ctx) -> tuple[int, Any]:
     channel = ctx.channel()
-    if channel.type != ChannelType.DM:
-        require(ctx.state, channel, ctx.state.bot.id)
+    require(ctx.state, channel, ctx.state.bot.id)
     return 200, payloads.channel(ctx.state, channel)
 
 
@@ -68,6 +70,8 @@ async def post_message(ctx: Ctx) -> tuple[int, Any]:
     if body.get("message_reference"):
         needed.append(Perm.READ_MESSAGE_HISTORY)
     require(ctx.state, channel, ctx.state.bot.id, *needed)
+    if channel.type == ChannelType.DM and not ctx.state.users[channel.recipients[0]].allows_dms:
+        raise DiscordError(403, ErrorCode.CANNOT_MESSAGE_USER)
     if channel.is_thread and channel.locked:
         raise DiscordError(403, ErrorCode.MISSING_PERMISSIONS)
     validate_message(body, ctx.uploads, upload_limit=ctx.state.upload_limit(channel))

@@ -16,6 +16,7 @@ MIB = 1024 * 1024
 class Limits:
     """Message limits Discord enforces on bots."""
 
+    USER_INSTALL_FOLLOWUPS = 5  # docs: follow-ups per interaction that only a user's install authorizes
     CONTENT = 2000  # spec: IncomingWebhookRequestPartial.content (MessageCreateRequest says 4000, which is Nitro users)
     EMBEDS = 10  # spec: maxItems
     EMBED_TITLE = 256  # spec: RichEmbed.title
@@ -53,7 +54,9 @@ class ErrorCode:
     UNKNOWN_APPLICATION_COMMAND = 10063
     ENTITY_TOO_LARGE = 40005
     ALREADY_ACKNOWLEDGED = 40060
+    MAX_FOLLOWUP_MESSAGES = 40094
     MISSING_ACCESS = 50001
+    CANNOT_MESSAGE_USER = 50007
     CANNOT_EDIT_OTHERS_MESSAGE = 50005
     EMPTY_MESSAGE = 50006
     MISSING_PERMISSIONS = 50013
@@ -73,7 +76,9 @@ ERROR_MESSAGES: dict[int, str] = {
     ErrorCode.UNKNOWN_APPLICATION_COMMAND: "Unknown application command",
     ErrorCode.ENTITY_TOO_LARGE: "Request entity too large",
     ErrorCode.ALREADY_ACKNOWLEDGED: "Interaction has already been acknowledged.",
+    ErrorCode.MAX_FOLLOWUP_MESSAGES: "This interaction has hit the maximum number of follow up messages",
     ErrorCode.MISSING_ACCESS: "Missing Access",
+    ErrorCode.CANNOT_MESSAGE_USER: "Cannot send messages to this user",
     ErrorCode.CANNOT_EDIT_OTHERS_MESSAGE: "Cannot edit a message authored by another user",
     ErrorCode.EMPTY_MESSAGE: "Cannot send an empty message",
     ErrorCode.MISSING_PERMISSIONS: "Missing Permissions",
@@ -113,6 +118,9 @@ class Perm:
 
 
 ALL_PERMISSIONS = (1 << 51) - 1
+#: app_permissions where the bot itself is absent (a user install in a DM, group DM or server without the
+#: bot): what the interaction's own answers may carry, nothing the bot token could use.
+USER_INSTALL_APP_PERMISSIONS = Perm.EMBED_LINKS | Perm.ATTACH_FILES | Perm.MENTION_EVERYONE | Perm.USE_EXTERNAL_EMOJIS
 DEFAULT_EVERYONE_PERMISSIONS = (
     Perm.CREATE_INSTANT_INVITE
     | Perm.ADD_REACTIONS
@@ -169,6 +177,7 @@ class Op:
 class ChannelType:
     GUILD_TEXT = 0
     DM = 1
+    GROUP_DM = 3
     GUILD_CATEGORY = 4
     GUILD_ANNOUNCEMENT = 5
     ANNOUNCEMENT_THREAD = 10
@@ -224,6 +233,7 @@ class ComponentType:
     STRING_SELECT = 3
     TEXT_INPUT = 4
     LABEL = 18
+    FILE_UPLOAD = 19
 
 
 class MessageFlag:

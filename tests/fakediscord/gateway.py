@@ -166,10 +166,13 @@ class Gateway:
             await conn.ws.close(code=4014, message=b"Disallowed intent(s).")
             return
         shard = (int(d["shard"][0]), int(d["shard"][1])) if d.get("shard") else None
+        if shard is not None and not 0 <= shard[0] < shard[1]:
+            await conn.ws.close(code=4010, message=b"Invalid shard.")  # Discord's answer to [id, count] out of range
+            return
         session = GatewaySession(secrets.token_hex(16), intents, shard, identified_at=self.state.now())
         self.sessions[session.id] = session
         conn.session, session.conn = session, conn
-        guilds = [g for g in self.state.guilds.values() if self._in_shard(session, g.id)]
+        guilds = [g for g in self.state.guilds_with_bot() if self._in_shard(session, g.id)]
         flags = payloads.application(self.state)["flags"]
         ready: dict[str, Any] = {
             "v": 10,

@@ -224,8 +224,14 @@ def build_options(
     return out
 
 
-def modal_components(modal: dict[str, Any] | None, values: dict[str, Any]) -> list[dict[str, Any]]:
-    """The submitted components, mirroring the modal the bot sent (action rows or labels)."""
+def modal_components(
+    modal: dict[str, Any] | None,
+    values: dict[str, Any],
+    host: Callable[[FileSpec], dict[str, Any]] | None = None,
+) -> list[dict[str, Any]]:
+    """The submitted components, mirroring the modal the bot sent (action rows or labels). A file upload's
+    value is a file or a list of files: ``host`` hosts each and returns its attachment payload, which the
+    caller puts in ``resolved.attachments`` (Discord submits only the attachment ids in the component)."""
     remaining = dict(values)
 
     def fill(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -244,6 +250,8 @@ def modal_components(modal: dict[str, Any] | None, values: dict[str, Any]) -> li
                 entry: dict[str, Any] = {"type": kind, "id": item.get("id", 0), "custom_id": cid}
                 if kind == ComponentType.TEXT_INPUT:
                     entry["value"] = value
+                elif kind == ComponentType.FILE_UPLOAD:
+                    entry["values"] = _uploaded(item, value, host)
                 else:
                     entry["values"] = list(value)
                 out.append(entry)
@@ -255,6 +263,19 @@ def modal_components(modal: dict[str, Any] | None, values: dict[str, Any]) -> li
     if remaining:
         raise KeyError(f"modal {modal.get('custom_id')!r} has no inputs {sorted(remaining)}")
     return result
+
+
+def _uploaded(item: dict[str, Any], value: Any, host: Callable[[FileSpec], dict[str, Any]] | None) -> list[str]:
+    """The attachment ids a file upload submits; the Discord client enforces required/min/max before sending."""
+    files = [] if value in ([], None) else ([value] if FileSpec.is_file(value) else list(value))
+    required = int(item.get("required", True) is not False)
+    minimum = max(required, int(item.get("min_values") or 0))
+    maximum = item.get("max_values") or 1
+    if not minimum <= len(files) <= maximum:
+        raise ValueError(f"file upload {item['custom_id']!r} takes {minimum}-{maximum} files, not {len(files)}")
+    if files and host is None:
+        raise ValueError("uploading files needs a host for them")
+    return [host(FileSpec.of(f))["id"] for f in files] if host is not None else []
 
 
 def find_component(message: FakeMessage, custom_id: str) -> dict[str, Any] | None:

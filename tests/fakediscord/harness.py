@@ -162,9 +162,16 @@ class FakeDiscord(UserActions):
         upload_limit: int | None = None,
         owner: FakeUser | None = None,
         bot_permissions: int = DEFAULT_BOT_PERMISSIONS,
+        with_bot: bool = True,
     ) -> FakeGuild:
-        """A guild with @everyone, a managed bot role holding `bot_permissions`, and the bot as member."""
+        """A guild with @everyone, a managed bot role holding `bot_permissions`, and the bot as member.
+        `with_bot=False`: a server that never added the bot (members reach it only through a user install;
+        the bot gets no GUILD_CREATE and 403 Missing Access on anything there)."""
         guild = self.state.add_guild(name, owner=owner, premium_tier=premium_tier, upload_limit=upload_limit)
+        if not with_bot:
+            owner_user = self.state.users[guild.owner_id]
+            guild.members.setdefault(owner_user.id, FakeMember(owner_user, guild.id))
+            return guild
         bot_role = FakeRole(self.state.snowflake(), guild.id, self.bot.username, bot_permissions, 1, managed=True)
         guild.roles[bot_role.id] = bot_role
         guild.members[self.bot.id] = FakeMember(self.bot, guild.id, [bot_role.id])
@@ -235,7 +242,22 @@ class FakeDiscord(UserActions):
         )
 
     def dm_channel(self, user: FakeUser) -> FakeChannel:
+        """The user's DM with the bot."""
         return self.state.dm_channel(user)
+
+    def private_channel(self, *users: FakeUser) -> FakeChannel:
+        """A DM between two users, or a group DM for three or more: the bot is never a recipient."""
+        return self.state.private_channel(list(users))
+
+    def install_for_user(self, user: FakeUser) -> None:
+        """The user adds the app to their account (Installation: User Install): global commands with
+        integration_types 1 follow them into DMs, group DMs and servers without the bot."""
+        self.state.user_installs.add(user.id)
+
+    def advance_clock(self, seconds: float) -> None:
+        """Let `seconds` pass for the fake at once: interaction tokens (15 min) and ack windows age."""
+        self.state.clock_offset += seconds
+        self.state.changed()
 
     async def _guild_event(self, event: str, guild: FakeGuild) -> None:
         def build(session: Any) -> dict[str, Any] | None:
@@ -288,7 +310,7 @@ class FakeDiscord(UserActions):
         def ready() -> bool:
             sessions = self.gateway.connected_sessions()
             sent = {r.d["id"] for r in self.dispatches("GUILD_CREATE")}
-            return bool(sessions) and all(str(g) in sent for g in self.state.guilds)
+            return bool(sessions) and all(str(g.id) in sent for g in self.state.guilds_with_bot())
 
         await self.wait_for(ready, timeout)
 

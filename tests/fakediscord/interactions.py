@@ -6,10 +6,20 @@ from __future__ import annotations
 from typing import Any
 
 from . import payloads
-from .constants import CallbackType, CommandType, ErrorCode, InteractionType, MessageFlag, MessageType
+from .constants import (
+    CallbackType,
+    ChannelType,
+    CommandType,
+    ComponentType,
+    ErrorCode,
+    InteractionType,
+    Limits,
+    MessageFlag,
+    MessageType,
+)
 from .core import Core, Ctx, Route
 from .rules import DiscordError, FormErrors, channel_permissions, not_found, validate_message
-from .state import CallbackAttempt, FakeChannel, FakeMessage, FakeUser, InteractionRecord
+from .state import CallbackAttempt, FakeChannel, FakeMessage, FakeUser, InteractionRecord, State
 
 ALLOWED_CALLBACKS: dict[int, set[int]] = {
     InteractionType.APPLICATION_COMMAND: {4, 5, 9, 12},
@@ -39,7 +49,7 @@ async def create_interaction(
         "data": data,
         "token": token,
         "version": 1,
-        "locale": "en-US",
+        "locale": user.locale,
         "entitlements": [],
         "entitlement_sku_ids": [],
         "attachment_size_limit": state.upload_limit(channel),
@@ -54,14 +64,13 @@ async def create_interaction(
         perms = channel_permissions(state, channel, user.id)
         payload.update(
             guild_id=str(guild.id),
-            guild={"id": str(guild.id), "locale": "en-US", "features": []},
-            guild_locale="en-US",
+            guild={"id": str(guild.id), "locale": guild.locale, "features": []},
+            guild_locale=guild.locale,
             member={**payloads.member(mem), "permissions": str(perms)},
-            authorizing_integration_owners={"0": str(guild.id)},
-            context=0,
         )
     else:
-        payload.update(user=payloads.user(user), authorizing_integration_owners={"1": str(user.id)}, context=1)
+        payload.update(user=payloads.user(user))
+    payload.update(authorizing_integration_owners=integration_owners(state, user, channel), context=context_of(channel))
     if message is not None:
         payload["message"] = payloads.message(state, message)
     rec = InteractionRecord(
@@ -88,6 +97,31 @@ async def create_interaction(
     return rec
 
 
+def context_of(channel: FakeChannel) -> int:
+    """0 guild, 1 the bot's DM, 2 any other private channel (a DM between others, a group DM)."""
+    if channel.guild_id is not None:
+        return 0
+    return 1 if channel.type == ChannelType.DM and len(channel.recipients) == 1 else 2
+
+
+def integration_owners(state: State, user: FakeUser, channel: FakeChannel) -> dict[str, str]:
+    """Discord's `authorizing_integration_owners`: "0" the guild whose install applies ("0" in the bot's DM),
+    "1" the user, when they installed the app to their account."""
+    owners: dict[str, str] = {}
+    if state.bot_in(channel):
+        owners["0"] = str(channel.guild_id or 0)
+    if user.id in state.user_installs:
+        owners["1"] = str(user.id)
+    if not owners:
+        raise ValueError(f"{user.username} cannot reach the app in channel {channel.id}: nobody installed it there")
+    return owners
+
+
+def user_install_only(rec: InteractionRecord) -> bool:
+    """Discord's follow-up cap applies to interactions that only a user's install authorizes."""
+    return "0" not in (rec.payload.get("authorizing_integration_owners") or {})
+
+
 def _response_type(rec: InteractionRecord) -> int:
     if rec.type == InteractionType.APPLICATION_COMMAND:
         kind = (rec.payload.get("data") or {}).get("type", CommandType.CHAT_INPUT)
@@ -103,6 +137,25 @@ def _validate_modal(data: dict[str, Any]) -> None:
     if not comps:
         errors.add(("components",), "BASE_TYPE_MIN_LENGTH", "Must be 1 or more in length.")
     errors.max_length(("components",), comps, 5)
+    for i, comp in enumerate(comps):
+        if not isinstance(comp, dict):
+            continue
+        inner = comp.get("component") if comp.get("type") == ComponentType.LABEL else None
+        if comp.get("type") == ComponentType.LABEL:
+            errors.max_length(("components", i, "label"), comp.get("label"), 45)
+            errors.max_length(("components", i, "description"), comp.get("description"), 100)
+        if isinstance(inner, dict) and inner.get("type") == ComponentType.FILE_UPLOAD:
+            low, high = inner.get("min_values"), inner.get("max_values")
+            if low is not None and not 0 <= low <= 10:
+                errors.add(("components", i, "component", "min_values"), "NUMBER_TYPE_MAX", "Must be 0-10.")
+            if high is not None and not 1 <= high <= 10:
+                errors.add(("components", i, "component", "max_values"), "NUMBER_TYPE_MAX", "Must be 1-10.")
+        rows = comp.get("components") if comp.get("type") == ComponentType.ACTION_ROW else []
+        for j, item in enumerate(rows or []):
+            if isinstance(item, dict) and item.get("type") == ComponentType.FILE_UPLOAD:
+                # Discord takes a file upload only inside a Label
+                where = ("components", i, "components", j)
+                errors.add(where, "UNION_TYPE_CHOICES", 'Value of field "type" must be one of (4,).')
     errors.raise_if_any()
 
 
@@ -222,6 +275,9 @@ async def execute_webhook(ctx: Ctx) -> tuple[int, Any]:
     body = ctx.json()
     channel = state.channels[rec.channel_id]
     validate_message(body, ctx.uploads, upload_limit=state.upload_limit(channel))
+    if user_install_only(rec) and rec.followups_sent >= Limits.USER_INSTALL_FOLLOWUPS:
+        raise DiscordError(400, ErrorCode.MAX_FOLLOWUP_MESSAGES)
+    rec.followups_sent += 1
     original = state.messages.get(rec.original_message_id or 0)
     if (
         rec.callback_type == CallbackType.DEFERRED_CHANNEL_MESSAGE_WITH_SOURCE

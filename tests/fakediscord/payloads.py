@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .constants import AppFlag, ChannelType, Intent, MessageFlag
+from .constants import USER_INSTALL_APP_PERMISSIONS, AppFlag, ChannelType, Intent, MessageFlag
 from .rules import channel_permissions
 from .state import (
     FakeAttachment,
@@ -80,8 +80,10 @@ def role(r: FakeRole) -> dict[str, Any]:
 
 def channel(state: State, c: FakeChannel) -> dict[str, Any]:
     out: dict[str, Any] = {"id": str(c.id), "type": c.type, "flags": 0, "last_message_id": _sid(c.last_message_id)}
-    if c.type == ChannelType.DM:
+    if c.type in (ChannelType.DM, ChannelType.GROUP_DM):
         out["recipients"] = [user(state.users[r]) for r in c.recipients]
+        if c.type == ChannelType.GROUP_DM:
+            out.update(name=c.name, owner_id=str(c.owner_id), icon=None)
         return out
     out.update(
         {
@@ -163,7 +165,7 @@ def guild(state: State, g: FakeGuild, *, intents: int | None = None, create: boo
         "premium_tier": g.premium_tier,
         "premium_subscription_count": 0,
         "premium_progress_bar_enabled": False,
-        "preferred_locale": "en-US",
+        "preferred_locale": g.locale,
         "nsfw_level": 0,
         "nsfw": False,
         "max_members": 500000,
@@ -309,7 +311,7 @@ def application(state: State) -> dict[str, Any]:
         "tags": [],
         "redirect_uris": [],
         "interactions_endpoint_url": None,
-        "approximate_guild_count": len(state.guilds),
+        "approximate_guild_count": len(state.guilds_with_bot()),
         "integration_types_config": {"0": {}},
     }
 
@@ -337,6 +339,10 @@ def command(state: State, body: dict[str, Any], cid: int, guild_id: int | None) 
 
 
 def app_permissions(state: State, c: FakeChannel) -> str:
+    """Where the bot is present, its own permissions; elsewhere (a user install) what an interaction's
+    answers may do there."""
+    if not state.bot_in(c):
+        return str(USER_INSTALL_APP_PERMISSIONS)
     return str(channel_permissions(state, c, state.bot.id))
 
 

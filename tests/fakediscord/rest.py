@@ -11,6 +11,7 @@ from typing import Any
 from aiohttp import web
 
 from . import channels, interactions, payloads
+from .command_rules import validate_command
 from .constants import ErrorCode
 from .core import Core, Ctx, Fault, Route
 from .messages import read_body
@@ -161,7 +162,8 @@ async def get_gateway(ctx: Ctx) -> tuple[int, Any]:
 
 async def get_gateway_bot(ctx: Ctx) -> tuple[int, Any]:
     limit = {"total": 1000, "remaining": 999, "reset_after": 14400000, "max_concurrency": 1}
-    return 200, {"url": ctx.core.gateway.url, "shards": 1, "session_start_limit": limit}
+    shards = ctx.state.config.recommended_shards
+    return 200, {"url": ctx.core.gateway.url, "shards": shards, "session_start_limit": limit}
 
 
 async def get_me(ctx: Ctx) -> tuple[int, Any]:
@@ -239,6 +241,7 @@ def _commands(ctx: Ctx) -> tuple[dict[int, dict[str, Any]], int | None]:
 
 
 def _upsert(ctx: Ctx, store: dict[int, dict[str, Any]], body: dict[str, Any], guild_id: int | None) -> dict[str, Any]:
+    validate_command(body)
     same = [c for c in store.values() if c["name"] == body.get("name") and c["type"] == body.get("type", 1)]
     cid = int(same[0]["id"]) if same else ctx.state.snowflake()
     store[cid] = payloads.command(ctx.state, body, cid, guild_id)
@@ -247,6 +250,8 @@ def _upsert(ctx: Ctx, store: dict[int, dict[str, Any]], body: dict[str, Any], gu
 
 async def put_commands(ctx: Ctx) -> tuple[int, Any]:
     store, guild_id = _commands(ctx)
+    for body in ctx.body or []:
+        validate_command(body)  # all or nothing, as Discord: one bad command refuses the whole overwrite
     old = dict(store)
     store.clear()
     out = []

@@ -182,7 +182,11 @@ def channel_permissions(state: State, channel: FakeChannel, user_id: int) -> int
     parent's overwrites. DMs allow everything a DM can do."""
     guild = state.guild_of(channel)
     if guild is None:
+        if user_id == state.bot.id and not state.bot_in(channel):
+            return 0  # a DM between others or a group DM: the bot is no recipient (Missing Access)
         return ALL_PERMISSIONS & ~(Perm.MANAGE_MESSAGES | Perm.MANAGE_THREADS)
+    if user_id not in guild.members and user_id != guild.owner_id:
+        return 0  # not a member (the bot in a server that never added it): Missing Access
     perms = base_permissions(guild, user_id)
     if perms == ALL_PERMISSIONS:
         return perms

@@ -57,6 +57,7 @@ class FakeConfig:
     privileged_intents: bool = True  # whether the application may ask for privileged intents
     message_content_enabled: bool = True  # application flag: REST reads return content
     replay_buffer: int = 5000
+    recommended_shards: int = 1  # GET /gateway/bot's "shards": what a client with shard_count unset runs
 
 
 @dataclass
@@ -66,6 +67,8 @@ class FakeUser:
     global_name: str | None = None
     bot: bool = False
     avatar: str | None = None
+    locale: str = "en-US"  # the language their Discord client is set to (sent with each interaction)
+    allows_dms: bool = True  # False: the user's privacy settings refuse DMs from apps (403 50007)
 
     @property
     def mention(self) -> str:
@@ -115,6 +118,7 @@ class FakeGuild:
     owner_id: int
     premium_tier: int = 0
     upload_limit_override: int | None = None
+    locale: str = "en-US"  # the server's preferred locale (Server Settings -> Community -> language)
     roles: dict[int, FakeRole] = field(default_factory=dict)
     members: dict[int, FakeMember] = field(default_factory=dict)
     channel_ids: list[int] = field(default_factory=list)
@@ -314,6 +318,7 @@ class InteractionRecord:
     attempts: list[CallbackAttempt] = field(default_factory=list)
     original_message_id: int | None = None
     followup_ids: list[int] = field(default_factory=list)
+    followups_sent: int = 0  # follow-up messages created (the cap counts sends, deleted or not)
     modal: dict[str, Any] | None = None
     source_message_id: int | None = None
     autocomplete_choices: list[dict[str, Any]] | None = None
@@ -342,6 +347,8 @@ class State:
         self.rest_log: list[RestCall] = []
         self.gateway_log: list[GatewayRecord] = []
         self.typing: list[tuple[int, float]] = []
+        self.user_installs: set[int] = set()  # users who installed the app to their account
+        self.clock_offset = 0.0  # advance_clock: time that passed for the fake (token lifetimes, ack windows)
         self._event = asyncio.Event()
         self.version = 0
         self.bot = self.add_user("FakeBot", bot=True)
@@ -355,10 +362,9 @@ class State:
         ms = int(time.time() * 1000) - DISCORD_EPOCH_MS
         return (ms << 22) | (1 << 17) | (next(self._counter) & 0xFFF)
 
-    @staticmethod
-    def now() -> float:
-        """Monotonic clock used for every recorded time (perf_counter)."""
-        return time.perf_counter()
+    def now(self) -> float:
+        """Monotonic clock used for every recorded time (perf_counter, plus any `advance_clock`)."""
+        return time.perf_counter() + self.clock_offset
 
     @staticmethod
     def token() -> str:
@@ -418,6 +424,24 @@ class State:
             if channel.type == ChannelType.DM and channel.recipients == [user.id]:
                 return channel
         return self.add_channel(FakeChannel(id=self.snowflake(), type=ChannelType.DM, name=None, recipients=[user.id]))
+
+    def private_channel(self, users: list[FakeUser]) -> FakeChannel:
+        """A DM between two people, or a group DM: places the bot can never post in (it is not a recipient)."""
+        kind = ChannelType.DM if len(users) == 2 else ChannelType.GROUP_DM
+        channel = FakeChannel(
+            id=self.snowflake(), type=kind, name=None, recipients=[u.id for u in users], owner_id=users[0].id
+        )
+        return self.add_channel(channel)
+
+    def guilds_with_bot(self) -> list[FakeGuild]:
+        return [g for g in self.guilds.values() if self.bot.id in g.members]
+
+    def bot_in(self, channel: FakeChannel) -> bool:
+        """Whether the bot is present where `channel` is: a member of its guild, or the other end of its DM."""
+        if channel.guild_id is not None:
+            guild = self.guilds.get(channel.guild_id)
+            return guild is not None and self.bot.id in guild.members
+        return channel.type == ChannelType.DM and len(channel.recipients) == 1
 
     def add_message(self, message: FakeMessage) -> FakeMessage:
         self.messages[message.id] = message

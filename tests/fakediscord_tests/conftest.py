@@ -43,6 +43,17 @@ class Feedback(discord.ui.Modal, title="Feedback"):
         await interaction.response.send_message(f"got {self.text.value}", ephemeral=True)
 
 
+class Upload(discord.ui.Modal, title="Upload"):
+    files: discord.ui.Label[Upload] = discord.ui.Label(
+        text="Your pictures", component=discord.ui.FileUpload(custom_id="upload:files", min_values=1, max_values=2)
+    )
+
+    async def on_submit(self, interaction: discord.Interaction) -> None:
+        assert isinstance(self.files.component, discord.ui.FileUpload)
+        got = ", ".join([f"{a.filename} {a.size} {len(await a.read())}" for a in self.files.component.values])
+        await interaction.response.send_message(f"got {got}", ephemeral=True)
+
+
 class Menu(discord.ui.View):
     @discord.ui.button(label="Go", custom_id="menu:go")
     async def go(self, interaction: discord.Interaction, button: discord.ui.Button[Menu]) -> None:
@@ -125,6 +136,25 @@ class FakeBot(commands.Bot):
         @tree.command(description="A modal")
         async def feedback(interaction: discord.Interaction) -> None:
             await interaction.response.send_modal(Feedback())
+
+        @tree.command(description="A modal with a file upload")
+        async def upload(interaction: discord.Interaction) -> None:
+            await interaction.response.send_modal(Upload())
+
+        @tree.command(description="Works wherever a member installed the app; answers with N follow-ups")
+        @app_commands.allowed_installs(guilds=True, users=True)
+        @app_commands.allowed_contexts(guilds=True, dms=True, private_channels=True)
+        async def anywhere(interaction: discord.Interaction, followups: int = 0) -> None:
+            await interaction.response.defer(thinking=True)
+            where = "guild" if interaction.context.guild else "dm" if interaction.context.dm_channel else "private"
+            user = "user" if interaction.is_user_integration() else "-"
+            guild = "guild" if interaction.is_guild_integration() else "-"
+            await interaction.edit_original_response(content=f"{where} {user} {guild}")
+            try:
+                for n in range(followups):
+                    await interaction.followup.send(f"part {n + 1}")
+            except discord.HTTPException as exc:
+                await interaction.edit_original_response(content=f"stopped: {exc.code}")
 
         @tree.command(description="Acknowledges too late")
         async def slow(interaction: discord.Interaction) -> None:

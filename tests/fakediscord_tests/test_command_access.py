@@ -76,7 +76,18 @@ async def test_member_without_default_member_permissions_cannot_invoke(guarded: 
     assert len(fake.interactions) == before and not fake.dispatches("INTERACTION_CREATE")  # nothing dispatched
 
     visible = fake.available_commands(alice, general, CommandType.CHAT_INPUT)
-    assert names(visible) == {"ping", "imagine", "menu", "feedback", "slow", "later", "where", "guildctx"}
+    assert names(visible) == {
+        "ping",
+        "imagine",
+        "menu",
+        "feedback",
+        "upload",
+        "anywhere",
+        "slow",
+        "later",
+        "where",
+        "guildctx",
+    }
     assert "Moderate" not in names(fake.available_commands(alice, general))
     assert "Describe" in names(fake.available_commands(alice, general, CommandType.MESSAGE))
 

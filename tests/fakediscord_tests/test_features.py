@@ -141,6 +141,39 @@ async def test_modal_submit(online: World) -> None:
     assert reply in fake.read_channel(online.general, user=online.alice)
 
 
+async def test_modal_file_upload_submits_attachment_ids_and_resolved_attachments(online: World) -> None:
+    fake = online.fake
+    h = await fake.slash_command("upload", user=online.alice, channel=online.general)
+    await h.wait_for_callback()
+    (label,) = h.modal["components"] if h.modal else []
+    assert label["type"] == 18 and label["component"]["type"] == 19
+    with pytest.raises(ValueError, match="takes 1-2 files, not 0"):  # the client enforces min_values
+        await h.submit_modal({"upload:files": []})
+    with pytest.raises(ValueError, match="not 3"):
+        await h.submit_modal({"upload:files": [("a.png", b"1"), ("b.png", b"2"), ("c.png", b"3")]})
+    submitted = await h.submit_modal({"upload:files": [("a.png", png(4, 4)), ("b.txt", b"hello")]})
+    data = submitted.record.payload["data"]
+    (component,) = [label["component"] for label in data["components"]]
+    assert sorted(component["values"]) == sorted(data["resolved"]["attachments"])
+    reply = await submitted.wait_for_response()
+    assert reply.content == f"got a.png {len(png(4, 4))} {len(png(4, 4))}, b.txt 5 5"
+
+
+def test_a_file_upload_outside_a_label_is_refused() -> None:
+    from tests.fakediscord.interactions import _validate_modal
+    from tests.fakediscord.rules import DiscordError
+
+    row = {"type": 1, "components": [{"type": 19, "custom_id": "f"}]}
+    with pytest.raises(DiscordError) as info:
+        _validate_modal({"custom_id": "m", "title": "t", "components": [row]})
+    assert info.value.code == 50035 and "0" in info.value.errors["components"]  # type: ignore[index]
+    label = {"type": 18, "label": "Pictures", "component": {"type": 19, "custom_id": "f", "max_values": 11}}
+    with pytest.raises(DiscordError):
+        _validate_modal({"custom_id": "m", "title": "t", "components": [label]})
+    label["component"]["max_values"] = 10  # type: ignore[index]
+    _validate_modal({"custom_id": "m", "title": "t", "components": [label]})
+
+
 async def test_message_context_menu(online: World) -> None:
     fake = online.fake
     target = await fake.send_message(online.general, online.alice, "hello there")

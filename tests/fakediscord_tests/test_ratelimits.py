@@ -55,7 +55,9 @@ async def limited() -> AsyncIterator[tuple[World, Raw]]:
 
 
 async def sync_ping(raw: Raw) -> None:
-    status, _, _ = await raw("PUT", f"/applications/{raw.fake.application_id}/commands", [{"name": "ping"}])
+    status, _, _ = await raw(
+        "PUT", f"/applications/{raw.fake.application_id}/commands", [{"name": "ping", "description": "Pong"}]
+    )
     assert status == 200
 
 
