@@ -50,6 +50,7 @@ TOKEN_LIFETIME_SECONDS = 15 * 60
 TOKEN_MARGIN_SECONDS = 60
 #: Answers that mean the interaction token is no longer accepted (expired or unknown).
 TOKEN_REFUSED_CODES = frozenset({10015, 50027})
+FETCHED_CHANNELS = 256
 ENDED_MEMORY = 4096  # how many ended jobs this process remembers, so a late "Queued" never covers an outcome
 Messageable = discord.TextChannel | discord.Thread | discord.DMChannel | discord.VoiceChannel
 Clock = Callable[[], float]
@@ -83,6 +84,7 @@ class DiscordSink:
         self._waiting: dict[str, Job] = {}  # cards showing a queue position
         self._queue_refresh: asyncio.Task[None] | None = None
         self._ended: OrderedDict[str, None] = OrderedDict()
+        self._fetched: OrderedDict[int, Messageable] = OrderedDict()  # channels fetched by id (no gateway cache)
         self._background: set[asyncio.Task[None]] = set()
         self.personal = PersonalDelivery(self)  # a member's own install: follow-ups, then DM
 
@@ -99,12 +101,12 @@ class DiscordSink:
         """The command's first view of its card: queued at ``position``. Never covers a later state."""
         tracker = self._cards[job.id]
         async with tracker.lock:
-            if job.id in self._ended or tracker.last_edit > -1e9:
+            if job.id in self._ended or tracker.last_edit > -1e9 or await self._moved_on(job):
                 return  # the job already ended, or its worker already showed something newer
             tracker.last_edit = self.clock()
             if position > 0:
                 tracker.shown_position = position
-                self._waiting[job.id] = job
+                self._watch_position(job)
             await self._edit_card(job, status_embed(job, position, self.wall_clock()), status_view(job))
         self.personal.watch(job)
 
@@ -130,7 +132,7 @@ class DiscordSink:
             tracker.last_edit = self.clock()
             if position > 0:
                 tracker.shown_position = position
-                self._waiting[job.id] = job
+                self._watch_position(job)
             saved = await self.bot.engine.jobs.get(job.id)
             delivery = (saved or job).delivery.model_copy(
                 update={"card_message_id": card.id, "card_channel_id": message.channel.id}
@@ -212,7 +214,7 @@ class DiscordSink:
             tracker.pending = None
         await self.bot.ack_first.settled()
         async with tracker.lock:
-            if job.id in self._ended:
+            if job.id in self._ended or (position > 0 and await self._moved_on(job)):
                 return
             tracker.last_edit = self.clock()
             if position > 0:
@@ -221,6 +223,20 @@ class DiscordSink:
                 await self._edit_card(job, status_embed(job, position, self.wall_clock()), status_view(job))
             except (discord.HTTPException, aiohttp.ClientError, OSError) as exc:  # a progress edit may be lost
                 log.info("job %s: card not updated (%s)", job.id, exc)
+
+    def _watch_position(self, job: Job) -> None:
+        """Keep the waiting card's queue position current. Only the one process on its store does: where several
+        share the queue, another may start and end the job while an edit from here is on its way."""
+        if self.bot.engine.exclusive:
+            self._waiting[job.id] = job
+
+    async def _moved_on(self, job: Job) -> bool:
+        """Another process may run the job (several share a PostgreSQL database) and show its progress on the
+        card itself: a queue position shown from here must not cover that. The one process never asks."""
+        if self.bot.engine.exclusive:
+            return False
+        state = await self.bot.engine.jobs.state_of(job.id)
+        return state is not JobState.QUEUED
 
     def _queue_moved(self) -> None:
         """A job left the queue: refresh the positions waiting cards show, once per ``edit_interval``."""
@@ -385,7 +401,14 @@ class DiscordSink:
         return await self._channel(message_id)
 
     async def _channel(self, channel_id: int) -> Messageable:
-        channel = self.bot.get_channel(channel_id) or await self.bot.fetch_channel(channel_id)
+        """From the gateway's cache, else fetched once (a worker has no gateway, so no cache of its own)."""
+        channel = self.bot.get_channel(channel_id) or self._fetched.get(channel_id)
+        if channel is None:
+            channel = await self.bot.fetch_channel(channel_id)
+            if isinstance(channel, discord.TextChannel):  # threads come and go; a job's card channel recurs
+                self._fetched[channel_id] = channel
+                while len(self._fetched) > FETCHED_CHANNELS:
+                    self._fetched.popitem(last=False)
         if not isinstance(channel, Messageable):
             raise discord.InvalidData(f"channel {channel_id} cannot hold messages")
         return channel
