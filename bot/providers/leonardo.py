@@ -335,7 +335,7 @@ class LeonardoProvider(Provider):
             scale_up_to_min_pixels=spec.fit,
             scale_down_to_fit=spec.fit,
             family=family.name if family else None,
-            strengths=family.strengths if family else "",
+            strengths=str(family.strengths) if family else "",
             cost_weight=family.cost_weight if family else 1,
         )
 

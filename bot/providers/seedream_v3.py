@@ -136,7 +136,7 @@ def capabilities_for(kind: str, model: str, rules: ModelRules) -> Capabilities:
         output_ratio_range=(1 / 16, 16.0),
         scale_up_to_min_pixels=True,
         family=family.name if family else None,
-        strengths=family.strengths if family else "",
+        strengths=str(family.strengths) if family else "",
         cost_weight=family.cost_weight if family else 1,
         image_sets=rules.image_sets,
         transparent_background=rules.transparent_background,

@@ -226,7 +226,7 @@ class TaskApiProvider(Provider):
             max_prompt_chars=None,
             size_table=SIZES_50_LITE if lite else {"4K": SIZES_4K},
             family=family.name if family else None,
-            strengths=family.strengths if family else "",
+            strengths=str(family.strengths) if family else "",
             cost_weight=family.cost_weight if family else 1,
             image_sets=True,
         )
