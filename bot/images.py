@@ -290,7 +290,7 @@ def encode_for_provider(
                 return data, ACCEPTED_FORMATS[fmt][1]
         rgb = None
         picture = picture.resize((max(min_side, picture.width * 3 // 4), max(min_side, picture.height * 3 // 4)))
-    raise ImageRejected("That image could not be made small enough for the provider.")
+    raise ImageRejected(_("That image could not be made small enough for the provider."))
 
 
 def plan_reference(

@@ -421,21 +421,25 @@ class DiscordSink:
             await self._deliver(job, record_message)
         except discord.NotFound as exc:
             raise DeliveryFailed(
-                "The channel for this job no longer exists, so the pictures could not be posted; "
-                "your credits were refunded.",
+                _(
+                    "The channel for this job no longer exists, so the pictures could not be posted; "
+                    "your credits were refunded."
+                ),
                 retryable=False,
                 detail=str(exc),
             ) from None
         except discord.Forbidden as exc:
             raise DeliveryFailed(
-                "I am no longer allowed to post there, so the pictures could not be posted; "
-                "your credits were refunded.",
+                _(
+                    "I am no longer allowed to post there, so the pictures could not be posted; "
+                    "your credits were refunded."
+                ),
                 retryable=False,
                 detail=str(exc),
             ) from None
         except discord.HTTPException as exc:
             raise DeliveryFailed(
-                "Discord had a problem while I was posting your pictures.",
+                _("Discord had a problem while I was posting your pictures."),
                 retryable=exc.status >= 500 or exc.status == 429,
                 detail=str(exc),
             ) from None

@@ -202,12 +202,9 @@ class Imagine(commands.Cog):
         allowed, here = None, scope_guild_id(interaction)
         if here is not None:
             allowed = (await self.bot.services.policy.store.settings(here)).allowed_providers
-        typed = current.casefold()
-        return [
-            Choice(name=choice.choice_name(), value=choice.provider)
-            for choice in self.bot.services.providers.models(allowed)
-            if typed in choice.choice_name().casefold()
-        ][:25]
+        typed, locale = current.casefold(), locale_of(interaction)
+        named = [(choice.choice_name(locale=locale), choice) for choice in self.bot.services.providers.models(allowed)]
+        return [Choice(name=name, value=choice.provider) for name, choice in named if typed in name.casefold()][:25]
 
     # -- buttons ------------------------------------------------------------------------------------
     async def on_job_button(self, interaction: discord.Interaction, button: JobButton) -> None:

@@ -19,7 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from bot import sizes
 from bot.errors import InvalidRequest
-from bot.i18n import _
+from bot.i18n import DEFAULT_LOCALE, _, translate
 from bot.images import StoredImage, encode_for_provider
 
 
@@ -135,9 +135,16 @@ class Capabilities(BaseModel):
     @property
     def label(self) -> str:
         """A few words for a model choice: ``5.5 — best quality, 1K/2K``."""
+        return self.label_in(DEFAULT_LOCALE)
+
+    def label_in(self, locale: str) -> str:
+        """``label`` with the strengths in ``locale`` (``5.5 — beste Qualität, 1K/2K``)."""
         name = self.family or self.model
         tiers = "/".join(self.resolutions)
-        return f"{name} — {self.strengths}, {tiers}" if self.strengths else f"{name} — {tiers}"
+        if not self.strengths:
+            return f"{name} — {tiers}"
+        strengths = translate(locale, self.strengths, context="model strength") or self.strengths
+        return f"{name} — {strengths}, {tiers}"
 
     def check(self, request: GenerationRequest) -> None:
         """Raise InvalidRequest, saying what is allowed, if this provider cannot serve the request."""
