@@ -151,13 +151,13 @@ async def test_run_and_two_workers_share_postgresql_through_kills(tmp_path: Path
         # resume without creating a second task: it is failed and refunded ("interrupted"), never re-sent.
         interrupted = {r["id"] for r in rows if r["state"] == "failed" and r["error"].startswith("interrupted:")}
         assert len(done) + len(interrupted) == JOBS, Counter((r["state"], r["error"]) for r in rows)
-        assert len(interrupted) <= 4, interrupted  # only jobs caught in that window by one of the two kills
+        assert len(interrupted) <= 6, interrupted  # only jobs caught in that window by one of the two kills
 
         job_ids = [
             e["footer"]["text"].split(" · ")[0].removeprefix("job ") for m in results(fake, channel) for e in m.embeds
         ]
         assert sorted(job_ids) == sorted(done)  # every finished job posted, none twice
-        assert Counter(outcome(c) for c in cards) == {"done": len(done), "failed": len(interrupted)}
+        assert Counter(outcome(c) for c in cards) == Counter(done=len(done), failed=len(interrupted))
 
         created = provider.calls_to("POST", "/v1/images/generations")
         tasks = [r["provider_task"] for r in rows if r["provider_task"]]
