@@ -16,10 +16,9 @@ from pathlib import Path
 import asyncpg
 
 from tests import pg
-from tests.botrunner import wait_for_card
 from tests.fakediscord import FakeDiscord
 from tests.fakeproviders.taskapi import FakeTaskApi
-from tests.test_e2e_process import SECRET, results, world
+from tests.test_e2e_process import SECRET, burst, results, world
 
 pg_url = pg.pg_url  # a fresh PostgreSQL database; skipped, saying how to enable it, where none answers
 JOBS, MEMBERS = 200, 40
@@ -110,15 +109,7 @@ async def test_run_and_two_workers_share_postgresql_through_kills(tmp_path: Path
         processes |= {name: await start("worker", config, log) for name in ("worker1", "worker2")}
         worker_pids = {processes["worker1"].pid, processes["worker2"].pid}
         try:
-            await fake.wait_for(lambda: len(fake.commands(guild)) >= 3 or None, timeout=30)
-            await fake.wait_until_connected(timeout=30)
-            handles = [
-                await fake.slash_command(
-                    "imagine", user=users[i % MEMBERS], channel=channel, options={"prompt": f"k{i}"}
-                )
-                for i in range(JOBS)
-            ]
-            cards = await asyncio.gather(*(wait_for_card(h, timeout=40) for h in handles))
+            cards = await burst(fake, guild, channel, users, JOBS, timeout=40)
 
             await fake.wait_for(lambda: len(results(fake, channel)) >= JOBS // 5 or None, timeout=40)
             processes["worker1"].kill()  # SIGKILL mid-burst: its jobs wait for their leases to lapse

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -92,6 +93,7 @@ def make_engine(
     workers: int = 4,
     limit_cap: int = 10,
     delivery_workers: int = 8,
+    **options: Any,
 ) -> JobEngine:
     registry = ProviderRegistry({"local": provider}, "local")
     return JobEngine(
@@ -103,6 +105,7 @@ def make_engine(
         per_user_in_flight=2,
         max_queued_per_user=limit_cap,
         delivery_workers=delivery_workers,
+        **options,
     )
 
 

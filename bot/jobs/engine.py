@@ -36,7 +36,8 @@ from bot.errors import (
     SeedreamError,
 )
 from bot.i18n import Text, _
-from bot.jobs.leases import CANCEL_CHANNEL, JOBS_CHANNEL, Fence, LeaseLost, Leases, process_identity
+from bot.jobs.keeper import LeaseKeeping
+from bot.jobs.leases import JOBS_CHANNEL, Fence, LeaseLost, Leases, process_identity
 from bot.jobs.models import FINAL_STATES, Delivery, Job, JobState, new_job_id
 from bot.jobs.repository import JobRepository
 from bot.metrics import Metrics
@@ -86,7 +87,7 @@ class ResultSink(Protocol):
         """Tell the server's moderators about a problem they must fix (e.g. the provider is out of credit)."""
 
 
-class JobEngine:
+class JobEngine(LeaseKeeping):
     def __init__(
         self,
         db: Store,
@@ -155,7 +156,7 @@ class JobEngine:
                 if epoch is not None:  # held by nobody: its process died while sending it
                     fence = Fence(self.owner, epoch)
                     await self._finish_failed(job, JobState.FAILED, "interrupted", INTERRUPTED_MESSAGE, fence)
-        self._listener = await self.db.listen([JOBS_CHANNEL, CANCEL_CHANNEL], self._notified)
+        await self._listen()
         self._dispatcher = asyncio.create_task(self._dispatch_loop(), name="job-dispatcher")
         self._keeper = asyncio.create_task(self._keep_leases(), name="job-leases")
         self._wake.set()
@@ -280,7 +281,10 @@ class JobEngine:
         position = await self.jobs.position(job)
         log.info("job %s queued by %s on %s (position %d)", job.id, requester_id, provider.name, position)
         self.wake()
-        await self.db.notify(JOBS_CHANNEL, provider.name)
+        try:  # the job is queued: a lost wake-up only waits for the other processes' next poll
+            await self.db.notify(JOBS_CHANNEL, provider.name)
+        except Exception as exc:
+            log.warning("job %s: other processes not notified (%s); they find it at their next poll", job.id, exc)
         return job, position
 
     async def cancel(self, job_id: str) -> Job:
@@ -322,71 +326,6 @@ class JobEngine:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         await self._finish_failed(job, JobState.CANCELLED, "cancelled", _("This job was cancelled."), fence)
-
-    # -- leases ---------------------------------------------------------------------------------------
-    async def _keep_leases(self) -> None:
-        """Every ``poll_seconds``: renew, take over what other processes left, look for queued work and
-        cancel requests (both also arrive at once by notification on PostgreSQL; this poll covers a missed one)."""
-        while self._accepting:
-            await asyncio.sleep(self.poll_seconds)
-            try:
-                await self._tend_leases()
-            except Exception:
-                log.exception("lease keeping failed; trying again in %.0f s", self.poll_seconds)
-
-    async def _tend_leases(self) -> None:
-        held = await self.leases.renew(self.clock())
-        for job_id, task in list(self._running.items()):
-            renewal = held.get(job_id)
-            epoch = self._epochs.get(job_id)
-            if epoch is None or task.done():
-                continue
-            if renewal is None or renewal.epoch != epoch:
-                lease = await self.jobs.lease_of(job_id)
-                if lease is not None and lease != (self.owner, epoch):
-                    self._lost.add(job_id)
-                    task.cancel()
-            elif renewal.cancel_requested:
-                self._spawn(self._cancel_requested(job_id), f"cancel-{job_id}")
-        if not self.exclusive:
-            await self._take_over(everything=False)
-        self._wake.set()  # jobs queued by other processes
-
-    async def _take_over(self, *, everything: bool) -> None:
-        room = 1_000_000 if everything else self.workers + self.delivery_workers - len(self._running)
-        if room <= 0:
-            return
-        for job_id, epoch in await self.leases.take_over(self.clock(), room, everything=everything):
-            job = await self.jobs.get(job_id)
-            if job is None or job_id in self._running:
-                continue
-            if not everything:
-                log.info("job %s: its process let the lease lapse; resuming it here from %s", job_id, job.state)
-            self._launch(job, epoch)
-
-    def _notified(self, channel: str, payload: str) -> None:
-        if channel == CANCEL_CHANNEL:
-            if payload in self._running:
-                self._spawn(self._cancel_requested(payload), f"cancel-{payload}")
-        elif self._accepting:
-            self._wake.set()
-
-    async def _cancel_requested(self, job_id: str) -> None:
-        """Cancel was pressed in another process for a job this one runs."""
-        try:
-            job = await self.jobs.get(job_id)
-            if job is None or job.state not in (JobState.QUEUED, JobState.SUBMITTED) or job_id in self._cancelling:
-                return  # ended, or past the provider: its images are being posted
-            await self._cancel_here(job)
-        except LeaseLost:
-            pass
-        except Exception:
-            log.exception("job %s: cancel asked by another process failed", job_id)
-
-    def _spawn(self, coro: Any, name: str) -> None:
-        task: asyncio.Task[None] = asyncio.create_task(coro, name=name)
-        self._background.add(task)
-        task.add_done_callback(self._background.discard)
 
     # -- dispatching --------------------------------------------------------------------------------
     async def _dispatch_loop(self) -> None:
