@@ -3,7 +3,8 @@
 Run: python bench/throughput.py [--database PATH_OR_URL ...] [--processes 1,2,4] [--jobs 300] [--workers 4]
 
 The real ``python -m bot run`` runs in its own process, joined by N-1 ``python -m bot worker`` processes on the
-same config and database (so 1, 2 or 4 processes run jobs); this process (the fake Discord) fires ``--jobs``
+same config and database (so 1, 2 or 4 processes run jobs; workers need PostgreSQL, so SQLite has the 1-process
+row only); this process (the fake Discord) fires ``--jobs``
 /imagine commands at once from 32 members in 4 channels and reads the jobs table until all are done. Per job
 the bot checks the policy, reserves quota and writes the job (one transaction), posts the card and opens a
 thread, edits the card (``status_edit_seconds`` = 5, the default), posts the result, settles the ledger and
@@ -31,7 +32,7 @@ from typing import Any
 
 import _common as c
 
-from bot.storage import store_for
+from bot.storage import is_postgres_url, store_for
 from tests.fakediscord import FakeDiscord
 
 TARGET = 100.0
@@ -131,9 +132,13 @@ async def main() -> None:
         print("# left out 2+ processes: this checkout has no `seedream-bot worker`")
         layouts = [n for n in layouts if n == 1]
     rows, rate = [], {}
+    if max(layouts) > 1 and any(not is_postgres_url(d) for d in stores):
+        print("# SQLite: 1 process only (seedream-bot worker needs PostgreSQL; on SQLite `run` runs every job)")
     for processes in layouts:
         for label, patches in variants:
             for database in stores:  # the stores alternate, so a noisy moment hits both
+                if processes > 1 and not is_postgres_url(database):
+                    continue
                 try:
                     r = await one_run(database, processes, args.workers, args.jobs, patches)
                 except (TimeoutError, RuntimeError, StopIteration) as exc:
@@ -191,7 +196,7 @@ def side_by_side(rate: dict[tuple[str, int, str], float], layouts: list[int], la
         for n in layouts:
             values = {s: rate.get((s, n, label)) for s in stores}
             ratio = "-"
-            with contextlib.suppress(TypeError, ZeroDivisionError):
+            with contextlib.suppress(KeyError, TypeError, ZeroDivisionError):
                 ratio = f"x{values['PostgreSQL'] / values['SQLite']:.2f}"  # type: ignore[operator]
             rows.append([label, n, *(f"{v:.1f}" if v is not None else "-" for v in values.values()), ratio])
     return c.table(["provider", "processes", *(f"{s} jobs/s" for s in stores), "PostgreSQL / SQLite"], rows)

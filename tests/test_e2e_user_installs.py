@@ -29,6 +29,9 @@ class World:
         fake.install_for_user(self.alice)
         return self
 
+    async def imagine(self, channel: FakeChannel, prompt: str = "a koala") -> InteractionHandle:
+        return await self.fake.slash_command("imagine", user=self.alice, channel=channel, options={"prompt": prompt})
+
     def settings(self, tmp_path: Path, *, personal: int = 5, delay: float = 0.0) -> Any:
         return bot_settings(
             self.fake,
@@ -109,9 +112,7 @@ async def test_personal_use_off_is_a_polite_refusal_and_charges_nothing(tmp_path
     async with FakeDiscord() as fake:
         world = await World().build(fake)
         async with running_bot(fake, world.settings(tmp_path, personal=0)) as bot:
-            handle = await fake.slash_command(
-                "imagine", user=world.alice, channel=world.lounge, options={"prompt": "a koala"}
-            )
+            handle = await world.imagine(world.lounge)
             answer = await handle.wait_for_response()
             assert answer.flags & 64 and "Personal use is turned off" in answer.content
             assert handle.original is None or handle.original.flags & 64  # no public card
@@ -133,7 +134,7 @@ async def long_job(fake: FakeDiscord, bot: SeedreamBot, world: World, clock: Clo
     """/imagine in the server without the bot, still generating when its token reaches its end."""
     bot.sink.wall_clock = clock
     bot.sink.personal.poll_seconds = 0.02
-    handle = await fake.slash_command("imagine", user=world.alice, channel=world.lounge, options={"prompt": "slow"})
+    handle = await world.imagine(world.lounge, "slow")
     await wait_for_card(handle)
     clock.offset += 14 * 60 - 20  # inside the last half minute the bot uses the token
     card = await handle.wait_for_response(lambda m: str(STILL_WORKING) in (m.embeds[0].get("description") or ""))
@@ -174,9 +175,7 @@ async def test_a_restart_carries_on_through_the_same_interaction(tmp_path: Path)
     async with FakeDiscord() as fake:
         world = await World().build(fake)
         async with running_bot(fake, world.settings(tmp_path, delay=1.0)) as bot:
-            handle = await fake.slash_command(
-                "imagine", user=world.alice, channel=world.lounge, options={"prompt": "a koala"}
-            )
+            handle = await world.imagine(world.lounge)
             await wait_for_card(handle)
             await kill(bot)  # mid-generation
         assert [m for m in handle.followups if m.attachments] == []
@@ -186,3 +185,17 @@ async def test_a_restart_carries_on_through_the_same_interaction(tmp_path: Path)
             assert job.state == JobState.DONE and job.delivery.via_interaction
             assert job.delivery.dm_channel_id is None and result.channel_id == world.lounge.id
             assert bot_token_posts(fake, world.lounge) == []
+
+
+async def test_when_discord_refuses_more_follow_ups_the_rest_goes_by_dm(tmp_path: Path) -> None:
+    async with FakeDiscord() as fake:
+        world = await World().build(fake)
+        async with running_bot(fake, world.settings(tmp_path)) as bot:
+            # as if the interaction's follow-ups were used up (the count lost to a crash, say)
+            fake.inject_error("POST /webhooks/{webhook_id}/{webhook_token}", status=400, code=40094)
+            handle = await world.imagine(world.lounge)
+            dm = fake.dm_channel(world.alice)
+            posted = await fake.wait_for(lambda: [m for m in fake.bot_messages(dm) if m.attachments], timeout=15)
+            assert len(posted) == 1 and [m for m in handle.followups if m.attachments] == []
+            (job,) = await ended_jobs(bot, world.alice, 1)
+            assert job.state == JobState.DONE and job.delivery.dm_channel_id == dm.id

@@ -117,6 +117,17 @@ async def migrated_sqlite(path: Path, versions: int | None = None) -> Path:
     return path
 
 
+@pytest.fixture
+def exported(
+    filled: tuple[Path, dict[str, Any], FakeClock], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> tuple[Path, Path]:
+    """That database and its export (``seedream-bot export``)."""
+    database, _, _ = filled
+    export = tmp_path / "seedream.jsonl"
+    assert cli(monkeypatch, database, "export", str(export)) == 0
+    return database, export
+
+
 def cli(monkeypatch: pytest.MonkeyPatch, database: str | Path, *args: str) -> int:
     monkeypatch.setenv("SEEDREAM_STORAGE__DATABASE", str(database))
     return main(list(args))
@@ -161,22 +172,18 @@ async def test_sqlite_to_postgresql_and_back_keeps_every_row_and_the_bot_reads_t
     assert await asyncio.to_thread(cli, monkeypatch, pg_url, "export", str(back)) == 0
     copy = await migrated_sqlite(tmp_path / "copy.sqlite3")
     assert await asyncio.to_thread(cli, monkeypatch, copy, "import", str(back)) == 0
-    async with PostgresDatabase(pg_url) as target, Database(copy) as returned:
+    async with PostgresDatabase(pg_url) as target, Database(copy) as returned, Database(database) as source:
         assert await contents(returned) == await contents(target)
-        triggers = "SELECT name FROM sqlite_master WHERE type = 'trigger' ORDER BY name"
-        assert [r[0] for r in await returned.fetchall(triggers)] == ["jobs_admit", "jobs_settle_pending_answer"]
+        triggers = "SELECT name, sql FROM sqlite_master WHERE type = 'trigger' ORDER BY name"
+        assert [tuple(r) for r in await returned.fetchall(triggers)] == [
+            tuple(r) for r in await source.fetchall(triggers)
+        ]
 
 
 def test_import_refuses_a_database_that_holds_rows_unless_told_to_replace_them(
-    filled: tuple[Path, dict[str, Any], FakeClock],
-    tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
-    capsys: pytest.CaptureFixture[str],
+    exported: tuple[Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    database, _, _ = filled
-    export = tmp_path / "seedream.jsonl"
-    assert cli(monkeypatch, database, "export", str(export)) == 0
-    capsys.readouterr()
+    database, export = exported
     assert cli(monkeypatch, database, "import", str(export)) == 2
     line = capsys.readouterr().err
     assert line.count("\n") == 1 and "is not empty (jobs, job_images, quota_ledger" in line and "--replace" in line
@@ -192,14 +199,9 @@ def test_import_refuses_a_database_that_holds_rows_unless_told_to_replace_them(
 
 
 def test_import_refuses_another_schema_version_and_a_cut_off_file_and_writes_nothing(
-    filled: tuple[Path, dict[str, Any], FakeClock],
-    tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
-    capsys: pytest.CaptureFixture[str],
+    exported: tuple[Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    database, _, _ = filled
-    export = tmp_path / "seedream.jsonl"
-    assert cli(monkeypatch, database, "export", str(export)) == 0
+    _, export = exported
     newest = len(migration_files())
 
     older = asyncio.run(migrated_sqlite(tmp_path / "older.sqlite3", newest - 1))
