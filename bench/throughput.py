@@ -67,7 +67,7 @@ async def finished_jobs(database: str) -> list[Any]:
 async def one_run(database: str, processes: int, workers: int, jobs: int, patches: list[str]) -> dict[str, float]:
     with c.workdir(f"tp{processes}") as tmp:
         async with (
-            c.fresh_store(database, tmp, f"p{processes}") as store,
+            c.fresh_store(database, tmp, f"p{processes}", migrate=False) as store,  # the bot migrates
             FakeDiscord(token=c.BOT_TOKEN, rate_limit=100_000, discord_limits=False) as fake,  # no limits
         ):
             world = await c.World(fake).build(users=32, channels=4)
