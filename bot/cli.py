@@ -28,6 +28,7 @@ from bot import sizes
 from bot.config import DEFAULT_CONFIG_PATH, Settings, load_settings
 from bot.errors import ConfigError, SeedreamError
 from bot.health import MAX_AGE_SECONDS, judge, last_heartbeat
+from bot.i18n import Text
 from bot.images import ImageStore, StoredImage
 from bot.jobs import Job
 from bot.jobs.engine import RecordMessage
@@ -579,10 +580,10 @@ class FileSink:
     async def finished(self, job: Job) -> None:
         return None
 
-    async def failed(self, job: Job, message: str) -> None:
-        self.error = message
+    async def failed(self, job: Job, message: str | Text) -> None:
+        self.error = str(message)  # the CLI speaks English
 
-    async def alert(self, job: Job, message: str) -> None:
+    async def alert(self, job: Job, message: str | Text) -> None:
         print(f"warning: {message}", file=sys.stderr)
 
 

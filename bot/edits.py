@@ -16,6 +16,7 @@ from typing import TypeVar
 from urllib.parse import unquote, urlsplit
 
 from bot.errors import InvalidRequest
+from bot.i18n import Text, _, _n, join
 from bot.prompts import clean_prompt
 from bot.providers.base import Capabilities
 
@@ -48,7 +49,7 @@ class Skipped:
     """An image or link we did not use, and why (shown to the member)."""
 
     what: str
-    why: str
+    why: str | Text
 
 
 @dataclass
@@ -147,13 +148,13 @@ def pick_images(
     own message) count only when allow-listed. Nothing outside ``is_allowed`` is ever returned.
     """
     pick = ImagePick()
-    host_reason = "not a file uploaded to Discord, and I never download other links"
+    host_reason = _("not a file uploaded to Discord, and I never download other links")
 
     def take(url: str) -> None:
         if url not in pick.urls:
             pick.urls.append(url)
 
-    def skip(what: str, why: str) -> None:
+    def skip(what: str, why: Text) -> None:
         if all(s.what != what for s in pick.skipped):
             pick.skipped.append(Skipped(what, why))
 
@@ -161,9 +162,9 @@ def pick_images(
         for attachment in source.attachments:
             name = f"`{attachment.filename.replace('`', '')}`"
             if not _looks_like_image(attachment):
-                skip(name, "not an image (PNG, JPEG or WebP please)")
+                skip(name, _("not an image (PNG, JPEG or WebP please)"))
             elif attachment.size > max_bytes:
-                skip(name, f"larger than the {max_bytes // (1024 * 1024)} MiB I accept")
+                skip(name, _("larger than the {limit} MiB I accept", limit=max_bytes // (1024 * 1024)))
             elif not is_allowed(attachment.url):
                 skip(name, host_reason)
             else:
@@ -191,16 +192,18 @@ def reference_limit(caps: Capabilities, count: int) -> int:
     return max(0, limit)
 
 
-def cap_references(candidates: Sequence[T], limit: int, provider_label: str) -> tuple[list[T], str | None]:
+def cap_references(candidates: Sequence[T], limit: int, provider_label: str) -> tuple[list[T], Text | None]:
     """The first ``limit`` candidates, and a note for the member when some were left out."""
     kept = list(candidates[:limit])
     left_out = len(candidates) - len(kept)
     if left_out <= 0:
         return kept, None
-    noun = "image" if limit == 1 else "images"
-    return kept, (
-        f"{provider_label} takes at most {limit} reference {noun} here, so I used the first {limit} "
-        f"and left out {left_out}."
+    return kept, _n(
+        "{provider} takes at most {count} reference image here, so I used the first {count} and left out {left_out}.",
+        "{provider} takes at most {count} reference images here, so I used the first {count} and left out {left_out}.",
+        limit,
+        provider=provider_label,
+        left_out=left_out,
     )
 
 
@@ -208,30 +211,35 @@ def parse_count(text: str | None, most: int) -> int:
     """The number of images typed in a modal (empty means 1), refused politely outside 1..most."""
     raw = (text or "").strip() or "1"
     if not raw.isdigit() or not 1 <= int(raw) <= most:
-        raise InvalidRequest(f"Please give a number of images from 1 to {most}.")
+        raise InvalidRequest(_("Please give a number of images from 1 to {most}.", most=most))
     return int(raw)
 
 
-def skipped_notice(skipped: Sequence[Skipped]) -> str:
+def skipped_notice(skipped: Sequence[Skipped]) -> Text:
     """One short message listing what was left out and why."""
-    lines = [f"• {s.what}: {s.why}" for s in skipped[:MAX_LISTED_SKIPS]]
+    lines: list[str | Text] = [_("I did not use:")]
+    lines += [_("• {what}: {why}", what=s.what, why=s.why) for s in skipped[:MAX_LISTED_SKIPS]]
     if len(skipped) > MAX_LISTED_SKIPS:
-        lines.append(f"• …and {len(skipped) - MAX_LISTED_SKIPS} more")
-    return "I did not use:\n" + "\n".join(lines)
+        lines.append(_("• …and {count} more", count=len(skipped) - MAX_LISTED_SKIPS))
+    return join(lines, "\n")
 
 
-def help_text(bot_name: str, *, content_intent: bool) -> str:
-    """The polite answer when no image was found: the ways to ask for an edit."""
+def help_text(bot_name: str, *, content_intent: bool, menu: str = "Edit with Seedream") -> Text:
+    """The polite answer when no image was found: the ways to ask for an edit (``menu``: the Apps entry's name
+    as the member's client shows it)."""
     lines = [
-        "I couldn't find an image to edit. You can ask me like this:",
-        f"1. Reply to a message with pictures and mention me: “@{bot_name} make it night, add snow”.",
-        f"2. Attach pictures to a message that mentions me, e.g. “@{bot_name} turn this into a watercolour”.",
-        "3. Right-click (or long-press) a message with pictures → Apps → **Edit with Seedream**.",
+        _("I couldn't find an image to edit. You can ask me like this:"),
+        _("1. Reply to a message with pictures and mention me: “@{bot} make it night, add snow”.", bot=bot_name),
+        _(
+            "2. Attach pictures to a message that mentions me, e.g. “@{bot} turn this into a watercolour”.",
+            bot=bot_name,
+        ),
+        _("3. Right-click (or long-press) a message with pictures → Apps → **{menu}**.", menu=menu),
     ]
     if content_intent:
-        lines.append("You can also simply reply to one of my pictures and say what to change.")
-    return "\n".join(lines)
+        lines.append(_("You can also simply reply to one of my pictures and say what to change."))
+    return join(lines, "\n")
 
 
-def empty_instruction_text(bot_name: str) -> str:
-    return f"Please tell me what to change, for example “@{bot_name} make it night, add snow”."
+def empty_instruction_text(bot_name: str) -> Text:
+    return _("Please tell me what to change, for example “@{bot} make it night, add snow”.", bot=bot_name)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 
-from bot.i18n import Text
+from bot.i18n import Text, _
 
 #: The query string of a link (signed links carry credentials and signatures there), up to whitespace,
 #: a quote or a closing bracket, so links inside ``repr`` output and XML/JSON bodies are caught too.
@@ -125,24 +125,32 @@ class ProviderRejected(InvalidRequest, ProviderError):
     retryable = False
 
     @classmethod
-    def because(cls, provider: str, reason: str, *, detail: str | None = None) -> ProviderRejected:
-        """``provider`` (as the member should read it, e.g. "Leonardo") refused the request for ``reason``."""
+    def because(cls, provider: str | None, reason: str, *, detail: str | None = None) -> ProviderRejected:
+        """``provider`` (as the member should read it, e.g. "Leonardo"; None: "The image provider") refused the
+        request for ``reason`` (the provider's own words, shown as they are)."""
         reason = reason.strip().rstrip(".") or "no reason given"
-        return cls(f"{provider} refused the request as invalid ({reason}). {_change_hint(reason)}", detail=detail)
+        who = provider if provider is not None else _("The image provider")
+        return cls(
+            _(
+                "{provider} refused the request as invalid ({reason}). {change}",
+                provider=who,
+                reason=reason,
+                change=_change_hint(reason),
+            ),
+            detail=detail,
+        )
 
 
-def _change_hint(reason: str) -> str:
+def _change_hint(reason: str) -> Text:
     """What the member should change, guessed from the provider's reason; never "try again"."""
     lowered = reason.lower()
     if "prompt" in lowered:
-        change = "Change the prompt (shorter or reworded)"
-    elif any(word in lowered for word in ("size", "pixel", "dimension", "width", "height", "resolution", "aspect")):
-        change = "Choose another aspect ratio or resolution"
-    elif any(word in lowered for word in ("image", "reference", "file")):
-        change = "Use other or fewer reference images"
-    else:
-        change = "Change the request"
-    return f"{change}; the same request would be refused again."
+        return _("Change the prompt (shorter or reworded); the same request would be refused again.")
+    if any(word in lowered for word in ("size", "pixel", "dimension", "width", "height", "resolution", "aspect")):
+        return _("Choose another aspect ratio or resolution; the same request would be refused again.")
+    if any(word in lowered for word in ("image", "reference", "file")):
+        return _("Use other or fewer reference images; the same request would be refused again.")
+    return _("Change the request; the same request would be refused again.")
 
 
 class ResultExpired(ProviderError):

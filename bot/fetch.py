@@ -21,6 +21,7 @@ import aiohttp
 import yarl
 
 from bot.errors import ImageRejected
+from bot.i18n import _
 from bot.images import ImageStore, StoredImage
 from bot.providers.links import client_session, exact_url, without_query
 
@@ -75,11 +76,20 @@ class ImageFetcher:
 
     async def fetch(self, url: str) -> StoredImage:
         """Download, validate and store one image; ImageRejected explains any refusal."""
-        for _ in range(MAX_REDIRECTS + 1):
+        for _redirect in range(MAX_REDIRECTS + 1):
             if not self.is_allowed(url):
+                hosts = ", ".join(sorted(h for h in self.allowed if h))
+                origin = origin_of(url)
+                if origin:
+                    raise ImageRejected(
+                        _(
+                            "Images are only fetched from {hosts}; {origin} is not one of them.",
+                            hosts=hosts,
+                            origin=origin,
+                        )
+                    )
                 raise ImageRejected(
-                    f"Images are only fetched from {', '.join(sorted(h for h in self.allowed if h))}; "
-                    f"{origin_of(url) or 'that link'} is not one of them."
+                    _("Images are only fetched from {hosts}; that link is not one of them.", hosts=hosts)
                 )
             log.debug("fetching image %s", without_query(url))
             try:
@@ -90,19 +100,22 @@ class ImageFetcher:
                     if response.status != 200:
                         log.info("image %s answered HTTP %s", without_query(url), response.status)
                         raise ImageRejected(
-                            "That image could not be downloaded (it may have expired); please attach it again."
+                            _("That image could not be downloaded (it may have expired); please attach it again.")
                         )
                     declared = response.content_length
                     if declared is not None and declared > self.max_bytes:
                         raise ImageRejected(
-                            f"That image is larger than the {self.max_bytes // (1024 * 1024)} MiB we accept."
+                            _(
+                                "That image is larger than the {limit} MiB we accept.",
+                                limit=self.max_bytes // (1024 * 1024),
+                            )
                         )
                     return await self.store.save_stream(
                         response.content.iter_chunked(64 * 1024), max_bytes=self.max_bytes
                     )
             except (aiohttp.ClientError, TimeoutError):
-                raise ImageRejected("That image could not be downloaded; please try again.") from None
-        raise ImageRejected("That image link redirects too many times.")
+                raise ImageRejected(_("That image could not be downloaded; please try again.")) from None
+        raise ImageRejected(_("That image link redirects too many times."))
 
 
 async def fetch_all(fetcher: ImageFetcher, urls: list[str]) -> list[StoredImage]:

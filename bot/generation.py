@@ -13,6 +13,7 @@ from bot.config import Settings
 from bot.edits import AttachmentFacts
 from bot.errors import InvalidRequest
 from bot.fetch import ImageFetcher, fetch_all
+from bot.i18n import _, _n
 from bot.images import StoredImage
 from bot.jobs import Job
 from bot.jobs.engine import JobEngine
@@ -79,7 +80,7 @@ class GenerationService:
         where the provider can, size is the configured default where the provider offers it."""
         text = clean_prompt(prompt)
         if not text:
-            raise InvalidRequest("Please describe the picture you want: the prompt is empty.")
+            raise InvalidRequest(_("Please describe the picture you want: the prompt is empty."))
         options = options or Options()
         caps = self.providers.get(provider).capabilities
         gen = self.settings.generation
@@ -106,16 +107,22 @@ class GenerationService:
             request.seed = random.randint(*caps.seed_range) if caps.seed_range else None
         if reference is not None:
             if not 0 <= reference < len(parent.results):
-                raise InvalidRequest("That image is no longer available.")
+                raise InvalidRequest(_("That image is no longer available."))
             image = parent.results[reference]
             if not image.path.exists():
                 days = self.settings.storage.retention_days
-                raise InvalidRequest(f"That image is older than {days} days and has been cleaned up; post it again.")
+                raise InvalidRequest(
+                    _n(
+                        "That image is older than {count} day and has been cleaned up; post it again.",
+                        "That image is older than {count} days and has been cleaned up; post it again.",
+                        days,
+                    )
+                )
             request.references = [image]
         if prompt is not None:
             text = clean_prompt(prompt)
             if not text:
-                raise InvalidRequest("Please say what should change: the instruction is empty.")
+                raise InvalidRequest(_("Please say what should change: the instruction is empty."))
             request.prompt = text
         return request
 
@@ -130,11 +137,17 @@ class GenerationService:
         max_bytes = self.settings.generation.max_reference_bytes
         for attachment in attachments:
             if attachment.content_type and not attachment.content_type.startswith("image/"):
-                raise InvalidRequest(f"{attachment.filename} is not an image; attach PNG, JPEG or WebP files.")
+                raise InvalidRequest(
+                    _("{file} is not an image; attach PNG, JPEG or WebP files.", file=attachment.filename)
+                )
             if attachment.size > max_bytes:
                 raise InvalidRequest(
-                    f"{attachment.filename} is {attachment.size // (1024 * 1024)} MiB; the limit is "
-                    f"{max_bytes // (1024 * 1024)} MiB."
+                    _(
+                        "{file} is {size} MiB; the limit is {limit} MiB.",
+                        file=attachment.filename,
+                        size=attachment.size // (1024 * 1024),
+                        limit=max_bytes // (1024 * 1024),
+                    )
                 )
 
     async def download(self, attachments: Sequence[AttachmentFacts]) -> list[StoredImage]:

@@ -28,6 +28,7 @@ from PIL.PngImagePlugin import PngInfo
 from pydantic import BaseModel, ConfigDict
 
 from bot.errors import ImageRejected, StorageFull
+from bot.i18n import _
 
 #: Formats we accept from members and providers, with the extension and MIME type we store them under.
 ACCEPTED_FORMATS: dict[str, tuple[str, str]] = {
@@ -58,7 +59,7 @@ class StoredImage(BaseModel):
 
 
 _DISK_FULL = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}
-DISK_FULL_MESSAGE = "The bot's disk is full, so your images could not be saved; your credits were refunded."
+DISK_FULL_MESSAGE = _("The bot's disk is full, so your images could not be saved; your credits were refunded.")
 
 
 def _probe(path: Path, max_pixels: int) -> tuple[str, int, int]:
@@ -73,10 +74,16 @@ def _probe(path: Path, max_pixels: int) -> tuple[str, int, int]:
             fmt = img.format or ""
             width, height = img.size
             if fmt not in ACCEPTED_FORMATS:
-                raise ImageRejected(f"That file is a {fmt or 'unknown'} image; please use PNG, JPEG or WebP.")
+                if fmt:
+                    raise ImageRejected(_("That file is a {format} image; please use PNG, JPEG or WebP.", format=fmt))
+                raise ImageRejected(_("That file is a unknown image; please use PNG, JPEG or WebP."))
             if width * height > max_pixels:
                 raise ImageRejected(
-                    f"That image is {width}×{height} pixels, more than the {max_pixels:,} pixels we accept."
+                    _(
+                        "That image is {size} pixels, more than the {limit} pixels we accept.",
+                        size=f"{width}×{height}",
+                        limit=f"{max_pixels:,}",
+                    )
                 )
             if fmt == "PNG":
                 img.verify()  # truncated or corrupted chunks fail here
@@ -89,11 +96,13 @@ def _probe(path: Path, max_pixels: int) -> tuple[str, int, int]:
     except ImageRejected:
         raise
     except Image.DecompressionBombError:
-        raise ImageRejected(f"That image has more pixels than the {max_pixels:,} we accept.") from None
+        raise ImageRejected(
+            _("That image has more pixels than the {limit} we accept.", limit=f"{max_pixels:,}")
+        ) from None
     except UnidentifiedImageError:
-        raise ImageRejected("That file is not an image we can read (PNG, JPEG or WebP, please).") from None
+        raise ImageRejected(_("That file is not an image we can read (PNG, JPEG or WebP, please).")) from None
     except (OSError, SyntaxError, ValueError):
-        raise ImageRejected("That image is damaged or truncated and cannot be read.") from None
+        raise ImageRejected(_("That image is damaged or truncated and cannot be read.")) from None
     return fmt, width, height
 
 
@@ -146,10 +155,12 @@ class ImageStore:
                 async for chunk in chunks:
                     size += len(chunk)
                     if size > cap:
-                        raise ImageRejected(f"That image is larger than the {cap // (1024 * 1024)} MiB we accept.")
+                        raise ImageRejected(
+                            _("That image is larger than the {limit} MiB we accept.", limit=cap // (1024 * 1024))
+                        )
                     handle.write(chunk)
             if size == 0:
-                raise ImageRejected("That file is empty.")
+                raise ImageRejected(_("That file is empty."))
             # Hashing is done off the event loop, from the page cache, next to the probe.
             sha256, (fmt, width, height) = await asyncio.to_thread(_digest_and_probe, tmp, self.max_pixels)
             suffix, mime = ACCEPTED_FORMATS[fmt]
@@ -248,7 +259,9 @@ def encode_for_provider(
             width, height, max_pixels=max_pixels, ratio_range=ratio_range, min_side=min_side
         )
         if min(canvas_size) < min_side:
-            raise ImageRejected(f"That image is too small; each side must be more than {min_side - 1} pixels.")
+            raise ImageRejected(
+                _("That image is too small; each side must be more than {limit} pixels.", limit=min_side - 1)
+            )
         raw_size = (picture_size[1], picture_size[0]) if swapped else picture_size
         src.draft(None, raw_size)  # JPEG: decode at 1/2, 1/4 or 1/8 when that still covers the output
         src.load()
@@ -267,7 +280,7 @@ def encode_for_provider(
         attempts.append(("PNG", {"compress_level": 6}))
     if "image/jpeg" in formats:
         attempts += [("JPEG", {"quality": q}) for q in (92, 85, 75, 60)]
-    for _ in range(4):
+    for _attempt in range(4):
         rgb: Image.Image | None = None  # converted once per size, and only if a JPEG attempt needs it
         for fmt, options in attempts:
             if fmt == "JPEG" and rgb is None:
@@ -277,7 +290,7 @@ def encode_for_provider(
                 return data, ACCEPTED_FORMATS[fmt][1]
         rgb = None
         picture = picture.resize((max(min_side, picture.width * 3 // 4), max(min_side, picture.height * 3 // 4)))
-    raise ImageRejected("That image could not be made small enough for the provider.")
+    raise ImageRejected(_("That image could not be made small enough for the provider."))
 
 
 def plan_reference(

@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable, Iterable
 
 from bot.errors import NotAllowed
+from bot.i18n import Text, _, _n, join
 
 
 class ProviderHealth:
@@ -50,21 +51,29 @@ class ProviderHealth:
         left = self.seconds_left(provider)
         if left is not None:
             raise NotAllowed(
-                f"The {provider} image service is paused for every server because the bot's account ran out of "
-                f"credit. It resumes by itself in about {_minutes(left)}, or sooner if the bot's owner resumes it."
+                _(
+                    "The {provider} image service is paused for every server because the bot's account ran out of "
+                    "credit. It resumes by itself in about {minutes}, or sooner if the bot's owner resumes it.",
+                    provider=provider,
+                    minutes=_minutes(left),
+                )
             )
 
-    def owner_only(self, providers: Iterable[str]) -> str:
+    def owner_only(self, providers: Iterable[str]) -> Text:
         """Why a server moderator cannot lift these pauses, and when they end by themselves."""
         lines = []
         for name in providers:
             left = self.seconds_left(name)
             if left is not None:
                 lines.append(
-                    f"Only the bot's owner can resume provider {name} for every server (it ran out of credit); "
-                    f"it resumes by itself after {_minutes(left)}."
+                    _(
+                        "Only the bot's owner can resume provider {provider} for every server (it ran out of "
+                        "credit); it resumes by itself after {minutes}.",
+                        provider=name,
+                        minutes=_minutes(left),
+                    )
                 )
-        return " ".join(lines)
+        return join(lines)
 
     def resume(self, provider: str | None = None, *, by_owner: bool) -> list[str]:
         """Lift the pause of one provider (or all); returns the names that were paused.
@@ -77,6 +86,5 @@ class ProviderHealth:
         return [name for name in paused if self._paused_until.pop(name, None) is not None]
 
 
-def _minutes(seconds: float) -> str:
-    minutes = max(1, math.ceil(seconds / 60))
-    return f"{minutes} minute{'s' if minutes != 1 else ''}"
+def _minutes(seconds: float) -> Text:
+    return _n("{count} minute", "{count} minutes", max(1, math.ceil(seconds / 60)))

@@ -22,6 +22,7 @@ from zoneinfo import ZoneInfo
 
 from bot.config import QuotaSection
 from bot.errors import QuotaExceeded, TooManyJobs
+from bot.i18n import Text, _, _n
 from bot.storage import Store, StoreConnection, fetch_all, fetch_one
 from bot.storage.errors import AdmissionRefused
 
@@ -76,7 +77,7 @@ class Admission:
 class AllowanceExceeded(QuotaExceeded):
     """QuotaExceeded that also says, as data, when the allowance comes back."""
 
-    def __init__(self, user_message: str, *, resets_at: datetime) -> None:
+    def __init__(self, user_message: str | Text, *, resets_at: datetime) -> None:
         super().__init__(user_message)
         self.resets_at = resets_at
 
@@ -182,7 +183,7 @@ class Ledger:
 
     async def used(self, guild_id: int | None, user_id: int, conn: StoreConnection | None = None) -> int:
         """Units the member holds in the current window (in-flight reservations included)."""
-        start, _ = (await self.window_for(guild_id, conn)).bounds()
+        start, _end = (await self.window_for(guild_id, conn)).bounds()
         return await self._used_since(conn or self.db.conn, guild_id, user_id, start)
 
     async def balance(
@@ -194,14 +195,14 @@ class Ledger:
     async def refundable(self, guild_id: int | None, user_id: int, conn: StoreConnection | None = None) -> int:
         """Units a moderator may hand back now: what was charged this window, minus jobs still running."""
         conn = conn or self.db.conn
-        start, _ = (await self.window_for(guild_id, conn)).bounds()
+        start, _end = (await self.window_for(guild_id, conn)).bounds()
         row = await fetch_one(conn, _OPEN_SQL, (guild_id, user_id, start))
         open_units = int(row[0]) if row else 0
         return max(0, await self._used_since(conn, guild_id, user_id, start) - open_units)
 
     async def global_used(self, conn: StoreConnection | None = None) -> int:
         """Units the whole bot spent in today's calendar day (config time zone), for the global cap."""
-        start, _ = calendar_bounds("daily", self.config.timezone, self.clock())
+        start, _end = calendar_bounds("daily", self.config.timezone, self.clock())
         row = await fetch_one(conn or self.db.conn, _GLOBAL_USED_SQL, (start, start))
         return int(row[0]) if row else 0
 
@@ -217,7 +218,7 @@ class Ledger:
 
     async def admission(self, guild_id: int | None, limit: int | None, *, queued_cap: int | None = None) -> Admission:
         """What a new job must fit in, for the ``jobs_admit`` trigger (no database hop once the window is cached)."""
-        start, _ = (await self.window_for(guild_id)).bounds()
+        start, _end = (await self.window_for(guild_id)).bounds()
         cap = self.config.global_daily_cap or None
         daily_start = calendar_bounds("daily", self.config.timezone, self.clock())[0] if cap else None
         return Admission(limit, start, queued_cap, cap, daily_start)
@@ -240,7 +241,7 @@ class Ledger:
         from what it names (``explain``); if that reading finds the limit freed in between (a job ended, a
         refund landed), the write is tried once more, and the trigger decides again.
         """
-        for _ in range(2):
+        for _attempt in range(2):
             admission = await self.admission(guild_id, limit, queued_cap=queued_cap)
             try:
                 await write(admission)
@@ -252,7 +253,7 @@ class Ledger:
             )
             if refusal is not None:
                 raise refusal
-        raise QuotaExceeded("So many requests arrived at once that I could not fit yours in; please try again.")
+        raise QuotaExceeded(_("So many requests arrived at once that I could not fit yours in; please try again."))
 
     async def explain(
         self,
@@ -277,17 +278,34 @@ class Ledger:
             cap = cap if here else queued_cap
             if cap is None or jobs < cap:
                 return None
+            if here:
+                return TooManyJobs(
+                    _n(
+                        "You already have {count} picture job in progress here (the limit is {cap}); "
+                        "please wait for one to finish.",
+                        "You already have {count} picture jobs in progress here (the limit is {cap}); "
+                        "please wait for one to finish.",
+                        jobs,
+                        cap=cap,
+                    )
+                )
             return TooManyJobs(
-                f"You already have {jobs} picture job{'s' if jobs != 1 else ''} in progress"
-                f"{' here' if here else ''} (the limit is {cap}); please wait for one to finish."
+                _n(
+                    "You already have {count} picture job in progress (the limit is {cap}); "
+                    "please wait for one to finish.",
+                    "You already have {count} picture jobs in progress (the limit is {cap}); "
+                    "please wait for one to finish.",
+                    jobs,
+                    cap=cap,
+                )
             )
         if reason == "daily cap":
             cap = self.config.global_daily_cap
             if not cap or await self.global_used(conn) + units <= cap:
                 return None
-            _, end = calendar_bounds("daily", self.config.timezone, self.clock())
+            _start, end = calendar_bounds("daily", self.config.timezone, self.clock())
             return AllowanceExceeded(
-                f"The bot has reached its daily image budget; please try again <t:{int(end)}:R>.",
+                _("The bot has reached its daily image budget; please try again {when}.", when=f"<t:{int(end)}:R>"),
                 resets_at=datetime.fromtimestamp(end, UTC),
             )
         window = await self.window_for(guild_id, conn)
@@ -297,8 +315,14 @@ class Ledger:
         resets = await self._resets_at(conn, window, guild_id, user_id, used + units - limit)
         left = max(0, limit - used)
         return AllowanceExceeded(
-            f"This needs {units} image credit{'s' if units != 1 else ''} but you have {left} of {limit} left; "
-            f"your allowance resets <t:{int(resets.timestamp())}:R>.",
+            _n(
+                "This needs {count} image credit but you have {left} of {limit} left; your allowance resets {when}.",
+                "This needs {count} image credits but you have {left} of {limit} left; your allowance resets {when}.",
+                units,
+                left=left,
+                limit=limit,
+                when=f"<t:{int(resets.timestamp())}:R>",
+            ),
             resets_at=resets,
         )
 

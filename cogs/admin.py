@@ -17,6 +17,7 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot.errors import InvalidRequest, NotAllowed
+from bot.i18n import Text, _, _n, _p, join, render
 from bot.moderation import (
     MATCHING_RULES,
     MemberStatus,
@@ -28,6 +29,7 @@ from bot.moderation import (
 )
 from bot.sizes import RESOLUTIONS
 from cogs.errors import reply
+from cogs.locales import guild_locale_of, locale_of
 from cogs.members import is_moderator, member_context
 from cogs.places import declare_places, is_personal, scope_guild_id
 from cogs.views import NO_MENTIONS
@@ -42,11 +44,24 @@ ProviderAction = Literal["only", "allow", "disallow", "all"]
 Resettable = Literal["window", "models", "max-resolution", "max-count", "in-flight", "everything"]
 RESET_EVERYTHING = ("window", "models", "max-resolution", "max-count", "in-flight")
 RESET_LABELS = {
-    "window": "quota window",
-    "models": "allowed models",
-    "max-resolution": "largest resolution",
-    "max-count": "largest image count",
-    "in-flight": "jobs in progress per member",
+    "window": _("quota window"),
+    "models": _("allowed models"),
+    "max-resolution": _("largest resolution"),
+    "max-count": _("largest image count"),
+    "in-flight": _("jobs in progress per member"),
+}
+#: What decides a member's limit once the one set for ``scope`` is cleared.
+AFTER_CLEAR = {
+    "user": _("their roles, the channel, the server or the default decide"),
+    "role": _("members with it get their other roles', the channel's, the server's or the default limit"),
+    "channel": _("the server's or the default limit applies there"),
+    "guild": _("the bot default applies where nothing more specific is set"),
+}
+WINDOWS = {
+    "daily": _p("window", "daily"),
+    "weekly": _p("window", "weekly"),
+    "monthly": _p("window", "monthly"),
+    "rolling": _p("window", "rolling"),
 }
 #: Discord's limit on the label of an autocomplete choice.
 CHOICE_NAME_MAX = 100
@@ -55,9 +70,9 @@ CHOICE_NAME_MAX = 100
 def require_manage_server(interaction: discord.Interaction) -> int:
     """The guild id, if the member may moderate; Discord hides the group from others, this also refuses them."""
     if interaction.guild_id is None:
-        raise NotAllowed("Moderator commands work inside a server.")
+        raise NotAllowed(_("Moderator commands work inside a server."))
     if not (interaction.permissions.manage_guild or interaction.permissions.administrator):
-        raise NotAllowed("You need the Manage Server permission to use moderator commands.")
+        raise NotAllowed(_("You need the Manage Server permission to use moderator commands."))
     return interaction.guild_id
 
 
@@ -70,24 +85,38 @@ def scope_target(
     """The role, channel or member a limit command names for ``scope`` (None for the whole server)."""
     target = {"guild": None, "role": role, "channel": channel, "user": member}[scope]
     if scope != "guild" and target is None:
-        raise InvalidRequest(f"Please choose the {'member' if scope == 'user' else scope} this limit is for.")
+        which = {
+            "user": _("Please choose the member this limit is for."),
+            "role": _("Please choose the role this limit is for."),
+            "channel": _("Please choose the channel this limit is for."),
+        }
+        raise InvalidRequest(which[scope])
     return target
 
 
-def describe_status(status: MemberStatus, who: str) -> str:
+def describe_status(status: MemberStatus, who: str | Text) -> Text:
     balance = status.balance
-    limit = "unlimited" if balance.limit is None else f"{balance.used} of {balance.limit} used, {balance.left} left"
-    lines = [
-        f"**{who}**: {limit} this {balance.window} window.",
-        f"Resets <t:{int(balance.resets_at.timestamp())}:R>.",
-        f"Jobs in flight: {status.in_flight} of {status.in_flight_cap}.",
+    if balance.limit is None:
+        limit = _("unlimited")
+    else:
+        limit = _("{used} of {limit} used, {left} left", used=balance.used, limit=balance.limit, left=balance.left)
+    window = WINDOWS.get(str(balance.window), str(balance.window))
+    lines: list[Text] = [
+        _("**{who}**: {limit} this {window} window.", who=who, limit=limit, window=window),
+        _("Resets {when}.", when=f"<t:{int(balance.resets_at.timestamp())}:R>"),
+        _("Jobs in flight: {count} of {cap}.", count=status.in_flight, cap=status.in_flight_cap),
     ]
     if status.block is not None:
-        until = f" until <t:{int(status.block.until)}:f>" if status.block.until else ""
-        lines.append(f"⛔ Blocked{until}: {discord.utils.escape_markdown(status.block.reason)}")
+        reason = discord.utils.escape_markdown(status.block.reason)
+        if status.block.until:
+            lines.append(
+                _("⛔ Blocked until {until}: {reason}", until=f"<t:{int(status.block.until)}:f>", reason=reason)
+            )
+        else:
+            lines.append(_("⛔ Blocked: {reason}", reason=reason))
     if status.paused:
-        lines.append("⏸️ Generation is paused on this server.")
-    return "\n".join(lines)
+        lines.append(_("⏸️ Generation is paused on this server."))
+    return join(lines, "\n")
 
 
 class Admin(commands.Cog):
@@ -117,18 +146,22 @@ class Admin(commands.Cog):
     def moderation(self) -> ModeratorActions:
         return self.bot.services.moderation
 
-    async def _log(self, guild_id: int, text: str) -> None:
-        """Moderation events go to the server's log channel, when one is set."""
+    async def _log(self, guild_id: int, text: str | Text) -> None:
+        """Moderation events go to the server's log channel, when one is set, in the server's language."""
         settings = await self.bot.services.policy.store.settings(guild_id)
         if settings.log_channel_id:
+            shown = render(text, guild_locale_of(self.bot.get_guild(guild_id)))
             try:
-                await self.bot.get_partial_messageable(settings.log_channel_id).send(text, allowed_mentions=NO_MENTIONS)
+                await self.bot.get_partial_messageable(settings.log_channel_id).send(
+                    shown, allowed_mentions=NO_MENTIONS
+                )
             except discord.HTTPException as exc:
                 log.info("guild %s: log channel not writable (%s)", guild_id, exc)
 
-    async def _done(self, interaction: discord.Interaction, guild_id: int, text: str) -> None:
+    async def _done(self, interaction: discord.Interaction, guild_id: int, text: Text) -> None:
+        """Tell the moderator (in their language) and the log channel (in the server's)."""
         await reply(interaction, text)
-        await self._log(guild_id, f"🛡️ <@{interaction.user.id}>: {text}")
+        await self._log(guild_id, join([f"🛡️ <@{interaction.user.id}>:", text]))
 
     async def is_bot_owner(self, user: discord.abc.User) -> bool:
         """``[discord] owner_ids`` when set; otherwise the application's owner or team (discord.py asks once)."""
@@ -148,10 +181,12 @@ class Admin(commands.Cog):
         target: discord.User | discord.Member = member or interaction.user
         personal = is_personal(interaction)  # a member's own install: nobody moderates their allowance
         if member is not None and member.id != interaction.user.id and (personal or not is_moderator(interaction)):
-            raise NotAllowed("Only moderators can look at someone else's allowance.")
+            raise NotAllowed(_("Only moderators can look at someone else's allowance."))
         ctx = member_context(scope_guild_id(interaction), target, interaction.channel, False)
         status = await self.bot.services.policy.status(ctx)
-        await reply(interaction, describe_status(status, "You" if target.id == interaction.user.id else target.mention))
+        await reply(
+            interaction, describe_status(status, _("You") if target.id == interaction.user.id else target.mention)
+        )
 
     # -- limits -------------------------------------------------------------------------------------
     @limits.command(
@@ -180,9 +215,9 @@ class Admin(commands.Cog):
         await self.moderation.set_limit(
             guild_id, interaction.user.id, scope, target.id if target else None, units, reason
         )
-        what = "unlimited" if units is None else f"{units} per window"
-        where = "the server" if target is None else target.mention
-        await self._done(interaction, guild_id, f"Limit for {where} set to {what}.")
+        what = _("unlimited") if units is None else _("{units} per window", units=units)
+        where = _("the server") if target is None else target.mention
+        await self._done(interaction, guild_id, _("Limit for {where} set to {what}.", where=where, what=what))
 
     @limits.command(name="clear", description="Remove an allowance that was set, so the next rule decides")
     @app_commands.describe(
@@ -206,17 +241,13 @@ class Admin(commands.Cog):
         removed = await self.moderation.clear_limit(
             guild_id, interaction.user.id, scope, target.id if target else None, reason
         )
-        where = "the server" if target is None else target.mention
+        where = _("the server") if target is None else target.mention
         if not removed:
-            await reply(interaction, f"There was no limit for {where}, so nothing changed.")
+            await reply(interaction, _("There was no limit for {where}, so nothing changed.", where=where))
             return
-        after = {
-            "user": "their roles, the channel, the server or the default decide",
-            "role": "members with it get their other roles', the channel's, the server's or the default limit",
-            "channel": "the server's or the default limit applies there",
-            "guild": "the bot default applies where nothing more specific is set",
-        }[scope]
-        await self._done(interaction, guild_id, f"Limit for {where} cleared; {after}.")
+        await self._done(
+            interaction, guild_id, _("Limit for {where} cleared; {after}.", where=where, after=AFTER_CLEAR[scope])
+        )
 
     @limits.command(name="show", description="Show the allowances set on this server")
     async def limits_show(self, interaction: discord.Interaction) -> None:
@@ -224,16 +255,25 @@ class Admin(commands.Cog):
         rules = await self.bot.services.policy.store.limits(guild_id)
         settings = await self.bot.services.policy.store.settings(guild_id)
         mention = {
-            "guild": lambda i: "server",
+            "guild": lambda i: _("server"),
             "role": lambda i: f"<@&{i}>",
             "channel": lambda i: f"<#{i}>",
             "user": lambda i: f"<@{i}>",
         }
-        lines = [f"{mention[r.scope](r.scope_id)}: {'unlimited' if r.units is None else r.units}" for r in rules]
-        default = self.bot.settings.quota.default_limit or "unlimited"
+        lines: list[Text] = [
+            _("{who}: {units}", who=mention[r.scope](r.scope_id), units=_("unlimited") if r.units is None else r.units)
+            for r in rules
+        ]
+        default = self.bot.settings.quota.default_limit or _("unlimited")
         window = settings.window_kind or self.bot.settings.quota.window
-        lines.append(f"Default where nothing is set: {default} per {window} window.")
-        await reply(interaction, "\n".join(lines))
+        lines.append(
+            _(
+                "Default where nothing is set: {default} per {window} window.",
+                default=default,
+                window=WINDOWS.get(window, window),
+            )
+        )
+        await reply(interaction, join(lines, "\n"))
 
     # -- settings -----------------------------------------------------------------------------------
     def model_facts(self) -> list[ModelFacts]:
@@ -248,9 +288,9 @@ class Admin(commands.Cog):
             for p in self.bot.services.providers
         ]
 
-    def _label(self, names: tuple[str, ...] | None) -> str:
+    def _label(self, names: tuple[str, ...] | None) -> str | Text:
         if names is None:
-            return "every model the bot has"
+            return _("every model the bot has")
         models = {m.name: m.model for m in self.model_facts()}
         return ", ".join(f"{n} ({models[n]})" if n in models else n for n in names)
 
@@ -259,11 +299,13 @@ class Admin(commands.Cog):
     async def settings_show(self, interaction: discord.Interaction, member: discord.Member | None = None) -> None:
         guild_id = require_manage_server(interaction)
         ctx = member_context(guild_id, member, interaction.channel, False) if member is not None else None
-        overview = await settings_overview(self.bot.services.policy, guild_id, self.model_facts(), member=ctx)
-        name = interaction.guild.name if interaction.guild is not None else "this server"
-        embed = discord.Embed(
-            title=f"Seedream settings on {name}"[:256], description=overview.description, colour=0x5865F2
+        locale = locale_of(interaction)
+        overview = await settings_overview(
+            self.bot.services.policy, guild_id, self.model_facts(), member=ctx, locale=locale
         )
+        name = interaction.guild.name if interaction.guild is not None else _("this server")
+        title = _("Seedream settings on {server}", server=name).render(locale)
+        embed = discord.Embed(title=title[:256], description=overview.description, colour=0x5865F2)
         for title, value in overview.sections:
             embed.add_field(name=title[:256], value=value[:1024], inline=False)
         await interaction.followup.send(embed=embed, ephemeral=True, allowed_mentions=NO_MENTIONS)
@@ -284,23 +326,34 @@ class Admin(commands.Cog):
         guild_id = require_manage_server(interaction)
         changes = await self.moderation.set_window(guild_id, interaction.user.id, kind, timezone, hours)
         window = await self.bot.services.policy.ledger.window_for(guild_id)
-        changed = []
+        changed: list[Text] = []
         if "window_kind" in changes:
-            changed.append(f"window {changes['window_kind']}")
+            kind_now = str(changes["window_kind"])
+            changed.append(_("window {kind}", kind=WINDOWS.get(kind_now, kind_now)))
         if "timezone" in changes:
-            changed.append(f"time zone {changes['timezone']}")
+            changed.append(_("time zone {zone}", zone=changes["timezone"]))
         if "rolling_hours" in changes:
-            changed.append(f"rolling length {changes['rolling_hours']} h")
+            changed.append(_("rolling length {hours} h", hours=changes["rolling_hours"]))
+        now: Text
         if window.is_rolling:
-            now = (
-                f"a rolling {window.rolling_hours} h window: each credit comes back {window.rolling_hours} h after use"
+            now = _(
+                "a rolling {hours} h window: each credit comes back {hours} h after use", hours=window.rolling_hours
             )
         else:
             resets = int(window.bounds()[1])
-            now = f"a {window.kind} window in {window.timezone}, next reset <t:{resets}:f>"
+            kind_name = WINDOWS.get(window.kind, window.kind)
+            when = f"<t:{resets}:f>"
             if "rolling_hours" in changes:
-                now += " (the hours apply once the window is rolling)"
-        await self._done(interaction, guild_id, f"Quota window changed ({', '.join(changed)}); now {now}.")
+                now = _(
+                    "a {kind} window in {zone}, next reset {when} (the hours apply once the window is rolling)",
+                    kind=kind_name,
+                    zone=window.timezone,
+                    when=when,
+                )
+            else:
+                now = _("a {kind} window in {zone}, next reset {when}", kind=kind_name, zone=window.timezone, when=when)
+        text = _("Quota window changed ({changed}); now {now}.", changed=join(changed, ", "), now=now)
+        await self._done(interaction, guild_id, text)
 
     @settings_window.autocomplete("timezone")
     async def _timezone_choices(self, interaction: discord.Interaction, current: str) -> list[app_commands.Choice[str]]:
@@ -341,11 +394,11 @@ class Admin(commands.Cog):
     async def _allowed_done(
         self, interaction: discord.Interaction, guild_id: int, allowed: tuple[str, ...] | None, changed: bool
     ) -> None:
-        text = f"Models allowed on this server: {self._label(allowed)}."
+        text = _("Models allowed on this server: {models}.", models=self._label(allowed))
         if changed:
             await self._done(interaction, guild_id, text)
         else:
-            await reply(interaction, f"Nothing changed. {text}")
+            await reply(interaction, join([_("Nothing changed."), text]))
 
     @settings_providers.autocomplete("provider")
     async def _provider_choices(self, interaction: discord.Interaction, current: str) -> list[app_commands.Choice[str]]:
@@ -385,12 +438,13 @@ class Admin(commands.Cog):
         changes = await self.moderation.set_request_max(
             guild_id, interaction.user.id, resolution=resolution, count=count, largest=largest
         )
-        parts = []
+        parts: list[Text] = []
         if "max_resolution" in changes:
-            parts.append(f"resolution up to {changes['max_resolution']}")
+            parts.append(_("resolution up to {resolution}", resolution=changes["max_resolution"]))
         if "max_count" in changes:
-            parts.append(f"at most {changes['max_count']} image{'s' if changes['max_count'] != 1 else ''}")
-        text = f"Largest request on this server: {' and '.join(parts)}."
+            parts.append(_n("at most {count} image", "at most {count} images", int(changes["max_count"])))
+        largest_now = _("{first} and {second}", first=parts[0], second=parts[1]) if len(parts) == 2 else join(parts)
+        notes: list[Text] = [_("Largest request on this server: {parts}.", parts=largest_now)]
         tier = changes.get("max_resolution")
         if tier is not None:
             allowed = (await self.bot.services.policy.store.settings(guild_id)).allowed_providers
@@ -401,8 +455,14 @@ class Admin(commands.Cog):
                 and not any(RESOLUTIONS.index(r) <= RESOLUTIONS.index(tier) for r in m.resolutions if r in RESOLUTIONS)
             ]
             if cut_off:
-                text += f" Note: {', '.join(cut_off)} cannot render {tier} or smaller, so members cannot use it now."
-        await self._done(interaction, guild_id, text)
+                notes.append(
+                    _(
+                        "Note: {models} cannot render {tier} or smaller, so members cannot use it now.",
+                        models=", ".join(cut_off),
+                        tier=tier,
+                    )
+                )
+        await self._done(interaction, guild_id, join(notes))
 
     @settings.command(name="in-flight", description="How many jobs one member may have waiting or running at once")
     @app_commands.describe(jobs="Jobs in progress per member (at most the bot's own limit)")
@@ -411,7 +471,13 @@ class Admin(commands.Cog):
         ceiling = self.bot.settings.quota.max_queued_per_user
         await self.moderation.set_max_in_flight(guild_id, interaction.user.id, jobs, ceiling=ceiling)
         await self._done(
-            interaction, guild_id, f"Each member may now have {jobs} job{'s' if jobs != 1 else ''} in progress at once."
+            interaction,
+            guild_id,
+            _n(
+                "Each member may now have {count} job in progress at once.",
+                "Each member may now have {count} jobs in progress at once.",
+                jobs,
+            ),
         )
 
     @settings.command(name="reset", description="Return a setting to the bot's default")
@@ -421,11 +487,20 @@ class Admin(commands.Cog):
         names = RESET_EVERYTHING if setting == "everything" else (setting,)
         reset = await self.moderation.reset_settings(guild_id, interaction.user.id, names)
         if not reset:
-            what = "none of these settings was" if setting == "everything" else f"the {RESET_LABELS[setting]} was not"
-            await reply(interaction, f"Nothing changed: {what} set on this server, so the bot default already applies.")
+            if setting == "everything":
+                text = _(
+                    "Nothing changed: none of these settings was set on this server, "
+                    "so the bot default already applies."
+                )
+            else:
+                text = _(
+                    "Nothing changed: the {setting} was not set on this server, so the bot default already applies.",
+                    setting=RESET_LABELS[setting],
+                )
+            await reply(interaction, text)
             return
-        listed = ", ".join(RESET_LABELS[n] for n in reset)
-        await self._done(interaction, guild_id, f"Back to the bot default: {listed}.")
+        listed = join([RESET_LABELS[n] for n in reset], ", ")
+        await self._done(interaction, guild_id, _("Back to the bot default: {settings}.", settings=listed))
 
     # -- members ------------------------------------------------------------------------------------
     @admin.command(name="block", description="Stop a member from generating images")
@@ -441,7 +516,11 @@ class Admin(commands.Cog):
         guild_id = require_manage_server(interaction)
         until = (datetime.now(UTC) + timedelta(hours=hours)).timestamp() if hours else None
         await self.moderation.block(guild_id, interaction.user.id, member.id, reason, until)
-        await self._done(interaction, guild_id, f"{member.mention} is blocked{f' for {hours} h' if hours else ''}.")
+        if hours:
+            text = _("{member} is blocked for {hours} h.", member=member.mention, hours=hours)
+        else:
+            text = _("{member} is blocked.", member=member.mention)
+        await self._done(interaction, guild_id, text)
 
     @admin.command(name="unblock", description="Let a blocked member generate again")
     @app_commands.describe(member="The member", reason="Why (kept in the audit log)")
@@ -450,7 +529,10 @@ class Admin(commands.Cog):
     ) -> None:
         guild_id = require_manage_server(interaction)
         changed = await self.moderation.unblock(guild_id, interaction.user.id, member.id, reason)
-        await self._done(interaction, guild_id, f"{member.mention} {'is unblocked' if changed else 'was not blocked'}.")
+        if changed:
+            await self._done(interaction, guild_id, _("{member} is unblocked.", member=member.mention))
+        else:
+            await self._done(interaction, guild_id, _("{member} was not blocked.", member=member.mention))
 
     @admin.command(name="refund", description="Give a member credits back")
     @app_commands.describe(member="The member", amount="Credits to give back", reason="Why (kept in the audit log)")
@@ -463,7 +545,16 @@ class Admin(commands.Cog):
     ) -> None:
         guild_id = require_manage_server(interaction)
         used = await self.moderation.refund(guild_id, interaction.user.id, member.id, amount, reason)
-        await self._done(interaction, guild_id, f"Refunded {amount} to {member.mention}; they have now used {used}.")
+        await self._done(
+            interaction,
+            guild_id,
+            _(
+                "Refunded {amount} to {member}; they have now used {used}.",
+                amount=amount,
+                member=member.mention,
+                used=used,
+            ),
+        )
 
     # -- server rules -------------------------------------------------------------------------------
     @admin.command(name="channels", description="Allow or disallow a channel (no allowed channels = everywhere)")
@@ -476,38 +567,43 @@ class Admin(commands.Cog):
         if channel is not None:
             current = sorted({*current, channel.id} if allowed else set(current) - {channel.id})
             await self.moderation.set_allowed_channels(guild_id, interaction.user.id, current)
-        where = ", ".join(f"<#{c}>" for c in current) or "every channel"
+        where = ", ".join(f"<#{c}>" for c in current) or _("every channel")
         if channel is None:
-            await reply(interaction, f"The bot works in: {where}.")
+            await reply(interaction, _("The bot works in: {channels}.", channels=where))
         else:
-            await self._done(interaction, guild_id, f"The bot works in: {where}.")
+            await self._done(interaction, guild_id, _("The bot works in: {channels}.", channels=where))
 
     @words.command(name="add", description="Refuse prompts containing these words (comma separated)")
     @app_commands.describe(words="Words or phrases, separated by commas")
     async def words_add(self, interaction: discord.Interaction, words: str) -> None:
         guild_id = require_manage_server(interaction)
         listed = await self.moderation.add_banned_words(guild_id, interaction.user.id, words.split(","))
-        await self._done(interaction, guild_id, f"Banned words added: {', '.join(listed) or 'none new'}.")
+        await self._done(
+            interaction, guild_id, _("Banned words added: {words}.", words=", ".join(listed) or _("none new"))
+        )
 
     @words.command(name="remove", description="Allow these words again (comma separated)")
     @app_commands.describe(words="Words or phrases, separated by commas")
     async def words_remove(self, interaction: discord.Interaction, words: str) -> None:
         guild_id = require_manage_server(interaction)
         listed = await self.moderation.remove_banned_words(guild_id, interaction.user.id, words.split(","))
-        await self._done(interaction, guild_id, f"Banned words removed: {', '.join(listed) or 'none listed'}.")
+        await self._done(
+            interaction, guild_id, _("Banned words removed: {words}.", words=", ".join(listed) or _("none listed"))
+        )
 
     @words.command(name="list", description="Show the banned words and how they are matched")
     async def words_list(self, interaction: discord.Interaction) -> None:
         guild_id = require_manage_server(interaction)
         listed = await self.bot.services.policy.store.banned_words(guild_id)
-        await reply(interaction, f"Banned words: {', '.join(listed) or 'none'}.\n{MATCHING_RULES}")
+        words = _("Banned words: {words}.", words=", ".join(listed) or _("none"))
+        await reply(interaction, join([words, MATCHING_RULES], "\n"))
 
     @admin.command(name="pause", description="Stop new images on this server (running jobs finish)")
     @app_commands.describe(reason="Why (kept in the audit log)")
     async def pause(self, interaction: discord.Interaction, reason: str | None = None) -> None:
         guild_id = require_manage_server(interaction)
         await self.moderation.pause(guild_id, interaction.user.id, reason)
-        await self._done(interaction, guild_id, "Generation is paused; running jobs will finish.")
+        await self._done(interaction, guild_id, _("Generation is paused; running jobs will finish."))
 
     @admin.command(
         name="resume", description="Allow new images again here (the bot's owner: also providers out of credit)"
@@ -521,19 +617,26 @@ class Admin(commands.Cog):
             owner = await self.is_bot_owner(interaction.user)
         outcome = await self.moderation.resume(guild_id, interaction.user.id, reason, health=health, is_owner=owner)
         self.bot.engine.wake()
-        text = "Generation is resumed on this server."
+        said: list[Text] = [_("Generation is resumed on this server.")]
         if outcome.providers_resumed:
-            text += f" Providers paused for credit are back for every server: {', '.join(outcome.providers_resumed)}."
+            said.append(
+                _(
+                    "Providers paused for credit are back for every server: {providers}.",
+                    providers=", ".join(outcome.providers_resumed),
+                )
+            )
         if outcome.note:
-            text += f" {outcome.note}"
-        await self._done(interaction, guild_id, text)
+            said.append(outcome.note)
+        await self._done(interaction, guild_id, join(said))
 
     @admin.command(name="log-channel", description="Where moderation events and provider billing problems are posted")
     @app_commands.describe(channel="The channel; leave empty for none")
     async def log_channel(self, interaction: discord.Interaction, channel: discord.TextChannel | None = None) -> None:
         guild_id = require_manage_server(interaction)
         await self.moderation.set_log_channel(guild_id, interaction.user.id, channel.id if channel else None)
-        await self._done(interaction, guild_id, f"Log channel: {channel.mention if channel else 'none'}.")
+        await self._done(
+            interaction, guild_id, _("Log channel: {channel}.", channel=channel.mention if channel else _("none"))
+        )
 
     @admin.command(name="usage", description="Who used how much: totals per member, role and model, a chart and a CSV")
     @app_commands.describe(period="Which days to count")
@@ -560,7 +663,12 @@ class Admin(commands.Cog):
             discord.File(io.BytesIO(usage.csv_bytes(report, names)), filename=f"usage-{period}.csv"),
             discord.File(io.BytesIO(usage.audit_csv_bytes(report)), filename=f"audit-{period}.csv"),
         ]
-        summary = f"{report.total_images} images, {report.total_units} credits ({period})."
+        summary = _(
+            "{images} images, {credits} credits ({period}).",
+            images=report.total_images,
+            credits=report.total_units,
+            period=period,
+        ).render(locale_of(interaction))
         await interaction.followup.send(summary, files=files, ephemeral=True, allowed_mentions=NO_MENTIONS)
 
 

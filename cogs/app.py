@@ -383,15 +383,21 @@ async def sync_now(settings: Settings, token: str) -> int:
     use_api_base(settings.discord.api_base)
     quiet_voice_warnings()
     async with await Services.open(settings) as services, CommandSyncer(services) as bot:
-        try:
-            await reach_discord(settings.discord.api_base, settings.discord.login_timeout_seconds)
-            await bot.login(token)
-        except Exception as exc:
-            code = start_error(exc, settings)
-            if code is None:
-                raise
-            return code
-    return 0
+        failed = await log_in(bot, settings, token)
+    return failed or 0
+
+
+async def log_in(client: discord.Client, settings: Settings, token: str) -> int | None:
+    """Reach Discord (retrying) and log in over REST, no gateway; None, or the exit code of a start error."""
+    try:
+        await reach_discord(settings.discord.api_base, settings.discord.login_timeout_seconds)
+        await client.login(token)
+    except Exception as exc:
+        code = start_error(exc, settings)
+        if code is None:
+            raise
+        return code
+    return None
 
 
 async def run_worker(
@@ -413,14 +419,9 @@ async def run_worker(
             for signum in (signal.SIGTERM, signal.SIGINT):
                 loop.add_signal_handler(signum, client.stopping.set)
         async with client:
-            try:
-                await reach_discord(settings.discord.api_base, settings.discord.login_timeout_seconds)
-                await client.login(token)
-            except Exception as exc:
-                code = start_error(exc, settings)
-                if code is None:
-                    raise
-                return code
+            failed = await log_in(client, settings, token)
+            if failed is not None:
+                return failed
             await client.engine.start()
             log.info("worker %s running jobs as %s (no gateway connection)", client.engine.owner, client.user)
             await client.stopping.wait()

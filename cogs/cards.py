@@ -15,9 +15,11 @@ import discord
 
 from bot.errors import NotAllowed
 from bot.generation import Order
+from bot.i18n import _
 from bot.jobs import Job
 from bot.jobs.models import Delivery
 from cogs.errors import reply_error
+from cogs.locales import locale_of
 from cogs.places import is_personal
 
 if TYPE_CHECKING:
@@ -25,8 +27,12 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 BuildOrder = Callable[[Delivery], Awaitable[Order]]
-RESTARTED = (
-    "The bot restarted before your request was queued, so nothing was made and nothing was charged. Please try again."
+#: The left-behind command's language is not kept, so this answer is English.
+RESTARTED = str(
+    _(
+        "The bot restarted before your request was queued, so nothing was made and nothing was charged. "
+        "Please try again."
+    )
 )
 
 
@@ -69,8 +75,10 @@ class CardStarter:
             personal = is_personal(interaction)
             if not personal and interaction.guild_id is not None and not can_post_results(interaction.channel, perms):
                 raise NotAllowed(
-                    "I can't post pictures in this channel, so nothing was queued and nothing was charged. "
-                    "A moderator can give me Send Messages, Embed Links and Attach Files here."
+                    _(
+                        "I can't post pictures in this channel, so nothing was queued and nothing was charged. "
+                        "A moderator can give me Send Messages, Embed Links and Attach Files here."
+                    )
                 )
             delivery = Delivery(
                 channel_id=interaction.channel_id,
@@ -80,6 +88,7 @@ class CardStarter:
                 threads_allowed=not personal and can_thread(interaction.channel, perms),
                 via_interaction=personal,
                 upload_limit=interaction.filesize_limit if personal else None,
+                locale=locale_of(interaction),
             )
             order = await build(delivery)
             await self.bot.ack_first.after_ack(interaction)

@@ -26,13 +26,15 @@ import aiohttp
 import discord
 
 from bot.errors import DeliveryFailed, SeedreamError
+from bot.i18n import Text, _, _n, render
 from bot.jobs import Job, JobState
 from bot.jobs.engine import RecordMessage
 from bot.jobs.formats import part_range
 from bot.jobs.models import InteractionRef
 from bot.uploads import UploadFile, plan_parts, provenance_fields
 from cogs.followups import FollowupTarget, PersonalDelivery
-from cogs.views import NO_MENTIONS, result_embed, result_view, status_embed, status_view, thread_name
+from cogs.locales import guild_locale_of
+from cogs.views import NO_MENTIONS, card_locale, result_embed, result_view, status_embed, status_view, thread_name
 
 if TYPE_CHECKING:
     from cogs.app import SeedreamBot
@@ -41,13 +43,14 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 DEFAULT_UPLOAD_LIMIT = 10 * 1024 * 1024
 MIN_UPLOAD_LIMIT = 256 * 1024
-FALLBACK_NOTICE = "I can't create a thread here, so I'll post the results in this channel."
+FALLBACK_NOTICE = _("I can't create a thread here, so I'll post the results in this channel.")
 THREAD_ALREADY_CREATED = 160004
 #: Discord accepts an interaction token for 15 minutes; we stop using it a little before.
 TOKEN_LIFETIME_SECONDS = 15 * 60
 TOKEN_MARGIN_SECONDS = 60
 #: Answers that mean the interaction token is no longer accepted (expired or unknown).
 TOKEN_REFUSED_CODES = frozenset({10015, 50027})
+FETCHED_CHANNELS = 256
 ENDED_MEMORY = 4096  # how many ended jobs this process remembers, so a late "Queued" never covers an outcome
 Messageable = discord.TextChannel | discord.Thread | discord.DMChannel | discord.VoiceChannel
 Clock = Callable[[], float]
@@ -81,6 +84,7 @@ class DiscordSink:
         self._waiting: dict[str, Job] = {}  # cards showing a queue position
         self._queue_refresh: asyncio.Task[None] | None = None
         self._ended: OrderedDict[str, None] = OrderedDict()
+        self._fetched: OrderedDict[int, Messageable] = OrderedDict()  # channels fetched by id (no gateway cache)
         self._background: set[asyncio.Task[None]] = set()
         self.personal = PersonalDelivery(self)  # a member's own install: follow-ups, then DM
 
@@ -97,12 +101,12 @@ class DiscordSink:
         """The command's first view of its card: queued at ``position``. Never covers a later state."""
         tracker = self._cards[job.id]
         async with tracker.lock:
-            if job.id in self._ended or tracker.last_edit > -1e9:
+            if job.id in self._ended or tracker.last_edit > -1e9 or await self._moved_on(job):
                 return  # the job already ended, or its worker already showed something newer
             tracker.last_edit = self.clock()
             if position > 0:
                 tracker.shown_position = position
-                self._waiting[job.id] = job
+                self._watch_position(job)
             await self._edit_card(job, status_embed(job, position, self.wall_clock()), status_view(job))
         self.personal.watch(job)
 
@@ -128,7 +132,7 @@ class DiscordSink:
             tracker.last_edit = self.clock()
             if position > 0:
                 tracker.shown_position = position
-                self._waiting[job.id] = job
+                self._watch_position(job)
             saved = await self.bot.engine.jobs.get(job.id)
             delivery = (saved or job).delivery.model_copy(
                 update={"card_message_id": card.id, "card_channel_id": message.channel.id}
@@ -210,7 +214,7 @@ class DiscordSink:
             tracker.pending = None
         await self.bot.ack_first.settled()
         async with tracker.lock:
-            if job.id in self._ended:
+            if job.id in self._ended or (position > 0 and await self._moved_on(job)):
                 return
             tracker.last_edit = self.clock()
             if position > 0:
@@ -219,6 +223,20 @@ class DiscordSink:
                 await self._edit_card(job, status_embed(job, position, self.wall_clock()), status_view(job))
             except (discord.HTTPException, aiohttp.ClientError, OSError) as exc:  # a progress edit may be lost
                 log.info("job %s: card not updated (%s)", job.id, exc)
+
+    def _watch_position(self, job: Job) -> None:
+        """Keep the waiting card's queue position current. Only the one process on its store does: where several
+        share the queue, another may start and end the job while an edit from here is on its way."""
+        if self.bot.engine.exclusive:
+            self._waiting[job.id] = job
+
+    async def _moved_on(self, job: Job) -> bool:
+        """Another process may run the job (several share a PostgreSQL database) and show its progress on the
+        card itself: a queue position shown from here must not cover that. The one process never asks."""
+        if self.bot.engine.exclusive:
+            return False
+        state = await self.bot.engine.jobs.state_of(job.id)
+        return state is not JobState.QUEUED
 
     def _queue_moved(self) -> None:
         """A job left the queue: refresh the positions waiting cards show, once per ``edit_interval``."""
@@ -236,7 +254,7 @@ class DiscordSink:
                 self._schedule_edit(job, position)
 
     # -- the end of a job ---------------------------------------------------------------------------
-    async def _final_edit(self, job: Job, failure: str | None) -> None:
+    async def _final_edit(self, job: Job, failure: str | Text | None) -> None:
         """The card's last edit: no later progress edit may follow it, and a pending one is dropped."""
         self._remember_ended(job.id)
         if self._waiting.pop(job.id, None) is not None:
@@ -262,18 +280,18 @@ class DiscordSink:
         except discord.HTTPException as exc:
             log.info("job %s: card not marked done (%s)", job.id, exc)
 
-    async def failed(self, job: Job, message: str) -> None:
+    async def failed(self, job: Job, message: str | Text) -> None:
         """Show the outcome on the card (no live Cancel) and tell the member: privately through the
         interaction while it is valid, else with a mention in the job's thread or next to the card."""
         cancelled = job.state == JobState.CANCELLED
-        failure = "Cancelled." if cancelled else f"This job did not complete: {message}"
+        failure = _("Cancelled.") if cancelled else _("This job did not complete: {reason}", reason=message)
         await self._final_edit(job, failure)
         if not cancelled:
             await self._tell_member(job, message)
 
-    async def _tell_member(self, job: Job, message: str) -> None:
+    async def _tell_member(self, job: Job, message: str | Text) -> None:
         delivery = job.delivery
-        text = f"<@{job.requester_id}> {message}"
+        text = f"<@{job.requester_id}> {render(message, card_locale(job))}"
         mention = discord.AllowedMentions(users=[discord.Object(job.requester_id)])
         interaction = delivery.interaction
         if interaction is not None and self.wall_clock() < interaction.usable_until:
@@ -313,17 +331,19 @@ class DiscordSink:
         task.add_done_callback(self._background.discard)
         return task
 
-    async def alert(self, job: Job, message: str) -> None:
-        """Problems only moderators can fix go to the server's log channel (set with /seedream-admin)."""
+    async def alert(self, job: Job, message: str | Text) -> None:
+        """Problems only moderators can fix go to the server's log channel (set with /seedream-admin), in the
+        server's language."""
         if job.guild_id is None:
             return
         settings = await self.bot.services.policy.store.settings(job.guild_id)
         if not settings.log_channel_id:
-            log.warning("guild %s has no log channel for: %s", job.guild_id, message)
+            log.warning("guild %s has no log channel for: %s", job.guild_id, str(message))
             return
         try:
             channel = self.bot.get_partial_messageable(settings.log_channel_id)
-            await channel.send(f"⚠️ {message}", allowed_mentions=NO_MENTIONS)
+            text = render(message, guild_locale_of(self.bot.get_guild(job.guild_id)))
+            await channel.send(f"⚠️ {text}", allowed_mentions=NO_MENTIONS)
         except discord.HTTPException as exc:
             log.info("guild %s: log channel not writable (%s)", job.guild_id, exc)
 
@@ -381,7 +401,14 @@ class DiscordSink:
         return await self._channel(message_id)
 
     async def _channel(self, channel_id: int) -> Messageable:
-        channel = self.bot.get_channel(channel_id) or await self.bot.fetch_channel(channel_id)
+        """From the gateway's cache, else fetched once (a worker has no gateway, so no cache of its own)."""
+        channel = self.bot.get_channel(channel_id) or self._fetched.get(channel_id)
+        if channel is None:
+            channel = await self.bot.fetch_channel(channel_id)
+            if isinstance(channel, discord.TextChannel):  # threads come and go; a job's card channel recurs
+                self._fetched[channel_id] = channel
+                while len(self._fetched) > FETCHED_CHANNELS:
+                    self._fetched.popitem(last=False)
         if not isinstance(channel, Messageable):
             raise discord.InvalidData(f"channel {channel_id} cannot hold messages")
         return channel
@@ -394,21 +421,25 @@ class DiscordSink:
             await self._deliver(job, record_message)
         except discord.NotFound as exc:
             raise DeliveryFailed(
-                "The channel for this job no longer exists, so the pictures could not be posted; "
-                "your credits were refunded.",
+                _(
+                    "The channel for this job no longer exists, so the pictures could not be posted; "
+                    "your credits were refunded."
+                ),
                 retryable=False,
                 detail=str(exc),
             ) from None
         except discord.Forbidden as exc:
             raise DeliveryFailed(
-                "I am no longer allowed to post there, so the pictures could not be posted; "
-                "your credits were refunded.",
+                _(
+                    "I am no longer allowed to post there, so the pictures could not be posted; "
+                    "your credits were refunded."
+                ),
                 retryable=False,
                 detail=str(exc),
             ) from None
         except discord.HTTPException as exc:
             raise DeliveryFailed(
-                "Discord had a problem while I was posting your pictures.",
+                _("Discord had a problem while I was posting your pictures."),
                 retryable=exc.status >= 500 or exc.status == 429,
                 detail=str(exc),
             ) from None
@@ -486,14 +517,21 @@ class DiscordSink:
         )
         return {"reference": reference}
 
-    def _notes(self, job: Job, part: list[UploadFile], first: int, target: Messageable) -> list[str]:
-        notes = (list(job.notices) if first == 1 else []) + self.personal.notes(job, target)
+    def _notes(self, job: Job, part: list[UploadFile], first: int, target: Messageable) -> list[str | Text]:
+        notes: list[str | Text] = [*(job.notices if first == 1 else []), *self.personal.notes(job, target)]
         if first == 1 and isinstance(target, discord.TextChannel):  # a channel that could have had a thread
             notes.insert(0, FALLBACK_NOTICE)
         days = self.bot.settings.storage.retention_days
         notes += [
-            f"{f.filename} was re-encoded from {f.reencoded_from[0]}×{f.reencoded_from[1]} to fit this server's "
-            f"upload limit; the original is kept for {days} days."
+            _n(
+                "{file} was re-encoded from {size} to fit this server's upload limit; the original is kept for "
+                "{count} day.",
+                "{file} was re-encoded from {size} to fit this server's upload limit; the original is kept for "
+                "{count} days.",
+                days,
+                file=f.filename,
+                size=f"{f.reencoded_from[0]}×{f.reencoded_from[1]}",
+            )
             for f in part
             if f.reencoded_from
         ]

@@ -22,6 +22,7 @@ from discord.ext import commands
 from bot import edits as core
 from bot.errors import ImageRejected, InvalidRequest, NotAllowed, SeedreamError
 from bot.generation import Options, Order
+from bot.i18n import Text, _, join, render
 from bot.images import StoredImage
 from bot.jobs import Job
 from bot.jobs.formats import result_range
@@ -30,6 +31,7 @@ from bot.prompts import clean_prompt
 from cogs import members
 from cogs.cards import can_post_results, can_thread
 from cogs.errors import ANSWERS_ITSELF, reply, reply_error
+from cogs.locales import guild_locale_of, locale_of, menu_name
 from cogs.members import is_moderator
 from cogs.places import check_place, declare_places
 from cogs.views import NO_MENTIONS
@@ -45,9 +47,9 @@ Candidate = StoredImage | str
 class DismissButton(discord.ui.DynamicItem[discord.ui.Button[Any]], template=r"sd:1:dismiss:(?P<user>\d{1,20})"):
     """Lets the member a notice is for (or a moderator) delete it, so notices never clutter a channel."""
 
-    def __init__(self, user_id: int) -> None:
+    def __init__(self, user_id: int, label: str = "Dismiss") -> None:
         super().__init__(
-            discord.ui.Button(label="Dismiss", style=discord.ButtonStyle.secondary, custom_id=f"sd:1:dismiss:{user_id}")
+            discord.ui.Button(label=label, style=discord.ButtonStyle.secondary, custom_id=f"sd:1:dismiss:{user_id}")
         )
         self.user_id = user_id
 
@@ -59,7 +61,7 @@ class DismissButton(discord.ui.DynamicItem[discord.ui.Button[Any]], template=r"s
 
     async def callback(self, interaction: discord.Interaction) -> None:
         if interaction.user.id != self.user_id and not is_moderator(interaction):
-            await reply(interaction, f"Only <@{self.user_id}> or a moderator can dismiss this.")
+            await reply(interaction, _("Only {member} or a moderator can dismiss this.", member=f"<@{self.user_id}>"))
             return
         await interaction.response.defer()
         if interaction.message is not None:
@@ -67,9 +69,9 @@ class DismissButton(discord.ui.DynamicItem[discord.ui.Button[Any]], template=r"s
                 await interaction.message.delete()
 
 
-def dismiss_view(user_id: int) -> discord.ui.View:
+def dismiss_view(user_id: int, locale: str) -> discord.ui.View:
     view = discord.ui.View(timeout=None)
-    view.add_item(DismissButton(user_id))
+    view.add_item(DismissButton(user_id, _("Dismiss").render(locale)))
     return view
 
 
@@ -99,25 +101,37 @@ class Gathered:
 
 
 class EditRequestModal(discord.ui.Modal, title=MENU_NAME):
-    instruction: discord.ui.TextInput[Any] = discord.ui.TextInput(
-        label="What should change?", style=discord.TextStyle.paragraph, max_length=1000, custom_id="instruction"
-    )
-    aspect: discord.ui.TextInput[Any] = discord.ui.TextInput(
-        label="Aspect ratio (optional)", placeholder="auto or 16:9", required=False, max_length=10, custom_id="aspect"
-    )
-    count: discord.ui.TextInput[Any] = discord.ui.TextInput(
-        label="How many images (optional)", placeholder="1", required=False, max_length=2, custom_id="count"
-    )
-
-    upload: discord.ui.Label[Any] = discord.ui.Label(
-        text="Your own image to edit (optional)",
-        description="It comes first; the message's images join it as references.",
-        component=discord.ui.FileUpload(custom_id="upload", required=False, max_values=1),
-    )
-
-    def __init__(self, cog: Edits, message: discord.Message) -> None:
-        super().__init__()
+    def __init__(self, cog: Edits, message: discord.Message, locale: str) -> None:
+        """Written in the member's ``locale``; the inputs' custom ids are the same in every language."""
+        super().__init__(title=menu_name(locale, MENU_NAME))
         self.cog, self.message = cog, message
+        self.instruction: discord.ui.TextInput[Any] = discord.ui.TextInput(
+            label=_("What should change?").render(locale),
+            style=discord.TextStyle.paragraph,
+            max_length=1000,
+            custom_id="instruction",
+        )
+        self.aspect: discord.ui.TextInput[Any] = discord.ui.TextInput(
+            label=_("Aspect ratio (optional)").render(locale),
+            placeholder=_("auto or 16:9").render(locale),
+            required=False,
+            max_length=10,
+            custom_id="aspect",
+        )
+        self.count: discord.ui.TextInput[Any] = discord.ui.TextInput(
+            label=_("How many images (optional)").render(locale),
+            placeholder="1",
+            required=False,
+            max_length=2,
+            custom_id="count",
+        )
+        self.upload: discord.ui.Label[Any] = discord.ui.Label(
+            text=_("Your own image to edit (optional)").render(locale),
+            description=_("It comes first; the message's images join it as references.").render(locale),
+            component=discord.ui.FileUpload(custom_id="upload", required=False, max_values=1),
+        )
+        for item in (self.instruction, self.aspect, self.count, self.upload):
+            self.add_item(item)
 
     @property
     def uploaded(self) -> list[core.AttachmentFacts]:
@@ -190,7 +204,7 @@ class Edits(commands.Cog):
             return  # nothing to read: an image-only reply, or content Discord did not give us
         gathered = await self._gather(replied, message)
         if not gathered.candidates:
-            await self._notice(message, self._help(message.guild, gathered.skipped))
+            await self._notice(message, self._help(message.guild, gathered.skipped, guild_locale_of(message.guild)))
         elif not instruction:
             await self._notice(message, core.empty_instruction_text(self._name(message.guild)))
         else:
@@ -236,8 +250,9 @@ class Edits(commands.Cog):
         provider = generation.provider_for_edit(gathered.parent)
         references, notes = await self._prepare_references(gathered, provider, count=1)
         if not references:
-            await self._notice(message, "\n".join(notes))
+            await self._notice(message, join(notes, "\n"))
             return
+        locale = guild_locale_of(message.guild)
         channel = message.channel
         perms = channel.permissions_for(message.guild.me) if message.guild is not None else None
         delivery = Delivery(
@@ -245,23 +260,31 @@ class Edits(commands.Cog):
             card_channel_id=channel.id,
             reply_to_message_id=message.id,
             threads_allowed=perms is not None and can_thread(channel, perms),
+            locale=locale,
         )
         if perms is not None and not can_post_results(channel, perms):
-            raise NotAllowed("I can't post pictures in this channel; a moderator can give me Attach Files here.")
+            raise NotAllowed(_("I can't post pictures in this channel; a moderator can give me Attach Files here."))
         request = generation.request(provider, instruction, references)
-        order = Order("edit", members.of_message(message), request, provider, delivery, gathered.parent, notes)
+        shown = [str(render(note, locale)) for note in notes]  # kept with the job: in the card's language
+        order = Order("edit", members.of_message(message), request, provider, delivery, gathered.parent, shown)
         job, position = await generation.submit(order)
         try:
             await self.bot.sink.open_reply_card(job, message, position)
         except discord.HTTPException as exc:
             log.info("job %s: cannot answer in channel %s (%s)", job.id, channel.id, exc)
             await self.bot.engine.cancel(job.id)
-            raise NotAllowed("I can't post here, so nothing was queued and nothing was charged.") from None
+            raise NotAllowed(_("I can't post here, so nothing was queued and nothing was charged.")) from None
 
-    async def _notice(self, message: discord.Message, text: str) -> None:
+    async def _notice(self, message: discord.Message, text: str | Text) -> None:
+        """A reply to a member's message (no interaction, so no member locale): in the server's language."""
+        locale = guild_locale_of(message.guild)
+        shown = str(render(text, locale))
         try:
             await message.reply(
-                text[:2000], mention_author=False, allowed_mentions=NO_MENTIONS, view=dismiss_view(message.author.id)
+                shown[:2000],
+                mention_author=False,
+                allowed_mentions=NO_MENTIONS,
+                view=dismiss_view(message.author.id, locale),
             )
         except discord.HTTPException as exc:
             log.info("could not answer message %s: %s", message.id, exc)
@@ -269,18 +292,22 @@ class Edits(commands.Cog):
     async def _answer_error(self, message: discord.Message, error: Exception) -> None:
         """The same words /imagine would say, as a short reply (a plain message has no ephemeral answer)."""
         if isinstance(error, SeedreamError):
-            await self._notice(message, error.user_message)
+            await self._notice(message, error.text)
             return
         incident = secrets.token_hex(4)
         log.error("incident %s in message %s by user %s", incident, message.id, message.author.id, exc_info=error)
-        await self._notice(message, f"Sorry, something went wrong on our side (incident {incident}). Please try again.")
+        await self._notice(
+            message,
+            _("Sorry, something went wrong on our side (incident {incident}). Please try again.", incident=incident),
+        )
 
     def _name(self, guild: discord.Guild | None) -> str:
         return guild.me.display_name if guild is not None else getattr(self.bot.user, "name", "Seedream")
 
-    def _help(self, guild: discord.Guild | None, skipped: list[core.Skipped]) -> str:
-        text = core.help_text(self._name(guild), content_intent=self.bot.settings.discord.message_content_intent)
-        return f"{core.skipped_notice(skipped)}\n\n{text}" if skipped else text
+    def _help(self, guild: discord.Guild | None, skipped: list[core.Skipped], locale: str) -> Text:
+        intent = self.bot.settings.discord.message_content_intent
+        text = core.help_text(self._name(guild), content_intent=intent, menu=menu_name(locale, MENU_NAME))
+        return join([core.skipped_notice(skipped), text], "\n\n") if skipped else text
 
     # -- the message command ------------------------------------------------------------------------
     async def edit_with_seedream(self, interaction: discord.Interaction, message: discord.Message) -> None:
@@ -295,16 +322,16 @@ class Edits(commands.Cog):
             max_bytes=self.bot.settings.generation.max_reference_bytes,
         )
         if not (ours or pick.urls):
-            await reply(interaction, self._help(interaction.guild, pick.skipped))
+            await reply(interaction, self._help(interaction.guild, pick.skipped, locale_of(interaction)))
             return
-        await interaction.response.send_modal(EditRequestModal(self, message))
+        await interaction.response.send_modal(EditRequestModal(self, message, locale_of(interaction)))
 
     async def edit_from_menu(self, interaction: discord.Interaction, modal: EditRequestModal) -> None:
         """The modal's answer: the card for the edit, or a private refusal."""
         generation = self.bot.generation
         text = clean_prompt(modal.instruction.value)
         if not text:
-            raise InvalidRequest("Please say what should change: the instruction is empty.")
+            raise InvalidRequest(_("Please say what should change: the instruction is empty."))
         uploaded = modal.uploaded
         generation.check_attachments(uploaded)  # a wrong type or size is refused before the card
 
@@ -317,11 +344,12 @@ class Edits(commands.Cog):
             count = core.parse_count(modal.count.value, max_count)
             references, notes = await self._prepare_references(gathered, provider, count=count)
             if not references:
-                raise ImageRejected("\n".join(notes) or "That message has no image I can use.")
+                raise ImageRejected(join(notes, "\n") if notes else _("That message has no image I can use."))
             options = Options(aspect=modal.aspect.value.strip() or None, count=count)
             request = generation.request(provider, text, references, options)
             member = members.of_interaction(interaction)
-            return Order("edit", member, request, provider, delivery, gathered.parent, notes)
+            shown = [str(render(note, locale_of(interaction))) for note in notes]  # kept with the job
+            return Order("edit", member, request, provider, delivery, gathered.parent, shown)
 
         await self.bot.starter.start(interaction, build)
 
@@ -362,7 +390,7 @@ class Edits(commands.Cog):
 
     async def _prepare_references(
         self, gathered: Gathered, provider: str | None, *, count: int
-    ) -> tuple[list[StoredImage], list[str]]:
+    ) -> tuple[list[StoredImage], list[Text]]:
         """Keep what the provider takes, download the rest at once (signed URLs expire); notes for the member."""
         chosen = self.bot.services.providers.get(provider)
         kept, cap_note = core.cap_references(
@@ -374,13 +402,13 @@ class Edits(commands.Cog):
         skipped = list(gathered.skipped)
         for url, result in zip(urls, fetched, strict=True):
             if isinstance(result, ImageRejected):
-                skipped.append(core.Skipped(core.file_label(url), result.user_message))
+                skipped.append(core.Skipped(core.file_label(url), result.text))
             elif isinstance(result, BaseException):
                 raise result
             else:
                 by_url[url] = result
         references = [by_url[c] if isinstance(c, str) else c for c in kept if not isinstance(c, str) or c in by_url]
-        notes = ([cap_note] if cap_note else []) + ([core.skipped_notice(skipped)] if skipped else [])
+        notes: list[Text] = ([cap_note] if cap_note else []) + ([core.skipped_notice(skipped)] if skipped else [])
         return references, notes
 
 

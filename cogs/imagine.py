@@ -13,15 +13,16 @@ from discord.ext import commands
 from bot.edits import AttachmentFacts
 from bot.errors import InvalidRequest, NotAllowed
 from bot.generation import Options, Order
-from bot.i18n import _
+from bot.i18n import _, _p
 from bot.jobs import Job, JobState
 from bot.jobs.formats import is_about, part_range
 from bot.jobs.models import Delivery
 from bot.prompts import clean_prompt
 from bot.providers.base import Capabilities
 from cogs import members
+from cogs.edits import MENU_NAME
 from cogs.errors import ANSWERS_ITSELF, reply, reply_error
-from cogs.locales import locale_of, slash
+from cogs.locales import locale_of, menu_name, slash
 from cogs.members import is_moderator
 from cogs.places import check_place, declare_places, scope_guild_id
 from cogs.views import JobButton
@@ -31,6 +32,16 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 MAX_ATTACHMENTS = 3
+#: How /jobs names each state.
+JOB_STATES = {
+    JobState.QUEUED: _p("job state", "queued"),
+    JobState.SUBMITTED: _p("job state", "submitted"),
+    JobState.DOWNLOADED: _p("job state", "downloaded"),
+    JobState.POSTED: _p("job state", "posted"),
+    JobState.DONE: _p("job state", "done"),
+    JobState.FAILED: _p("job state", "failed"),
+    JobState.CANCELLED: _p("job state", "cancelled"),
+}
 FOLLOWUPS_KEPT = _("Discord lets me remove pictures posted here for 15 minutes only; please delete them yourself.")
 
 
@@ -103,19 +114,21 @@ def build_imagine_command(cog: Imagine, caps: list[Capabilities]) -> app_command
     return command
 
 
-class EditModal(discord.ui.Modal, title="Edit with Seedream"):
-    instruction: discord.ui.TextInput[Any] = discord.ui.TextInput(
-        label="What should change?", style=discord.TextStyle.paragraph, max_length=1000
-    )
-
-    def __init__(self, cog: Imagine, button: JobButton, shown: int | None) -> None:
-        """``shown``: how many images the pressed message's job has (from its footer), None if unknown."""
-        super().__init__()
+class EditModal(discord.ui.Modal, title=MENU_NAME):
+    def __init__(self, cog: Imagine, button: JobButton, shown: int | None, locale: str) -> None:
+        """``shown``: how many images the pressed message's job has (from its footer), None if unknown;
+        ``locale``: the member's language, which the modal is written in."""
+        super().__init__(title=menu_name(locale, MENU_NAME))
+        self.instruction: discord.ui.TextInput[Any] = discord.ui.TextInput(
+            label=_("What should change?").render(locale), style=discord.TextStyle.paragraph, max_length=1000
+        )
+        self.add_item(self.instruction)
         self.cog, self.button = cog, button
         self.index: int | None = button.index if shown == 1 else None
         self.image_number: discord.ui.TextInput[Any] | None = None
         if self.index is None:
-            label = f"Which image (1–{shown})?" if shown else "Which image?"
+            which = _("Which image (1–{count})?", count=shown) if shown else _("Which image?")
+            label = which.render(locale)
             self.image_number = discord.ui.TextInput(label=label, default="1", max_length=2, required=False)
             self.add_item(self.image_number)
 
@@ -126,7 +139,7 @@ class EditModal(discord.ui.Modal, title="Edit with Seedream"):
             if index is None:
                 raw = (self.image_number.value if self.image_number else "") or "1"
                 if not raw.isdigit() or not 1 <= int(raw) <= len(job.results):
-                    raise InvalidRequest(f"Please give an image number from 1 to {len(job.results)}.")
+                    raise InvalidRequest(_("Please give an image number from 1 to {count}.", count=len(job.results)))
                 index = int(raw) - 1
             request = self.cog.bot.generation.child_request(job, "edit", prompt=self.instruction.value, reference=index)
             return Order("edit", members.of_interaction(interaction), request, job.provider, delivery, parent=job)
@@ -174,7 +187,7 @@ class Imagine(commands.Cog):
         facts = [AttachmentFacts(a.url, a.filename, a.content_type, a.size) for a in attachments]
         generation.check_attachments(facts)
         if not clean_prompt(prompt):
-            raise InvalidRequest("Please describe the picture you want: the prompt is empty.")
+            raise InvalidRequest(_("Please describe the picture you want: the prompt is empty."))
         options = Options(aspect, resolution, count, seed, style, enhance)
 
         async def build(delivery: Delivery) -> Order:
@@ -189,12 +202,9 @@ class Imagine(commands.Cog):
         allowed, here = None, scope_guild_id(interaction)
         if here is not None:
             allowed = (await self.bot.services.policy.store.settings(here)).allowed_providers
-        typed = current.casefold()
-        return [
-            Choice(name=choice.choice_name(), value=choice.provider)
-            for choice in self.bot.services.providers.models(allowed)
-            if typed in choice.choice_name().casefold()
-        ][:25]
+        typed, locale = current.casefold(), locale_of(interaction)
+        named = [(choice.choice_name(locale=locale), choice) for choice in self.bot.services.providers.models(allowed)]
+        return [Choice(name=name, value=choice.provider) for name, choice in named if typed in name.casefold()][:25]
 
     # -- buttons ------------------------------------------------------------------------------------
     async def on_job_button(self, interaction: discord.Interaction, button: JobButton) -> None:
@@ -208,14 +218,15 @@ class Imagine(commands.Cog):
         job = await self.bot.engine.jobs.get(button.job_id)
         here = scope_guild_id(interaction)
         if job is None or job.guild_id != here or not self._shows_job(interaction.message, job.id):
-            raise NotAllowed("This button does not belong to a job here.")
+            raise NotAllowed(_("This button does not belong to a job here."))
         return job
 
     async def _on_job_button(self, interaction: discord.Interaction, button: JobButton) -> None:
         self.check_place(interaction)
         action = button.action
         if action == "edit":  # a modal must be the first answer: decided from the pressed message alone
-            await interaction.response.send_modal(EditModal(self, button, self._images_of(interaction.message)))
+            shown = self._images_of(interaction.message)
+            await interaction.response.send_modal(EditModal(self, button, shown, locale_of(interaction)))
             return
         if action in ("reroll", "vary"):
 
@@ -231,13 +242,16 @@ class Imagine(commands.Cog):
         await self.bot.ack_first.after_ack(interaction)
         job = await self.pressed_job(interaction, button)
         if interaction.user.id != job.requester_id and not is_moderator(interaction):
-            raise NotAllowed(f"Only <@{job.requester_id}> or a moderator can {action} this job.")
+            requester = f"<@{job.requester_id}>"
+            if action == "cancel":
+                raise NotAllowed(_("Only {requester} or a moderator can cancel this job.", requester=requester))
+            raise NotAllowed(_("Only {requester} or a moderator can delete this job.", requester=requester))
         if action == "cancel":
             await self.bot.engine.cancel(job.id)
-            await reply(interaction, "Cancelled; nothing was charged for the images not made.")
+            await reply(interaction, _("Cancelled; nothing was charged for the images not made."))
         elif action == "delete":
             await self._delete_results(job)
-            await reply(interaction, "Deleted.")
+            await reply(interaction, _("Deleted."))
 
     @staticmethod
     def _images_of(message: discord.Message | None) -> int | None:
@@ -296,7 +310,7 @@ class Imagine(commands.Cog):
                 link = jump_url(
                     job.guild_id, int(delivery.card_channel or job.channel_id or 0), delivery.card_message_id
                 )
-            state = "done" if job.state == JobState.DONE else job.state.value
+            state = JOB_STATES[job.state].render(locale_of(interaction))
             prompt = discord.utils.escape_markdown(job.request.prompt[:60])
             lines.append(f"`{job.id}` {state}: {prompt} ({link})")
         await reply(interaction, "\n".join(lines))

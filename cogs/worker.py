@@ -27,7 +27,7 @@ class WorkerClient(discord.Client):
 
     def __init__(self, services: Services) -> None:
         super().__init__(
-            intents=discord.Intents.none(),
+            intents=discord.Intents.default(),  # never sent (no gateway); none would make discord.py warn
             allowed_mentions=discord.AllowedMentions.none(),
             connector=aiohttp.TCPConnector(limit=HTTP_CONNECTIONS),
             max_messages=None,

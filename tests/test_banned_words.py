@@ -216,4 +216,5 @@ async def test_a_dodged_word_gets_the_same_refusal_and_the_audit_names_the_rule(
 
 
 def test_the_matching_rules_shown_to_moderators_fit_a_discord_message() -> None:
-    assert "look-alike" in MATCHING_RULES and "g o r e" in MATCHING_RULES and len(MATCHING_RULES) < 1500
+    rules = str(MATCHING_RULES)  # in English
+    assert "look-alike" in rules and "g o r e" in rules and len(rules) < 1500

@@ -319,4 +319,8 @@ async def test_a_stop_between_the_acknowledgement_and_the_queue_still_answers_th
                 "imagine", user=crowd.users[1], channel=crowd.channel, options={"prompt": "z"}
             )
             await refused.wait_for_response(lambda m: bool(m.flags & 64) and "left" in m.content)
+            # the refusal is noted settled right after the member is told
+            deadline = asyncio.get_running_loop().time() + 10
+            while await pending_rows(tmp_path) and asyncio.get_running_loop().time() < deadline:
+                await asyncio.sleep(0.05)
             assert await pending_rows(tmp_path) == 0

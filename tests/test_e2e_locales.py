@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from bot.i18n import DEFAULT_LOCALE, LOCALES
-from tests.botrunner import bot_settings, running_bot
+from tests.botrunner import bot_settings, running_bot, wait_for_card
 from tests.fakediscord import FakeDiscord
 
 TRANSLATED = {locale for locale in LOCALES if locale != DEFAULT_LOCALE}
@@ -69,3 +69,36 @@ async def test_commands_are_synced_in_every_language_and_answered_in_the_members
             assert await jobs("minji", french_channel) == "Vous n'avez encore aucun travail ici. Essayez `/imaginer` !"
             assert await jobs("minji", channel) == "You have no jobs here yet. Try `/imagine`!"
             assert await jobs("sam", french_channel) == "You have no jobs here yet. Try `/imagine`!"
+
+
+async def test_a_german_members_card_and_results_are_german_with_the_footers_unchanged(tmp_path: Path) -> None:
+    async with FakeDiscord() as fake:
+        guild = await fake.add_guild("Koalas")
+        channel = await fake.add_channel(guild, "art")
+        anna, yuki = fake.add_user("anna"), fake.add_user("yuki")
+        anna.locale, yuki.locale = "de", "ja"
+        for user in (anna, yuki):
+            await fake.add_member(guild, user)
+        async with running_bot(fake, bot_settings(fake, guild, tmp_path)):
+            handle = await fake.slash_command("imagine", user=anna, channel=channel, options={"prompt": "ein Koala"})
+            card = await wait_for_card(handle)
+            thread = await fake.wait_for(lambda: next(iter(fake.threads(channel)), None), timeout=10)
+            result = await fake.wait_for(
+                lambda: next((m for m in fake.bot_messages(thread) if m.attachments), None), 10
+            )
+            await fake.wait_for(lambda: "Fertig" in (card.embeds[0].get("description") or "") or None, 10)
+            embed = card.embeds[0]
+            assert embed["title"] == "ein Koala"  # the prompt, as it was typed
+            assert embed["description"].startswith("✅ Fertig in ") and embed["description"].endswith(": 1 Bild.")
+            assert [f["name"] for f in embed["fields"]] == ["Angefragt von", "Anbieter"]
+            assert re.fullmatch(r"job [0-9a-f]{19}", embed["footer"]["text"])  # machine-read: never translated
+            shown = result.embeds[0]
+            assert re.fullmatch(r"job [0-9a-f]{19} · images 1–1 of 1", shown["footer"]["text"])
+            assert {"Angefragt von", "Seed"} <= {f["name"] for f in shown["fields"]}
+            labels = [c["label"] for row in result.components for c in row["components"]]
+            assert labels[:3] == ["🎲 Neu würfeln", "✏️ Bearbeiten", "🗑️ Löschen"]
+
+            # bad input, in the member's language, privately, and nothing queued
+            refused = await fake.slash_command("imagine", user=yuki, channel=channel, options={"prompt": "   "})
+            answer = await refused.wait_for_response(lambda m: bool(m.content))
+            assert answer.content == "作りたい画像を説明してください。プロンプトが空です。" and answer.flags & 64

@@ -11,7 +11,7 @@ from pathlib import Path
 import aiosqlite
 
 from tests.botrunner import wait_for_card
-from tests.fakediscord import FakeDiscord, FakeGuild
+from tests.fakediscord import FakeDiscord, FakeGuild, FakeMessage
 
 SECRET = "fake-bot-token-do-not-log-7f3a9c"
 
@@ -105,15 +105,7 @@ async def test_sigkill_mid_burst_then_restart_completes_every_job_once(tmp_path:
         seen_states: set[str] = set()
         process = await start_process(config, log)
         try:
-            await fake.wait_for(lambda: len(fake.commands(guild)) >= 3 or None, timeout=20)
-            await fake.wait_until_connected(timeout=20)
-            handles = [
-                await fake.slash_command(
-                    "imagine", user=users[i % members], channel=channel, options={"prompt": f"k{i}"}
-                )
-                for i in range(jobs)
-            ]
-            cards = await asyncio.gather(*(wait_for_card(h, timeout=30) for h in handles))
+            cards = await burst(fake, guild, channel, users, jobs)
             for _ in range(3):
                 await asyncio.sleep(0.4)
                 process.kill()  # SIGKILL: no grace, no cleanup
@@ -141,6 +133,17 @@ async def test_sigkill_mid_burst_then_restart_completes_every_job_once(tmp_path:
         async with aiosqlite.connect(tmp_path / "bot.sqlite3") as conn, conn.execute(totals) as cursor:
             reserved, committed, refunded = await cursor.fetchone()  # type: ignore[misc]
         assert (reserved, committed, refunded or 0) == (jobs, jobs, 0)  # charged once each, nothing lost
+
+
+async def burst(fake: FakeDiscord, guild, channel, users, jobs: int, timeout: float = 30) -> list[FakeMessage]:  # type: ignore[no-untyped-def]
+    """Once the bot is up: ``jobs`` /imagine from ``users`` in turn, each answered by its card."""
+    await fake.wait_for(lambda: len(fake.commands(guild)) >= 3 or None, timeout=timeout)
+    await fake.wait_until_connected(timeout=timeout)
+    handles = [
+        await fake.slash_command("imagine", user=users[i % len(users)], channel=channel, options={"prompt": f"k{i}"})
+        for i in range(jobs)
+    ]
+    return list(await asyncio.gather(*(wait_for_card(h, timeout=timeout) for h in handles)))
 
 
 def results(fake: FakeDiscord, channel):  # type: ignore[no-untyped-def]

@@ -124,11 +124,11 @@ def test_non_images_and_oversize_files_are_skipped_with_a_reason() -> None:
     )
     result = pick(source)
     assert len(result.urls) == 1 and "fine.jpg" in result.urls[0]
-    assert [(s.what, "image" in s.why or "MiB" in s.why) for s in result.skipped] == [
+    assert [(s.what, "image" in str(s.why) or "MiB" in str(s.why)) for s in result.skipped] == [
         ("`notes.txt`", True),
         ("`huge.png`", True),
     ]
-    assert "20 MiB" in result.skipped[1].why
+    assert "20 MiB" in str(result.skipped[1].why)
 
 
 def test_an_attachment_without_a_content_type_counts_when_its_name_is_an_image() -> None:
@@ -147,7 +147,7 @@ def test_foreign_links_and_embeds_are_never_returned_and_are_reported() -> None:
         "`127.0.0.1:8080/admin`",
         "`169.254.169.254/latest`",
     ]
-    assert all("never download" in s.why for s in result.skipped)
+    assert all("never download" in str(s.why) for s in result.skipped)
 
 
 def test_an_embed_is_used_through_whichever_of_its_urls_is_allowed() -> None:
@@ -192,7 +192,8 @@ def test_reference_limit_leaves_room_for_the_outputs() -> None:
 def test_more_images_than_the_provider_takes_uses_the_first_and_says_so() -> None:
     kept, note = cap_references(["a", "b", "c", "d"], 3, "leonardo")
     assert kept == ["a", "b", "c"]
-    assert note == "leonardo takes at most 3 reference images here, so I used the first 3 and left out 1."
+    assert str(note) == "leonardo takes at most 3 reference images here, so I used the first 3 and left out 1."
+    assert note is not None and note.render("de").startswith("leonardo nimmt hier höchstens 3 Referenzbilder")
     assert cap_references(["a"], 3, "leonardo") == (["a"], None)
 
 
@@ -212,17 +213,17 @@ def test_count_from_a_modal() -> None:
 
 
 def test_help_explains_the_three_ways_in() -> None:
-    text = help_text("Seedream", content_intent=False)
+    text = str(help_text("Seedream", content_intent=False))
     assert "Reply to a message with pictures and mention me" in text
     assert "Attach pictures to a message that mentions me" in text
     assert "Edit with Seedream" in text
     assert "simply reply" not in text
-    assert "simply reply to one of my pictures" in help_text("Seedream", content_intent=True)
+    assert "simply reply to one of my pictures" in str(help_text("Seedream", content_intent=True))
 
 
 def test_skipped_notice_lists_what_and_why_and_stays_short() -> None:
     many = [Skipped(f"`f{i}.txt`", "not an image") for i in range(12)]
-    text = skipped_notice(many)
+    text = str(skipped_notice(many))
     assert text.startswith("I did not use:\n• `f0.txt`: not an image")
     assert text.count("\n") == 9 and text.endswith("…and 4 more")
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -77,11 +78,11 @@ class RecordingSink:
     async def finished(self, job: Job) -> None:
         self.finished_ids.append(job.id)
 
-    async def failed(self, job: Job, message: str) -> None:
-        self.failures.append((job.id, message))
+    async def failed(self, job: Job, message: object) -> None:
+        self.failures.append((job.id, str(message)))  # a Text: what an English-speaking member reads
 
-    async def alert(self, job: Job, message: str) -> None:
-        self.alerts.append(message)
+    async def alert(self, job: Job, message: object) -> None:
+        self.alerts.append(str(message))
 
 
 def make_engine(
@@ -92,6 +93,7 @@ def make_engine(
     workers: int = 4,
     limit_cap: int = 10,
     delivery_workers: int = 8,
+    **options: Any,
 ) -> JobEngine:
     registry = ProviderRegistry({"local": provider}, "local")
     return JobEngine(
@@ -103,6 +105,7 @@ def make_engine(
         per_user_in_flight=2,
         max_queued_per_user=limit_cap,
         delivery_workers=delivery_workers,
+        **options,
     )
 
 

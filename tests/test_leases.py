@@ -9,16 +9,13 @@ import time
 
 import pytest
 
-from bot.config import QuotaSection
 from bot.images import ImageStore
 from bot.jobs import JobState
 from bot.jobs.engine import JobEngine
 from bot.jobs.repository import JobRepository
-from bot.providers.registry import ProviderRegistry
-from bot.quota import Ledger
 from bot.storage import Store
 from tests import pg
-from tests.test_jobs import CountingProvider, RecordingSink, balance, enqueue, wait_state
+from tests.test_jobs import CountingProvider, RecordingSink, balance, enqueue, make_engine, wait_state
 
 
 @pytest.fixture(params=pg.STORE_KINDS)
@@ -40,19 +37,7 @@ def process(
     db: Store, provider: CountingProvider, sink: RecordingSink, clock: Clock, *, poll: float = 3600.0
 ) -> JobEngine:
     """One engine as one of several processes (not the store's only one), renewing every ``poll`` seconds."""
-    return JobEngine(
-        db,
-        ProviderRegistry({"local": provider}, "local"),
-        Ledger(db, QuotaSection()),
-        sink,
-        workers=4,
-        per_user_in_flight=2,
-        max_queued_per_user=10,
-        clock=clock,
-        lease_seconds=30,
-        poll_seconds=poll,
-        exclusive=False,
-    )
+    return make_engine(db, provider, sink, clock=clock, lease_seconds=30, poll_seconds=poll, exclusive=False)
 
 
 def limited(store: ImageStore, slots: int, stall: asyncio.Event | None = None) -> CountingProvider:

@@ -3,6 +3,9 @@ refuse (a command or option name outside its pattern, a description over 100 cha
 
 from __future__ import annotations
 
+import ast
+import importlib
+import pkgutil
 import string
 from pathlib import Path
 
@@ -57,6 +60,15 @@ def test_the_code_marks_messages_and_the_catalogs_have_each_of_them() -> None:
     for locale in TRANSLATED:
         missing = sorted(str(k) for k in marked if k not in entries(locale))
         assert not missing, f"{locale}.po lacks {len(missing)} message(s): {missing[:5]}"
+
+
+def test_the_catalogs_keep_no_message_the_code_no_longer_uses() -> None:
+    """Command strings are looked up by the tree's translator (tests/test_e2e_locales.py checks those); every
+    other entry must still be marked somewhere, or it is a translation nobody reads."""
+    marked = extracted()
+    command_contexts = {*NAME_CONTEXTS, *DESCRIPTION_CONTEXTS, "menu name"}
+    stale = [k for k in entries(TRANSLATED[0]) if k[0] not in command_contexts and k not in marked]
+    assert stale == []
 
 
 @pytest.mark.parametrize("locale", TRANSLATED)
@@ -161,3 +173,77 @@ def test_the_fake_discord_refuses_command_localizations_discord_refuses() -> Non
         with pytest.raises(DiscordError) as refused:
             validate_command(bad)
         assert refused.value.status == 400 and refused.value.code == 50035
+
+
+def _literal(node: ast.expr) -> bool:
+    """Words written in code: a string, or an f-string, whose own text has letters (``f"<@{id}>"`` has none)."""
+    if isinstance(node, ast.Constant):
+        return isinstance(node.value, str) and any(c.isalpha() for c in node.value)
+    if isinstance(node, ast.BinOp):
+        return _literal(node.left) or _literal(node.right)
+    if isinstance(node, ast.JoinedStr):
+        return any(_literal(part) for part in node.values if isinstance(part, ast.Constant))
+    return False
+
+
+def _called(node: ast.Call) -> str:
+    func = node.func
+    return func.id if isinstance(func, ast.Name) else func.attr if isinstance(func, ast.Attribute) else ""
+
+
+def _error_names() -> set[str]:
+    """Every error a member may be told about (``SeedreamError`` and its subclasses), by class name."""
+    import bot
+    from bot.errors import ConfigError, SeedreamError
+
+    for module in pkgutil.walk_packages(bot.__path__, "bot."):  # every subclass, wherever it is defined
+        if not module.name.endswith("__main__"):
+            importlib.import_module(module.name)
+    from bot.storage.errors import StoreBusy, StoreNotWritable, StoreTooNew
+
+    # the operator's words at start-up, and errors whose argument is a detail for the log (their message is fixed)
+    not_members = (ConfigError, StoreNotWritable, StoreTooNew, StoreBusy)
+    names, todo = set(), [SeedreamError]
+    while todo:
+        cls = todo.pop()
+        if not issubclass(cls, not_members):
+            names.add(cls.__name__)
+            todo += cls.__subclasses__()
+    return names
+
+
+#: Member-facing words that stay in code on purpose: (file, its line's text).
+SPOKEN_IN_CODE = {
+    ("bot/jobs/engine.py", 'raise SeedreamError("Another process took this job; see `seedream-bot status`.")'),
+}
+#: Calls whose text reaches members, and the keyword arguments that carry it (cogs/).
+SENDS = {"reply", "send", "send_message", "edit", "edit_message", "Embed", "add_field", "Button", "TextInput", "Label"}
+SENT_KEYWORDS = {"content", "title", "description", "name", "label", "placeholder", "text", "value"}
+
+
+def test_no_member_facing_words_are_written_outside_the_catalog() -> None:
+    """An error raised with plain English, or a reply, embed, button or modal written in code, would reach every
+    member in English: each must be a ``_()`` message (its wording then lives in the catalogs)."""
+    errors = _error_names()
+    found = []
+    for package in ("bot", "cogs"):
+        for path in sorted((ROOT / package).rglob("*.py")):
+            relative = str(path.relative_to(ROOT))
+            if relative == "bot/cli.py":
+                continue
+            lines = path.read_text().splitlines()
+            for node in ast.walk(ast.parse(path.read_text())):
+                if not isinstance(node, ast.Call):
+                    continue
+                name = _called(node)
+                spoken = [node.args[0]] if name in errors and node.args else []
+                if package == "cogs" and name in SENDS:
+                    spoken += node.args[:1] if name in ("reply", "send", "send_message") else []
+                    spoken += [k.value for k in node.keywords if k.arg in SENT_KEYWORDS]
+                    if name == "reply":
+                        spoken = node.args[1:2]
+                for argument in spoken:
+                    text = lines[node.lineno - 1].strip()
+                    if _literal(argument) and (relative, text) not in SPOKEN_IN_CODE:
+                        found.append(f"{relative}:{node.lineno}: {text}")
+    assert found == [], "\n".join(found)

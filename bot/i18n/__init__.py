@@ -9,7 +9,7 @@ Logs, the audit trail and the CLI use ``str(text)``: English.
 from __future__ import annotations
 
 from bot.i18n.catalog import DEFAULT_LOCALE, LOCALES, catalog, choose_locale, translate
-from bot.i18n.text import Text, _, _n, _p, render
+from bot.i18n.text import Text, _, _n, _p, join, render
 
 __all__ = [
     "DEFAULT_LOCALE",
@@ -20,6 +20,7 @@ __all__ = [
     "_p",
     "catalog",
     "choose_locale",
+    "join",
     "render",
     "translate",
 ]

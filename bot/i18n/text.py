@@ -8,6 +8,7 @@ value may itself be a ``Text``, rendered in the same locale.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -57,3 +58,18 @@ def _p(context: str, msgid: str, /, **params: Any) -> Text:
 def render(value: object, locale: str = DEFAULT_LOCALE) -> Any:
     """``value`` as shown in ``locale``: a ``Text`` rendered, anything else as it is."""
     return value.render(locale) if isinstance(value, Text) else value
+
+
+@dataclass(frozen=True)
+class Joined(Text):
+    """Several messages shown as one (each rendered in the same locale), e.g. sentences of a reply."""
+
+    parts: tuple[Any, ...] = ()
+    separator: str = " "
+
+    def render(self, locale: str = DEFAULT_LOCALE) -> str:
+        return self.separator.join(str(render(part, locale)) for part in self.parts)
+
+
+def join(parts: Sequence[Any], separator: str = " ") -> Text:
+    return Joined("", parts=tuple(parts), separator=separator)

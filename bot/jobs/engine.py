@@ -35,7 +35,9 @@ from bot.errors import (
     QuotaExceeded,
     SeedreamError,
 )
-from bot.jobs.leases import CANCEL_CHANNEL, JOBS_CHANNEL, Fence, LeaseLost, Leases, process_identity
+from bot.i18n import Text, _
+from bot.jobs.keeper import LeaseKeeping
+from bot.jobs.leases import JOBS_CHANNEL, Fence, LeaseLost, Leases, process_identity
 from bot.jobs.models import FINAL_STATES, Delivery, Job, JobState, new_job_id
 from bot.jobs.repository import JobRepository
 from bot.metrics import Metrics
@@ -61,7 +63,7 @@ BUSY_ATTEMPTS = 6  # a running job waits out a busy database this often (1 s, 2 
 CANCEL_WAIT_SECONDS = 10.0
 #: How far back a start looks for failed or cancelled jobs whose card may not show it yet.
 OUTCOME_RECOVERY_SECONDS = 24 * 3600
-INTERRUPTED_MESSAGE = (
+INTERRUPTED_MESSAGE = _(
     "The bot restarted while sending your request to the image provider. To make sure you are never charged "
     "twice it was not sent again, and your credits were refunded; please try again."
 )
@@ -78,14 +80,14 @@ class ResultSink(Protocol):
     async def finished(self, job: Job) -> None:
         """Show the job as done (its results are posted); the job is recorded DONE only after this returns."""
 
-    async def failed(self, job: Job, message: str) -> None:
+    async def failed(self, job: Job, message: str | Text) -> None:
         """Show a failed or cancelled job's outcome and tell the member; raise if it could not be shown yet."""
 
-    async def alert(self, job: Job, message: str) -> None:
+    async def alert(self, job: Job, message: str | Text) -> None:
         """Tell the server's moderators about a problem they must fix (e.g. the provider is out of credit)."""
 
 
-class JobEngine:
+class JobEngine(LeaseKeeping):
     def __init__(
         self,
         db: Store,
@@ -154,7 +156,7 @@ class JobEngine:
                 if epoch is not None:  # held by nobody: its process died while sending it
                     fence = Fence(self.owner, epoch)
                     await self._finish_failed(job, JobState.FAILED, "interrupted", INTERRUPTED_MESSAGE, fence)
-        self._listener = await self.db.listen([JOBS_CHANNEL, CANCEL_CHANNEL], self._notified)
+        await self._listen()
         self._dispatcher = asyncio.create_task(self._dispatch_loop(), name="job-dispatcher")
         self._keeper = asyncio.create_task(self._keep_leases(), name="job-leases")
         self._wake.set()
@@ -162,7 +164,7 @@ class JobEngine:
         settled = now if self.exclusive else now - self.leases.lease_seconds
         for job in await self.jobs.unshown_outcomes(now - OUTCOME_RECOVERY_SECONDS):
             if job.updated_at <= settled:
-                message = (job.error or "").partition(": ")[2] or "This job did not complete."
+                message: str | Text = (job.error or "").partition(": ")[2] or _("This job did not complete.")
                 await self._show_outcome(job, message)
 
     async def stop(self, grace_seconds: float = 10.0) -> None:
@@ -179,14 +181,14 @@ class JobEngine:
             await self._listener.close()
         if self._dispatcher is not None:
             self._wake.set()
-            _, still = await asyncio.wait({self._dispatcher}, timeout=5)
+            _done, still = await asyncio.wait({self._dispatcher}, timeout=5)
             for task in still:  # only if a dispatch step itself is stuck
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
         tasks = list(self._running.values())
         if tasks:
-            _, pending = await asyncio.wait(tasks, timeout=grace_seconds)
+            _done, pending = await asyncio.wait(tasks, timeout=grace_seconds)
             for task in pending:
                 task.cancel()
             await asyncio.gather(*pending, return_exceptions=True)
@@ -242,7 +244,7 @@ class JobEngine:
     ) -> tuple[Job, int]:
         """Validate, reserve quota and write the job in one transaction; returns it with its queue position."""
         if not self._accepting:
-            raise NotAllowed("The bot is restarting; please try again in a minute.")
+            raise NotAllowed(_("The bot is restarting; please try again in a minute."))
         provider = self.providers.get(provider_name)
         self.health.ensure_available(provider.name)
         provider.capabilities.check(request)
@@ -279,27 +281,32 @@ class JobEngine:
         position = await self.jobs.position(job)
         log.info("job %s queued by %s on %s (position %d)", job.id, requester_id, provider.name, position)
         self.wake()
-        await self.db.notify(JOBS_CHANNEL, provider.name)
+        try:  # the job is queued: a lost wake-up only waits for the other processes' next poll
+            await self.db.notify(JOBS_CHANNEL, provider.name)
+        except Exception as exc:
+            log.warning("job %s: other processes not notified (%s); they find it at their next poll", job.id, exc)
         return job, position
 
     async def cancel(self, job_id: str) -> Job:
         """Cancel a queued or running job and refund it; finished jobs are left alone."""
         job = await self.jobs.get(job_id)
         if job is None:
-            raise InvalidRequest("That job no longer exists.")
+            raise InvalidRequest(_("That job no longer exists."))
+        if job.state == JobState.DONE:
+            raise InvalidRequest(_("That job has already finished."))
+        if job.state == JobState.CANCELLED:
+            raise InvalidRequest(_("That job has already cancelled."))
         if job.state in FINAL_STATES:
-            raise InvalidRequest(
-                f"That job has already {'finished' if job.state == JobState.DONE else job.state.value}."
-            )
+            raise InvalidRequest(_("That job has already failed."))
         if job.state in (JobState.DOWNLOADED, JobState.POSTED):
-            raise InvalidRequest("That job has already finished generating; its images are being posted.")
+            raise InvalidRequest(_("That job has already finished generating; its images are being posted."))
         if job_id in self._running:
             await self._cancel_here(job)
             return await self.jobs.get(job_id) or job
         epoch = await self.leases.claim(job_id, self.clock())
         if epoch is not None:  # queued, or its process is gone: this process ends it
             fence = Fence(self.owner, epoch)
-            await self._finish_failed(job, JobState.CANCELLED, "cancelled", "This job was cancelled.", fence)
+            await self._finish_failed(job, JobState.CANCELLED, "cancelled", _("This job was cancelled."), fence)
             return await self.jobs.get(job_id) or job
         # Another process runs it: ask it to stop the job, and wait (a little) for it to say so.
         await self.leases.request_cancel(job_id, self.clock())
@@ -318,72 +325,7 @@ class JobEngine:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-        await self._finish_failed(job, JobState.CANCELLED, "cancelled", "This job was cancelled.", fence)
-
-    # -- leases ---------------------------------------------------------------------------------------
-    async def _keep_leases(self) -> None:
-        """Every ``poll_seconds``: renew, take over what other processes left, look for queued work and
-        cancel requests (both also arrive at once by notification on PostgreSQL; this poll covers a missed one)."""
-        while self._accepting:
-            await asyncio.sleep(self.poll_seconds)
-            try:
-                await self._tend_leases()
-            except Exception:
-                log.exception("lease keeping failed; trying again in %.0f s", self.poll_seconds)
-
-    async def _tend_leases(self) -> None:
-        held = await self.leases.renew(self.clock())
-        for job_id, task in list(self._running.items()):
-            renewal = held.get(job_id)
-            epoch = self._epochs.get(job_id)
-            if epoch is None or task.done():
-                continue
-            if renewal is None or renewal.epoch != epoch:
-                lease = await self.jobs.lease_of(job_id)
-                if lease is not None and lease != (self.owner, epoch):
-                    self._lost.add(job_id)
-                    task.cancel()
-            elif renewal.cancel_requested:
-                self._spawn(self._cancel_requested(job_id), f"cancel-{job_id}")
-        if not self.exclusive:
-            await self._take_over(everything=False)
-        self._wake.set()  # jobs queued by other processes
-
-    async def _take_over(self, *, everything: bool) -> None:
-        room = 1_000_000 if everything else self.workers + self.delivery_workers - len(self._running)
-        if room <= 0:
-            return
-        for job_id, epoch in await self.leases.take_over(self.clock(), room, everything=everything):
-            job = await self.jobs.get(job_id)
-            if job is None or job_id in self._running:
-                continue
-            if not everything:
-                log.info("job %s: its process let the lease lapse; resuming it here from %s", job_id, job.state)
-            self._launch(job, epoch)
-
-    def _notified(self, channel: str, payload: str) -> None:
-        if channel == CANCEL_CHANNEL:
-            if payload in self._running:
-                self._spawn(self._cancel_requested(payload), f"cancel-{payload}")
-        elif self._accepting:
-            self._wake.set()
-
-    async def _cancel_requested(self, job_id: str) -> None:
-        """Cancel was pressed in another process for a job this one runs."""
-        try:
-            job = await self.jobs.get(job_id)
-            if job is None or job.state not in (JobState.QUEUED, JobState.SUBMITTED) or job_id in self._cancelling:
-                return  # ended, or past the provider: its images are being posted
-            await self._cancel_here(job)
-        except LeaseLost:
-            pass
-        except Exception:
-            log.exception("job %s: cancel asked by another process failed", job_id)
-
-    def _spawn(self, coro: Any, name: str) -> None:
-        task: asyncio.Task[None] = asyncio.create_task(coro, name=name)
-        self._background.add(task)
-        task.add_done_callback(self._background.discard)
+        await self._finish_failed(job, JobState.CANCELLED, "cancelled", _("This job was cancelled."), fence)
 
     # -- dispatching --------------------------------------------------------------------------------
     async def _dispatch_loop(self) -> None:
@@ -421,7 +363,7 @@ class JobEngine:
                 if not self._running:
                     self.idle.set()
                 return
-            job_id, requester, provider, _ = min(
+            job_id, requester, provider, _created = min(
                 candidates, key=lambda h: (self._running_by_user.get(h[1], 0), self._last_served.get(h[1], 0.0), h[3])
             )
             epoch = await self.leases.claim(job_id, self.clock(), provider=provider, limit=self._limit(provider))
@@ -518,12 +460,14 @@ class JobEngine:
             log.warning("job %s failed: %s (%s)", job.id, exc.code, exc)
             # paused (and moderators told) before the failure is recorded: once it shows, no job may start there
             if isinstance(exc, OutOfCredit) and self.health.pause_for_credit(job.provider):
-                await self._alert(job, f"The {job.provider} account is out of credit: {exc.user_message}")
-            await self._finish_failed(job, JobState.FAILED, exc.code, exc.user_message)
+                await self._alert(
+                    job, _("The {provider} account is out of credit: {reason}", provider=job.provider, reason=exc.text)
+                )
+            await self._finish_failed(job, JobState.FAILED, exc.code, exc.text)
         except Exception:
             log.exception("job %s failed unexpectedly", job.id)
             await self._finish_failed(
-                job, JobState.FAILED, "internal", f"Sorry, something went wrong on our side (job {job.id})."
+                job, JobState.FAILED, "internal", _("Sorry, something went wrong on our side (job {job}).", job=job.id)
             )
 
     async def _advance_while_busy(self, job: Job) -> None:
@@ -620,7 +564,7 @@ class JobEngine:
         """Persist where the job's messages are (status message, thread) as soon as they exist."""
         await self._set(job, delivery=delivery)
 
-    async def _alert(self, job: Job, message: str) -> None:
+    async def _alert(self, job: Job, message: str | Text) -> None:
         try:
             await self.sink.alert(job, message)
         except Exception:
@@ -633,7 +577,7 @@ class JobEngine:
         await self._set(job, **fields)
 
     async def _finish_failed(
-        self, job: Job, state: JobState, code: str, message: str, fence: Fence | None = None
+        self, job: Job, state: JobState, code: str, message: str | Text, fence: Fence | None = None
     ) -> None:
         """End a job that will not complete: record why and refund what the member did not receive.
 
@@ -660,7 +604,7 @@ class JobEngine:
         self.metrics.job_ended(state.value, code)
         await self._show_outcome(job, message, fence)
 
-    async def _show_outcome(self, job: Job, message: str, fence: Fence | None = None) -> None:
+    async def _show_outcome(self, job: Job, message: str | Text, fence: Fence | None = None) -> None:
         """Let the sink show a failed or cancelled job's outcome; remember it did, so a restart does not repeat it."""
         try:
             await self.sink.failed(job, message)

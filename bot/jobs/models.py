@@ -63,6 +63,7 @@ class Delivery(BaseModel):
     posted_images: int = 0
     upload_limit: int | None = None
     outcome_shown: bool = False  # a failed or cancelled job's card shows it and the member was told
+    locale: str | None = None  # the language of the member who asked (a catalog's locale): the card's and notices'
     #: A member's own install (a DM, group DM or server without the bot): the card is the interaction's
     #: answer and results are its follow-ups while the token lives; after that they go by DM.
     via_interaction: bool = False

@@ -215,6 +215,11 @@ class JobRepository:
         if fence is not None and changed == 0:
             raise LeaseLost(job_id)
 
+    async def state_of(self, job_id: str) -> JobState | None:
+        """Only the job's state (None: no such job): a cheap read for the chat layer's "is it still queued?"."""
+        row = await self.db.fetchone("SELECT state FROM jobs WHERE id = ?", (job_id,))
+        return JobState(row[0]) if row else None
+
     async def lease_of(self, job_id: str) -> tuple[str | None, int] | None:
         """Who holds the job's lease, and its epoch (None: no such job)."""
         row = await self.db.fetchone("SELECT lease_owner, lease_epoch FROM jobs WHERE id = ?", (job_id,))

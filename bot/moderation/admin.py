@@ -19,6 +19,7 @@ from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 from bot.errors import InvalidRequest
+from bot.i18n import _, _n
 from bot.moderation.models import Block, ResumeOutcome, ScopeKind
 from bot.moderation.store import ModerationStore
 from bot.moderation.words import fold, remove_invisible
@@ -59,7 +60,7 @@ def canonical_timezone(name: str) -> str:
     """The time zone database's spelling of ``name`` (case does not matter); refuses names it lacks."""
     cleaned = name.strip().replace(" ", "_")
     if not cleaned:
-        raise InvalidRequest("Please give a time zone, such as Europe/Berlin, America/New_York or Asia/Tokyo.")
+        raise InvalidRequest(_("Please give a time zone, such as Europe/Berlin, America/New_York or Asia/Tokyo."))
     found = _timezones().get(cleaned.lower())
     if found is not None:
         try:
@@ -68,10 +69,22 @@ def canonical_timezone(name: str) -> str:
             found = None
     if found is None:
         close = difflib.get_close_matches(cleaned.lower(), list(_timezones()), n=1, cutoff=0.75)
-        hint = f" Did you mean {_timezones()[close[0]]}?" if close else ""
+        typed = name.strip()[:60]
+        if close:
+            raise InvalidRequest(
+                _(
+                    "“{typed}” is not a time zone I know. Did you mean {guess}? Please use a name from the time zone "
+                    "database, such as Europe/Berlin, America/New_York or Asia/Tokyo.",
+                    typed=typed,
+                    guess=_timezones()[close[0]],
+                )
+            )
         raise InvalidRequest(
-            f"“{name.strip()[:60]}” is not a time zone I know.{hint} Please use a name from the time zone "
-            "database, such as Europe/Berlin, America/New_York or Asia/Tokyo."
+            _(
+                "“{typed}” is not a time zone I know. Please use a name from the time zone "
+                "database, such as Europe/Berlin, America/New_York or Asia/Tokyo.",
+                typed=typed,
+            )
         )
     return found
 
@@ -114,8 +127,10 @@ def providers_serving(model: str, catalog: Mapping[str, str]) -> list[str]:
     wanted = model.strip().lower()
     names = sorted(name for name, served in catalog.items() if served.lower() == wanted)
     if not names:
-        have = ", ".join(sorted(set(catalog.values()))) or "none"
-        raise InvalidRequest(f"This bot has no model called “{model.strip()[:60]}”; it has {have}.")
+        have = ", ".join(sorted(set(catalog.values()))) or _("none")
+        raise InvalidRequest(
+            _("This bot has no model called “{model}”; it has {have}.", model=model.strip()[:60], have=have)
+        )
     return names
 
 
@@ -124,7 +139,11 @@ def canonical_resolution(tier: str) -> str:
     cleaned = tier.strip().upper()
     if cleaned not in RESOLUTIONS:
         raise InvalidRequest(
-            f"“{tier.strip()[:20]}” is not a resolution tier; please choose one of {', '.join(RESOLUTIONS)}."
+            _(
+                "“{tier}” is not a resolution tier; please choose one of {choices}.",
+                tier=tier.strip()[:20],
+                choices=", ".join(RESOLUTIONS),
+            )
         )
     return cleaned
 
@@ -137,9 +156,9 @@ def normalise_word(word: str) -> str:
     visible = remove_invisible(unicodedata.normalize("NFKC", word))
     cleaned = " ".join(visible.split()).lower()
     if not cleaned or not fold(cleaned).strip():
-        raise InvalidRequest("A banned word cannot be empty.")
+        raise InvalidRequest(_("A banned word cannot be empty."))
     if len(cleaned) > MAX_WORD_LENGTH:
-        raise InvalidRequest(f"A banned word can be at most {MAX_WORD_LENGTH} characters.")
+        raise InvalidRequest(_("A banned word can be at most {limit} characters.", limit=MAX_WORD_LENGTH))
     return cleaned
 
 
@@ -212,7 +231,9 @@ class ModeratorActions:
     ) -> None:
         """Units per window for a scope; None = unlimited. The guild scope ignores ``scope_id``."""
         if units is not None and units < 0:
-            raise InvalidRequest("A limit cannot be negative; use 0 to allow nothing or leave it empty for unlimited.")
+            raise InvalidRequest(
+                _("A limit cannot be negative; use 0 to allow nothing or leave it empty for unlimited.")
+            )
         target_id = self._scope_id(guild_id, scope, scope_id)
         async with self.db.transaction() as conn:
             await self.store.put_limit(conn, guild_id, scope, target_id, units, actor_id, self.clock())
@@ -234,9 +255,13 @@ class ModeratorActions:
         if scope == "guild":
             return guild_id
         if scope_id is None:
-            raise InvalidRequest(f"Say which {scope} the limit is for.")
+            which = {
+                "role": _("Say which role the limit is for."),
+                "channel": _("Say which channel the limit is for."),
+            }
+            raise InvalidRequest(which.get(scope, _("Say which user the limit is for.")))
         if scope == "role" and scope_id == guild_id:
-            raise InvalidRequest("Set the server-wide limit with the guild scope rather than on @everyone.")
+            raise InvalidRequest(_("Set the server-wide limit with the guild scope rather than on @everyone."))
         return scope_id
 
     # -- members ------------------------------------------------------------------------------------
@@ -244,10 +269,10 @@ class ModeratorActions:
         """Stop a member generating here, until ``until`` (Unix time) or until unblocked."""
         cleaned = _reason(reason)
         if cleaned is None:
-            raise InvalidRequest("Please give a reason for the block; the member is shown it.")
+            raise InvalidRequest(_("Please give a reason for the block; the member is shown it."))
         now = self.clock()
         if until is not None and until <= now:
-            raise InvalidRequest("The block's end must be in the future.")
+            raise InvalidRequest(_("The block's end must be in the future."))
         block = Block(user_id=user_id, reason=cleaned, until=until, blocked_by=actor_id, created_at=now)
         async with self.db.transaction() as conn:
             await self.store.put_block(conn, guild_id, block)
@@ -267,16 +292,21 @@ class ModeratorActions:
         """Give a member units back in the current window (a ledger entry); returns their new usage."""
         cleaned = _reason(reason)
         if cleaned is None:
-            raise InvalidRequest("Please give a reason for the refund.")
+            raise InvalidRequest(_("Please give a reason for the refund."))
         if units <= 0:
-            raise InvalidRequest("Refund at least 1 credit.")
+            raise InvalidRequest(_("Refund at least 1 credit."))
         async with self.db.transaction() as conn:
             await self.ledger.lock_member(conn, user_id)  # two moderators at once cannot both refund the same
             refundable = await self.ledger.refundable(guild_id, user_id, conn)
             if units > refundable:
                 raise InvalidRequest(
-                    f"That member has been charged {refundable} credit{'s' if refundable != 1 else ''} in the "
-                    f"current window (jobs still running excluded), so at most {refundable} can be refunded."
+                    _n(
+                        "That member has been charged {count} credit in the current window (jobs still running "
+                        "excluded), so at most {count} can be refunded.",
+                        "That member has been charged {count} credits in the current window (jobs still running "
+                        "excluded), so at most {count} can be refunded.",
+                        refundable,
+                    )
                 )
             await self.ledger.refund_manually(
                 conn, guild_id=guild_id, user_id=user_id, units=units, actor_id=actor_id, note=cleaned
@@ -360,18 +390,28 @@ class ModeratorActions:
         changes: dict[str, Any] = {}
         if kind is not None:
             if kind not in WINDOW_KINDS:
-                raise InvalidRequest(f"“{kind}” is not a quota window; choose one of {', '.join(WINDOW_KINDS)}.")
+                raise InvalidRequest(
+                    _(
+                        "“{kind}” is not a quota window; choose one of {choices}.",
+                        kind=kind,
+                        choices=", ".join(WINDOW_KINDS),
+                    )
+                )
             changes["window_kind"] = kind
         if timezone is not None:
             changes["timezone"] = canonical_timezone(timezone)
         if rolling_hours is not None:
             if not 1 <= rolling_hours <= MAX_ROLLING_HOURS:
                 raise InvalidRequest(
-                    f"A rolling window lasts between 1 and {MAX_ROLLING_HOURS} hours (31 days), not {rolling_hours}."
+                    _(
+                        "A rolling window lasts between 1 and {most} hours (31 days), not {hours}.",
+                        most=MAX_ROLLING_HOURS,
+                        hours=rolling_hours,
+                    )
                 )
             changes["rolling_hours"] = rolling_hours
         if not changes:
-            raise InvalidRequest("Please choose a window, a time zone or the hours of a rolling window.")
+            raise InvalidRequest(_("Please choose a window, a time zone or the hours of a rolling window."))
         await self._set(guild_id, actor_id, "window.set", changes)
         self.ledger.forget_window(guild_id)
         return changes
@@ -382,7 +422,7 @@ class ModeratorActions:
         wanted = list(dict.fromkeys(names))
         unknown = [n for n in wanted if n not in RESETTABLE]
         if unknown or not wanted:
-            raise InvalidRequest(f"Choose what to reset: {', '.join(RESETTABLE)}.")
+            raise InvalidRequest(_("Choose what to reset: {choices}.", choices=", ".join(RESETTABLE)))
         async with self.db.transaction() as conn:
             current = await self.store.settings(guild_id, conn)
             was_set = [n for n in wanted if any(getattr(current, c) is not None for c in RESETTABLE[n])]
@@ -418,10 +458,12 @@ class ModeratorActions:
         moderator chose when ``names`` are the providers serving it (for the audit log). Returns the list now in
         force and whether it changed (nothing is written or audited when it did not)."""
         if action not in PROVIDER_ACTIONS:
-            raise InvalidRequest(f"Choose one of {', '.join(PROVIDER_ACTIONS)}.")
+            raise InvalidRequest(_("Choose one of {choices}.", choices=", ".join(PROVIDER_ACTIONS)))
         chosen = set(names)
         if action != "all" and not chosen:
-            raise InvalidRequest(f"Please say which model to {'disallow' if action == 'disallow' else 'allow'}.")
+            if action == "disallow":
+                raise InvalidRequest(_("Please say which model to disallow."))
+            raise InvalidRequest(_("Please say which model to allow."))
         self._known_providers(chosen)
         async with self.db.transaction() as conn:
             current = (await self.store.settings(guild_id, conn)).allowed_providers
@@ -437,8 +479,10 @@ class ModeratorActions:
                 new = tuple(sorted(base - chosen))
                 if not new:
                     raise InvalidRequest(
-                        "That would leave no model allowed on this server. To stop image generation for a while, "
-                        "use /seedream-admin pause instead."
+                        _(
+                            "That would leave no model allowed on this server. To stop image generation for a "
+                            "while, use /seedream-admin pause instead."
+                        )
                     )
             if new == current:
                 return current, False
@@ -456,8 +500,11 @@ class ModeratorActions:
         unknown = sorted(set(names) - set(self.provider_names)) if self.provider_names else []
         if unknown:
             raise InvalidRequest(
-                f"This bot has no provider called {', '.join(repr(n) for n in unknown)}; "
-                f"it has {', '.join(self.provider_names)}."
+                _(
+                    "This bot has no provider called {names}; it has {have}.",
+                    names=", ".join(repr(n) for n in unknown),
+                    have=", ".join(self.provider_names),
+                )
             )
 
     async def set_max_resolution(self, guild_id: int, actor_id: int, resolution: str | None) -> None:
@@ -491,14 +538,18 @@ class ModeratorActions:
             top = largest or MAX_COUNT
             if not 1 <= count <= top:
                 raise InvalidRequest(
-                    f"The largest image count must be between 1 and {top} (the most a model here makes in one "
-                    f"request), not {count}."
+                    _(
+                        "The largest image count must be between 1 and {most} (the most a model here makes in one "
+                        "request), not {count}.",
+                        most=top,
+                        count=count,
+                    )
                 )
             changes["max_count"] = count
         elif clear_count:
             changes["max_count"] = None
         if not changes:
-            raise InvalidRequest("Please choose a largest resolution, a largest image count, or both.")
+            raise InvalidRequest(_("Please choose a largest resolution, a largest image count, or both."))
         async with self.db.transaction() as conn:
             await self.store.update_settings(conn, guild_id, changes, self.clock())
             for column, value in changes.items():
@@ -513,9 +564,16 @@ class ModeratorActions:
         if jobs is not None:
             top = ceiling or MAX_IN_FLIGHT
             if not 1 <= jobs <= top:
+                if ceiling:
+                    raise InvalidRequest(
+                        _(
+                            "Jobs in progress per member must be between 1 and {most} (the bot's own limit), not "
+                            "{jobs}.",
+                            most=top,
+                            jobs=jobs,
+                        )
+                    )
                 raise InvalidRequest(
-                    f"Jobs in progress per member must be between 1 and {top}"
-                    + (" (the bot's own limit)" if ceiling else "")
-                    + f", not {jobs}."
+                    _("Jobs in progress per member must be between 1 and {most}, not {jobs}.", most=top, jobs=jobs)
                 )
         await self._set(guild_id, actor_id, "max_in_flight.set", {"max_in_flight": jobs})

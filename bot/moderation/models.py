@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from bot.i18n import Text
 from bot.quota import Balance
 
 ScopeKind = Literal["user", "role", "channel", "guild"]
@@ -144,4 +145,4 @@ class ResumeOutcome:
 
     providers_resumed: tuple[str, ...] = ()
     still_paused: tuple[str, ...] = ()
-    note: str | None = None
+    note: Text | None = None

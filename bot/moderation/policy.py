@@ -17,7 +17,7 @@ from collections.abc import Iterable, Mapping, Sequence
 
 from bot.config import QuotaSection, Settings
 from bot.errors import InvalidRequest, NotAllowed
-from bot.i18n import _
+from bot.i18n import _, _n
 from bot.moderation.models import Decision, MemberContext, MemberRules, MemberStatus, ResolvedLimit
 from bot.moderation.store import ModerationStore
 from bot.moderation.words import BannedMatch, find_banned_word
@@ -75,8 +75,10 @@ class PolicyService:
             if match is not None:
                 await self._audit_refusal(ctx.guild_id, ctx, match, request.prompt)
                 raise InvalidRequest(
-                    f"Your prompt contains a word that is not allowed on this server: “{match.word}”. "
-                    "Please rephrase it."
+                    _(
+                        "Your prompt contains a word that is not allowed on this server: “{word}”. Please rephrase it.",
+                        word=match.word,
+                    )
                 )
         limit = self._resolve_limit(ctx, rules)
         await self._remember_roles(ctx, rules)
@@ -85,7 +87,7 @@ class PolicyService:
     def ensure_guild_allowed(self, guild_id: int | None) -> None:
         allowlist: Sequence[int] = self.config.guild_allowlist
         if guild_id is not None and allowlist and guild_id not in allowlist:
-            raise NotAllowed("This bot is not enabled on this server. Its owner decides which servers may use it.")
+            raise NotAllowed(_("This bot is not enabled on this server. Its owner decides which servers may use it."))
 
     async def _rules(self, ctx: MemberContext) -> MemberRules:
         return await self.store.member_rules(ctx.guild_id, ctx.user_id, ctx.real_role_ids + ctx.channels, self.clock())
@@ -95,27 +97,64 @@ class PolicyService:
     ) -> None:
         block, settings = rules.block, rules.settings
         if block is not None:
-            until = f" until <t:{int(block.until)}:f>" if block.until is not None else ""
+            if block.until is not None:
+                raise NotAllowed(
+                    _(
+                        "A moderator has blocked you from making pictures on this server until {until}. "
+                        "Reason: {reason}",
+                        until=f"<t:{int(block.until)}:f>",
+                        reason=block.reason,
+                    )
+                )
             raise NotAllowed(
-                f"A moderator has blocked you from making pictures on this server{until}. Reason: {block.reason}"
+                _(
+                    "A moderator has blocked you from making pictures on this server. Reason: {reason}",
+                    reason=block.reason,
+                )
             )
         if settings.paused and not ctx.is_moderator:
-            why = f" ({settings.paused_reason})" if settings.paused_reason else ""
-            raise NotAllowed(f"Image generation is paused on this server by its moderators{why}. Please try later.")
+            if settings.paused_reason:
+                raise NotAllowed(
+                    _(
+                        "Image generation is paused on this server by its moderators ({reason}). Please try later.",
+                        reason=settings.paused_reason,
+                    )
+                )
+            raise NotAllowed(_("Image generation is paused on this server by its moderators. Please try later."))
         allowed = rules.allowed_channels
         if allowed and not ctx.is_moderator and not set(ctx.channels) & set(allowed):
             where = ", ".join(f"<#{c}>" for c in allowed)
-            raise NotAllowed(f"Pictures can't be made in this channel; please use {where}.")
+            raise NotAllowed(_("Pictures can't be made in this channel; please use {channels}.", channels=where))
         if settings.allowed_providers is not None and provider_name not in settings.allowed_providers:
-            choices = ", ".join(settings.allowed_providers) or "none at the moment"
-            raise NotAllowed(f"The {provider_name!r} model is not enabled on this server; allowed: {choices}.")
+            if not settings.allowed_providers:
+                raise NotAllowed(
+                    _(
+                        "The {model} model is not enabled on this server; allowed: none at the moment.",
+                        model=repr(provider_name),
+                    )
+                )
+            raise NotAllowed(
+                _(
+                    "The {model} model is not enabled on this server; allowed: {choices}.",
+                    model=repr(provider_name),
+                    choices=", ".join(settings.allowed_providers),
+                )
+            )
         if settings.max_resolution and _rank(request.resolution) > _rank(settings.max_resolution):
             raise InvalidRequest(
-                f"This server allows resolutions up to {settings.max_resolution}; please choose "
-                f"{settings.max_resolution} or lower."
+                _(
+                    "This server allows resolutions up to {resolution}; please choose {resolution} or lower.",
+                    resolution=settings.max_resolution,
+                )
             )
         if settings.max_count and request.count > settings.max_count:
-            raise InvalidRequest(f"This server allows at most {settings.max_count} image(s) per request.")
+            raise InvalidRequest(
+                _n(
+                    "This server allows at most {count} image(s) per request.",
+                    "This server allows at most {count} image(s) per request.",
+                    settings.max_count,
+                )
+            )
 
     async def _audit_refusal(self, guild_id: int, ctx: MemberContext, match: BannedMatch, prompt: str) -> None:
         """The member sees one polite refusal whatever the rule; the moderators' audit log says which rule."""

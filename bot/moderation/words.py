@@ -44,8 +44,10 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Literal
 
+from bot.i18n import _
+
 #: Shown to moderators with the banned-words list (keep it short: it goes into a Discord message).
-MATCHING_RULES = (
+MATCHING_RULES = _(
     "Matching ignores case, accents, invisible characters, fullwidth/styled letters and look-alike letters "
     "from other scripts (Cyrillic “о” counts as “o”). A word of 4+ letters is also caught spelled out with "
     "one space or mark between its letters (“g o r e”, “g.o.r.e”). A banned word never matches inside a "

@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from bot import sizes
 from bot.errors import InvalidRequest
+from bot.i18n import DEFAULT_LOCALE, _, translate
 from bot.images import StoredImage, encode_for_provider
 
 
@@ -134,61 +135,107 @@ class Capabilities(BaseModel):
     @property
     def label(self) -> str:
         """A few words for a model choice: ``5.5 — best quality, 1K/2K``."""
+        return self.label_in(DEFAULT_LOCALE)
+
+    def label_in(self, locale: str) -> str:
+        """``label`` with the strengths in ``locale`` (``5.5 — beste Qualität, 1K/2K``)."""
         name = self.family or self.model
         tiers = "/".join(self.resolutions)
-        return f"{name} — {self.strengths}, {tiers}" if self.strengths else f"{name} — {tiers}"
+        if not self.strengths:
+            return f"{name} — {tiers}"
+        strengths = translate(locale, self.strengths, context="model strength") or self.strengths
+        return f"{name} — {strengths}, {tiers}"
 
     def check(self, request: GenerationRequest) -> None:
         """Raise InvalidRequest, saying what is allowed, if this provider cannot serve the request."""
         label = f"{self.kind} ({self.model})"
         prompt = request.prompt.strip()
         if not prompt:
-            raise InvalidRequest("Please describe the picture you want: the prompt is empty.")
+            raise InvalidRequest(_("Please describe the picture you want: the prompt is empty."))
         if self.max_prompt_chars is not None and len(prompt) > self.max_prompt_chars:
             raise InvalidRequest(
-                f"Your prompt is {number(len(prompt))} characters; {self.kind} takes at most "
-                f"{number(self.max_prompt_chars)}. Please shorten it."
+                _(
+                    "Your prompt is {length} characters; {model} takes at most {limit}. Please shorten it.",
+                    length=number(len(prompt)),
+                    model=self.kind,
+                    limit=number(self.max_prompt_chars),
+                )
             )
         if request.aspect_ratio not in self.aspect_ratios:
             raise InvalidRequest(
-                f"Aspect ratio {request.aspect_ratio} is not available on {label}; "
-                f"choose one of {', '.join(self.aspect_ratios)}."
+                _(
+                    "Aspect ratio {aspect} is not available on {model}; choose one of {choices}.",
+                    aspect=request.aspect_ratio,
+                    model=label,
+                    choices=", ".join(self.aspect_ratios),
+                )
             )
         if request.aspect_ratio == "auto" and self.auto_aspect_needs_reference and not request.references:
-            raise InvalidRequest("Aspect ratio 'auto' follows a reference image, so it needs at least one image.")
+            raise InvalidRequest(_("Aspect ratio 'auto' follows a reference image, so it needs at least one image."))
         if request.resolution not in self.resolutions:
             raise InvalidRequest(
-                f"Resolution {request.resolution} is not available on {label}; "
-                f"choose one of {', '.join(self.resolutions)}."
+                _(
+                    "Resolution {resolution} is not available on {model}; choose one of {choices}.",
+                    resolution=request.resolution,
+                    model=label,
+                    choices=", ".join(self.resolutions),
+                )
             )
         self._check_size(request, label)
         if not 1 <= request.count <= self.max_count:
-            raise InvalidRequest(f"{label} makes 1 to {self.max_count} images per request, not {request.count}.")
+            raise InvalidRequest(
+                _(
+                    "{model} makes 1 to {most} images per request, not {asked}.",
+                    model=label,
+                    most=self.max_count,
+                    asked=request.count,
+                )
+            )
         if len(request.references) > self.max_references:
             raise InvalidRequest(
-                f"{label} takes at most {self.max_references} reference images; you gave {len(request.references)}."
+                _(
+                    "{model} takes at most {most} reference images; you gave {given}.",
+                    model=label,
+                    most=self.max_references,
+                    given=len(request.references),
+                )
             )
         if self.max_total_images is not None and len(request.references) + request.count > self.max_total_images:
             raise InvalidRequest(
-                f"On {label} reference images plus generated images must be at most {self.max_total_images}; "
-                f"you asked for {len(request.references)} + {request.count}."
+                _(
+                    "On {model} reference images plus generated images must be at most {most}; "
+                    "you asked for {references} + {count}.",
+                    model=label,
+                    most=self.max_total_images,
+                    references=len(request.references),
+                    count=request.count,
+                )
             )
         if request.seed is not None:
             if self.seed_range is None:
-                raise InvalidRequest(f"{label} does not accept a seed; leave it empty.")
+                raise InvalidRequest(_("{model} does not accept a seed; leave it empty.", model=label))
             low, high = self.seed_range
             if not low <= request.seed <= high:
-                raise InvalidRequest(f"The seed must be between {low} and {high} on {label}.")
+                raise InvalidRequest(
+                    _("The seed must be between {low} and {high} on {model}.", low=low, high=high, model=label)
+                )
         if request.style is not None and request.style not in self.styles:
             if not self.styles:
-                raise InvalidRequest(f"{label} has no style presets; leave the style empty.")
+                raise InvalidRequest(_("{model} has no style presets; leave the style empty.", model=label))
             raise InvalidRequest(
-                f"Style {request.style!r} is not available on {label}; choose one of {', '.join(self.styles)}."
+                _(
+                    "Style {style} is not available on {model}; choose one of {choices}.",
+                    style=repr(request.style),
+                    model=label,
+                    choices=", ".join(self.styles),
+                )
             )
         if request.enhance and not self.prompt_enhance:
-            raise InvalidRequest(f"{label} cannot enhance prompts; turn 'enhance' off.")
+            raise InvalidRequest(_("{model} cannot enhance prompts; turn 'enhance' off.", model=label))
         if request.transparent and not self.transparent_background:
-            raise InvalidRequest(f"{label} cannot make a transparent background; turn 'transparent' off.")
+            raise InvalidRequest(
+                _("{model} cannot make a transparent background; turn 'transparent' off.", model=label)
+            )
 
     def _check_size(self, request: GenerationRequest, label: str) -> None:
         if self.output_pixels is None and self.output_sides is None and self.output_ratio_range is None:
@@ -203,10 +250,26 @@ class Capabilities(BaseModel):
             and max(width, height) <= side_high
             and ratio_low <= width / height <= ratio_high
         ):
+            size, pixels = f"{width}×{height}", f"{low:,}–{high:,}"
+            if self.output_sides:
+                raise InvalidRequest(
+                    _(
+                        "{size} is outside what {model} renders ({pixels} pixels, {sides} per side); "
+                        "choose another aspect ratio or resolution.",
+                        size=size,
+                        model=label,
+                        pixels=pixels,
+                        sides=f"{side_low}–{side_high}",
+                    )
+                )
             raise InvalidRequest(
-                f"{width}×{height} is outside what {label} renders ({low:,}–{high:,} pixels"
-                + (f", {side_low}–{side_high} per side" if self.output_sides else "")
-                + "); choose another aspect ratio or resolution."
+                _(
+                    "{size} is outside what {model} renders ({pixels} pixels); "
+                    "choose another aspect ratio or resolution.",
+                    size=size,
+                    model=label,
+                    pixels=pixels,
+                )
             )
 
     def prompt_advice(self, prompt: str) -> str | None:

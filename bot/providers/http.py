@@ -38,6 +38,7 @@ from bot.errors import (
     SeedreamError,
     redact_links,
 )
+from bot.i18n import _
 from bot.images import ImageStore, StoredImage
 from bot.providers.links import client_session, exact_url, without_query
 
@@ -63,23 +64,23 @@ def default_error(status: int, body: Any, text: str, headers: Any) -> SeedreamEr
     """Fallback mapping by HTTP status, used when a provider's body says nothing more specific."""
     if status == 429:
         return RateLimited(
-            "The image provider is busy right now; please try again in a minute.",
+            _("The image provider is busy right now; please try again in a minute."),
             retry_after=retry_after_seconds(headers),
             detail=f"HTTP 429: {text[:300]}",
         )
     if status in (401, 403):
         return BadApiKey(
-            "The bot's key for this image provider was refused; a moderator has to fix the configuration.",
+            _("The bot's key for this image provider was refused; a moderator has to fix the configuration."),
             detail=f"HTTP {status}: {text[:300]}",
         )
     if status == 503:
-        return NotAccepted("The image provider is unavailable right now; please try again later.", detail=text[:300])
+        return NotAccepted(_("The image provider is unavailable right now; please try again later."), detail=text[:300])
     if status in (413, 422):
         # "Payload too large" / "unprocessable": the request itself, whatever the body says.
         reason = "the request is too large" if status == 413 else "the provider could not process the request"
-        return ProviderRejected.because("The image provider", reason, detail=f"HTTP {status}: {text[:300]}")
+        return ProviderRejected.because(None, reason, detail=f"HTTP {status}: {text[:300]}")
     return ProviderUnavailable(
-        "The image provider had a problem; please try again later.", detail=f"HTTP {status}: {text[:300]}"
+        _("The image provider had a problem; please try again later."), detail=f"HTTP {status}: {text[:300]}"
     )
 
 
@@ -145,7 +146,7 @@ class ProviderHttp:
     def auth_headers(self) -> dict[str, str]:
         if not self._api_key:
             raise BadApiKey(
-                "This image provider has no API key configured; a moderator has to set it.",
+                _("This image provider has no API key configured; a moderator has to set it."),
                 detail=f"{self.provider}: API key environment variable is empty",
             )
         return {"Authorization": f"{self._auth_scheme} {self._api_key}", "Accept": "application/json"}
@@ -198,27 +199,29 @@ class ProviderHttp:
                 if body is None and text.strip():
                     log.warning("%s answered malformed JSON: %r", self.provider, redact_links(text[:200]))
                     raise ProviderUnavailable(
-                        "The image provider sent an answer we could not read; please try again later.",
+                        _("The image provider sent an answer we could not read; please try again later."),
                         detail=f"malformed JSON from {_path(url)}",
                     )
                 return body
         except aiohttp.ClientConnectorError as exc:
-            raise NotAccepted("The image provider cannot be reached right now.", detail=str(exc)) from None
+            raise NotAccepted(_("The image provider cannot be reached right now."), detail=str(exc)) from None
         except TimeoutError:
             if not create:
-                message = "The image provider did not answer in time; please try again later."
+                message = _("The image provider did not answer in time; please try again later.")
                 raise ProviderTimeout(message, detail=f"timeout on {method} {_path(url)}") from None
             # A create that timed out may be running (and billed) at the provider: it is never sent again.
             error = ProviderTimeout(
-                "The image provider did not answer in time. The request was not repeated because it may "
-                "already have been charged; please try again later.",
+                _(
+                    "The image provider did not answer in time. The request was not repeated because it may "
+                    "already have been charged; please try again later."
+                ),
                 detail=f"timeout on {method} {_path(url)}",
             )
             error.retryable = False
             raise error from None
         except aiohttp.ClientError as exc:
             # The request may have reached the provider: unsafe to retry a create.
-            raise ProviderUnavailable("The image provider connection failed.", detail=repr(exc)) from None
+            raise ProviderUnavailable(_("The image provider connection failed."), detail=repr(exc)) from None
 
     async def download(
         self, store: ImageStore, url: str, *, provider_image_id: str | None = None, max_bytes: int | None = None
@@ -245,16 +248,18 @@ class ProviderHttp:
                     raise await self._refused(url, response)
                 if response.status in (404, 410):
                     raise ResultExpired(
-                        "The provider's result link had expired before we could fetch it.",
+                        _("The provider's result link had expired before we could fetch it."),
                         detail=f"HTTP {response.status} for result {_path(url)}",
                     )
                 if response.status >= 400:
                     raise ProviderUnavailable(
-                        "The provider's result could not be downloaded.", detail=f"HTTP {response.status}"
+                        _("The provider's result could not be downloaded."), detail=f"HTTP {response.status}"
                     )
                 kind = response.headers.get("Content-Type", "")
                 if kind and not kind.startswith(("image/", "application/octet-stream", "binary/")):
-                    raise ProviderUnavailable("The provider's result was not an image.", detail=f"Content-Type {kind}")
+                    raise ProviderUnavailable(
+                        _("The provider's result was not an image."), detail=f"Content-Type {kind}"
+                    )
                 return await store.save_stream(
                     response.content.iter_chunked(64 * 1024),
                     max_bytes=max_bytes,
@@ -262,9 +267,11 @@ class ProviderHttp:
                     provider_image_id=provider_image_id,
                 )
         except TimeoutError:
-            raise ProviderTimeout("Downloading the result took too long.", detail=f"timeout on {_path(url)}") from None
+            raise ProviderTimeout(
+                _("Downloading the result took too long."), detail=f"timeout on {_path(url)}"
+            ) from None
         except aiohttp.ClientError as exc:
-            raise ProviderUnavailable("The provider's result could not be downloaded.", detail=repr(exc)) from None
+            raise ProviderUnavailable(_("The provider's result could not be downloaded."), detail=repr(exc)) from None
 
     async def _refused(self, url: str, response: aiohttp.ClientResponse) -> ProviderError:
         """A 403 on a result link: the storage refused the link (e.g. its signature), unless it says "expired"."""
@@ -272,14 +279,14 @@ class ProviderHttp:
         if "expired" in text.lower():
             log.warning("%s: result link %s refused as expired (HTTP 403): %s", self.provider, _path(url), text[:200])
             return ResultExpired(
-                "The provider's result link had expired before we could fetch it.",
+                _("The provider's result link had expired before we could fetch it."),
                 detail=f"HTTP 403 (expired) for result {_path(url)}",
             )
         log.warning(
             "%s: the provider's storage refused result link %s (HTTP 403): %s", self.provider, _path(url), text[:200]
         )
         return ResultRefused(
-            "The provider's storage refused the link to the result, so the image could not be fetched.",
+            _("The provider's storage refused the link to the result, so the image could not be fetched."),
             detail=f"HTTP 403 (link refused) for result {_path(url)}",
         )
 

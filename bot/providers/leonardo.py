@@ -58,6 +58,7 @@ from bot.errors import (
     SeedreamError,
     redact_links,
 )
+from bot.i18n import _
 from bot.images import ImageStore, StoredImage
 from bot.providers.base import Capabilities, GenerationRequest, GenerationResult, Provider, Submission
 from bot.providers.http import ProviderHttp, default_error
@@ -176,8 +177,12 @@ def leonardo_size(model: str, request: GenerationRequest, caps: Capabilities) ->
     sides_ok = min(width, height) >= side_low and max(width, height) <= side_high
     if not sides_ok or not low <= width * height <= high:
         raise InvalidRequest(
-            f"{width}×{height} is outside what Leonardo {model} renders "
-            f"({low:,}–{high:,} pixels); choose another aspect ratio or resolution."
+            _(
+                "{size} is outside what {model} renders ({pixels} pixels); choose another aspect ratio or resolution.",
+                size=f"{width}×{height}",
+                model=f"Leonardo {model}",
+                pixels=f"{low:,}–{high:,}",
+            )
         )
     return width, height
 
@@ -220,19 +225,26 @@ def leonardo_error(
     lowered = message.lower()
     detail = f"HTTP {status} {code}: {message[:300] or text[:300]}"
     if "moderation" in lowered or "inappropriate content" in lowered:
-        return ContentBlocked(f"Leonardo's content filter refused this prompt: {message[:200]}", detail=detail)
+        return ContentBlocked(
+            _("Leonardo's content filter refused this prompt: {reason}", reason=message[:200]), detail=detail
+        )
     if status == 401 or code == "access-denied" or "authorization hook" in lowered or "authentication hook" in lowered:
-        return BadApiKey("Leonardo refused the bot's API key; a moderator has to fix the configuration.", detail=detail)
+        return BadApiKey(
+            _("Leonardo refused the bot's API key; a moderator has to fix the configuration."), detail=detail
+        )
     if "not supported within the production api" in lowered:
-        return BadApiKey("The configured Leonardo model is not available to this API key.", detail=detail)
+        return BadApiKey(_("The configured Leonardo model is not available to this API key."), detail=detail)
     if status == 402 or any(word in lowered for word in _OUT_OF_CREDIT):
-        return OutOfCredit("The Leonardo account is out of credit; a moderator has to top it up.", detail=detail)
+        return OutOfCredit(_("The Leonardo account is out of credit; a moderator has to top it up."), detail=detail)
     if any(phrase in lowered for phrase in _UNREACHABLE_REFERENCE):
-        return ImageRejected("A reference image is not available on Leonardo any more.", detail=detail)
+        return ImageRejected(_("A reference image is not available on Leonardo any more."), detail=detail)
     if "too many images" in lowered:
         return ProviderRejected(
-            f"Leonardo refused the request as invalid: it takes at most {max_references} reference images. "
-            "Use fewer reference images; the same request would be refused again.",
+            _(
+                "Leonardo refused the request as invalid: it takes at most {most} reference images. "
+                "Use fewer reference images; the same request would be refused again.",
+                most=max_references,
+            ),
             detail=detail,
         )
     if _is_validation(status, code, lowered):
@@ -261,7 +273,7 @@ def _upload_slot(body: Any) -> _UploadSlot:
         # The answer holds the presigned policy and signature: name only what was missing.
         keys = sorted(slot) if slot else type(body).__name__
         raise ProviderUnavailable(
-            "Leonardo did not give us a place to upload the reference image.", detail=f"init-image answer: {keys}"
+            _("Leonardo did not give us a place to upload the reference image."), detail=f"init-image answer: {keys}"
         ) from None
 
 
@@ -323,7 +335,7 @@ class LeonardoProvider(Provider):
             scale_up_to_min_pixels=spec.fit,
             scale_down_to_fit=spec.fit,
             family=family.name if family else None,
-            strengths=family.strengths if family else "",
+            strengths=str(family.strengths) if family else "",
             cost_weight=family.cost_weight if family else 1,
         )
 
@@ -356,7 +368,7 @@ class LeonardoProvider(Provider):
         if generation_id is None:
             log.error("leonardo: create answer without a generation id: %s", redact_links(repr(answer)))
             raise ProviderUnavailable(
-                "Leonardo accepted the request but did not say which generation to wait for.",
+                _("Leonardo accepted the request but did not say which generation to wait for."),
                 detail=f"create answer {answer!r:.300}",
             )
         inner = _dict(answer.get("generate")) or answer
@@ -390,8 +402,10 @@ class LeonardoProvider(Provider):
         except ProviderTimeout as exc:
             # There is no lookup by request: the job may be running (and billed); say so in Leonardo's terms.
             error = ProviderTimeout(
-                "Leonardo did not confirm the generation in time; we did not send it again, so you are not "
-                "charged twice.",
+                _(
+                    "Leonardo did not confirm the generation in time; we did not send it again, so you are not "
+                    "charged twice."
+                ),
                 detail=exc.detail,
             )
             error.retryable = exc.retryable
@@ -438,9 +452,9 @@ class LeonardoProvider(Provider):
                     return
                 text = await response.text()
         except TimeoutError:
-            raise ProviderTimeout("Uploading the reference image took too long.", detail=target) from None
+            raise ProviderTimeout(_("Uploading the reference image took too long."), detail=target) from None
         except aiohttp.ClientError as exc:
-            raise _UploadFailedTransiently("Uploading the reference image failed.", detail=repr(exc)) from None
+            raise _UploadFailedTransiently(_("Uploading the reference image failed."), detail=repr(exc)) from None
         log.warning(
             "leonardo: presigned upload to %s -> HTTP %s: %s", target, response.status, redact_links(text[:300])
         )
@@ -452,10 +466,10 @@ class LeonardoProvider(Provider):
         generation = await self._wait_for(submission.task_ids[0])
         outputs = [_dict(item) for item in generation.get("generated_images") or [] if _dict(item).get("url")]
         if not outputs:
-            raise ProviderUnavailable("Leonardo finished the generation without any image.")
+            raise ProviderUnavailable(_("Leonardo finished the generation without any image."))
         kept = [item for item in outputs if not item.get("nsfw")]
         if not kept:
-            raise ContentBlocked("Leonardo's safety filter flagged every image of this generation.")
+            raise ContentBlocked(_("Leonardo's safety filter flagged every image of this generation."))
         images = await asyncio.gather(
             *(
                 self.http.download(
@@ -482,19 +496,19 @@ class LeonardoProvider(Provider):
             generation = body.get("generations_by_pk") if isinstance(body, dict) else None
             if not isinstance(generation, dict):
                 raise ResultExpired(
-                    "Leonardo no longer knows this generation.", detail=f"generation {generation_id}: {body!r:.200}"
+                    _("Leonardo no longer knows this generation."), detail=f"generation {generation_id}: {body!r:.200}"
                 )
             status = generation.get("status")
             if status == "COMPLETE":
                 return generation
             if status == "FAILED":
                 raise ProviderUnavailable(
-                    "Leonardo could not finish this generation; please try again.",
+                    _("Leonardo could not finish this generation; please try again."),
                     detail=f"generation {generation_id} FAILED: {generation.get('errorMessage')!r}",
                 )
             if loop.time() >= deadline:
                 raise ProviderTimeout(
-                    "Leonardo is taking too long with this generation.",
+                    _("Leonardo is taking too long with this generation."),
                     detail=f"generation {generation_id} still {status} after {self.max_wait_seconds:.0f} s",
                 )
             await asyncio.sleep(self.config.poll_interval_seconds)

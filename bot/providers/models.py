@@ -16,6 +16,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from bot.i18n import Text, _p
+
 
 @dataclass(frozen=True)
 class Family:
@@ -23,8 +25,8 @@ class Family:
 
     #: Short name members read: "4.5", "5.0 Lite", "5.5".
     name: str
-    #: What it is good at, in a few words (English; the chat layer may translate by ``key``).
-    strengths: str
+    #: What it is good at, in a few words (``str()`` is English; the chat layer renders it in a member's language).
+    strengths: Text
     #: Default quota weight per image (times the resolution weight).
     cost_weight: int
     #: Stable identifier for translations and settings: "4.5", "5.0-lite", "5.5".
@@ -34,12 +36,12 @@ class Family:
 FAMILIES: dict[str, Family] = {
     family.key: family
     for family in (
-        Family("4.0", "quick drafts", 1, "4.0"),
-        Family("4.5", "sharp detail", 1, "4.5"),
-        Family("5.0 Lite", "image sets", 1, "5.0-lite"),
-        Family("5.0 Pro", "finest detail, slow", 2, "5.0-pro"),
-        Family("5.0 Flash", "fastest", 1, "5.0-flash"),
-        Family("5.5", "best quality", 1, "5.5"),
+        Family("4.0", _p("model strength", "quick drafts"), 1, "4.0"),
+        Family("4.5", _p("model strength", "sharp detail"), 1, "4.5"),
+        Family("5.0 Lite", _p("model strength", "image sets"), 1, "5.0-lite"),
+        Family("5.0 Pro", _p("model strength", "finest detail, slow"), 2, "5.0-pro"),
+        Family("5.0 Flash", _p("model strength", "fastest"), 1, "5.0-flash"),
+        Family("5.5", _p("model strength", "best quality"), 1, "5.5"),
     )
 }
 

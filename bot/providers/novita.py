@@ -28,6 +28,7 @@ from bot.errors import (
     SeedreamError,
     redact_links,
 )
+from bot.i18n import _
 from bot.images import ImageStore
 from bot.providers.http import ErrorMapper, default_error, retry_after_seconds
 from bot.providers.seedream_v3 import (
@@ -75,16 +76,16 @@ def novita_reason_error(reason: str, message: str, headers: Any) -> SeedreamErro
     why = clean_message(message)
     detail = f"{reason}: {message[:300]}"
     if reason == "ILLEGAL_PROMPT":
-        return ContentBlocked("The provider's moderation refused the prompt; please rephrase it.", detail=detail)
+        return ContentBlocked(_("The provider's moderation refused the prompt; please rephrase it."), detail=detail)
     if reason == "ILLEGAL_IMAGE_CONTENT":
-        return ContentBlocked("The provider's moderation refused one of the reference images.", detail=detail)
+        return ContentBlocked(_("The provider's moderation refused one of the reference images."), detail=detail)
     if reason in ("INVALID_REQUEST_BODY", "INVALID_IMAGE_SIZE"):
-        return ProviderRejected.because("The image provider", why, detail=detail)
+        return ProviderRejected.because(None, why, detail=detail)
     if reason in ("IMAGE_FILE_EXCEEDS_MAX_SIZE", "INVALID_IMAGE_FORMAT", "IMAGE_EXCEEDS_MAX_RESOLUTION"):
-        return ImageRejected(f"The provider refused a reference image: {why}", detail=detail)
+        return ImageRejected(_("The provider refused a reference image: {reason}", reason=why), detail=detail)
     if reason in ("BILLING_BALANCE_NOT_ENOUGH", "BILLING_AUTH_FAILED"):
         return OutOfCredit(
-            "The bot's account with this image provider has run out of credit; a moderator has to top it up.",
+            _("The bot's account with this image provider has run out of credit; a moderator has to top it up."),
             detail=detail,
         )
     if reason in (
@@ -95,18 +96,20 @@ def novita_reason_error(reason: str, message: str, headers: Any) -> SeedreamErro
         "NEED_REAL_NAME_VERIFY",
     ):
         return BadApiKey(
-            "The bot's key for this image provider was refused or cannot use this model; "
-            "a moderator has to fix the configuration.",
+            _(
+                "The bot's key for this image provider was refused or cannot use this model; "
+                "a moderator has to fix the configuration."
+            ),
             detail=detail,
         )
     if reason == "RATE_LIMIT_EXCEEDED":
         return RateLimited(
-            "The image provider is busy right now; please try again in a minute.",
+            _("The image provider is busy right now; please try again in a minute."),
             retry_after=retry_after_seconds(headers),
             detail=detail,
         )
     if reason in ("BILLING_FAILED", "CREATE_TASK_FAILED", "TASK_FAILED", "GET_RESULT_FAILED", "API_NOT_FOUND"):
-        return ProviderUnavailable("The image provider had a problem; please try again later.", detail=detail)
+        return ProviderUnavailable(_("The image provider had a problem; please try again later."), detail=detail)
     return None
 
 

@@ -11,6 +11,7 @@ from pydantic import TypeAdapter
 
 from bot.config import ProviderConfig, Settings
 from bot.errors import InvalidRequest
+from bot.i18n import DEFAULT_LOCALE, _
 from bot.images import ImageStore
 from bot.providers.base import Capabilities, Provider
 
@@ -92,9 +93,9 @@ class ModelChoice:
     def cost_weight(self) -> int:
         return self.capabilities.cost_weight
 
-    def choice_name(self, limit: int = 100) -> str:
-        """``provider: label`` cut to ``limit`` characters (Discord's choice names take at most 100)."""
-        text = f"{self.provider}: {self.label}"
+    def choice_name(self, limit: int = 100, locale: str = DEFAULT_LOCALE) -> str:
+        """``provider: label`` (in ``locale``) cut to ``limit`` characters (Discord's choice names take at most 100)."""
+        text = f"{self.provider}: {self.capabilities.label_in(locale)}"
         return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
@@ -136,7 +137,9 @@ class ProviderRegistry:
             return self._providers[key]
         except KeyError:
             names = ", ".join(sorted(self._providers))
-            raise InvalidRequest(f"There is no provider called {key!r} here; choose one of {names}.") from None
+            raise InvalidRequest(
+                _("There is no provider called {name} here; choose one of {choices}.", name=repr(key), choices=names)
+            ) from None
 
     def __iter__(self) -> Iterator[Provider]:
         return iter(self._providers.values())

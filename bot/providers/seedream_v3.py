@@ -45,6 +45,7 @@ from bot.errors import (
     ResultRefused,
     SeedreamError,
 )
+from bot.i18n import _
 from bot.images import ImageStore, StoredImage
 from bot.providers.base import (
     Capabilities,
@@ -135,7 +136,7 @@ def capabilities_for(kind: str, model: str, rules: ModelRules) -> Capabilities:
         output_ratio_range=(1 / 16, 16.0),
         scale_up_to_min_pixels=True,
         family=family.name if family else None,
-        strengths=family.strengths if family else "",
+        strengths=str(family.strengths) if family else "",
         cost_weight=family.cost_weight if family else 1,
         image_sets=rules.image_sets,
         transparent_background=rules.transparent_background,
@@ -212,26 +213,28 @@ def bytedance_code_error(code: str, message: str, headers: Any) -> SeedreamError
     reason = clean_message(message)
     detail = f"{code}: {message[:300]}"
     if code.startswith(("InputTextSensitiveContentDetected", "SensitiveContentDetected")):
-        return ContentBlocked("The provider's moderation refused the prompt; please rephrase it.", detail=detail)
+        return ContentBlocked(_("The provider's moderation refused the prompt; please rephrase it."), detail=detail)
     if code.startswith("InputImageSensitiveContentDetected"):
-        return ContentBlocked("The provider's moderation refused one of the reference images.", detail=detail)
+        return ContentBlocked(_("The provider's moderation refused one of the reference images."), detail=detail)
     if code.startswith("OutputImageSensitiveContentDetected"):
-        return ContentBlocked("The provider's moderation blocked the generated image.", detail=detail)
+        return ContentBlocked(_("The provider's moderation blocked the generated image."), detail=detail)
     if code in ("MissingParameter", "InvalidParameter") or code.startswith(("MissingParameter.", "InvalidParameter.")):
-        return ProviderRejected.because("The image provider", reason, detail=detail)
+        return ProviderRejected.because(None, reason, detail=detail)
     if code == "InvalidImageURL":
-        return ImageRejected("The provider could not read one of the reference images.", detail=detail)
+        return ImageRejected(_("The provider could not read one of the reference images."), detail=detail)
     if code in ("AccountOverdueError", "SetLimitExceeded", "ModelQuotaExhausted"):
         return OutOfCredit(
-            "The bot's account with this image provider has run out of credit; a moderator has to top it up.",
+            _("The bot's account with this image provider has run out of credit; a moderator has to top it up."),
             detail=detail,
         )
     if code in ("AuthenticationError", "AccessDenied", "ModelNotOpen", "UnsupportedModel") or code.startswith(
         ("InvalidEndpointOrModel", "InvalidEndpoint.NotFound")
     ):
         return BadApiKey(
-            "The bot's key for this image provider was refused or cannot use this model; "
-            "a moderator has to fix the configuration.",
+            _(
+                "The bot's key for this image provider was refused or cannot use this model; "
+                "a moderator has to fix the configuration."
+            ),
             detail=detail,
         )
     if code.startswith(("RateLimitExceeded", "ModelAccountRpmRateLimitExceeded")) or code in (
@@ -240,12 +243,12 @@ def bytedance_code_error(code: str, message: str, headers: Any) -> SeedreamError
         "RequestBurstTooFast",
     ):
         return RateLimited(
-            "The image provider is busy right now; please try again in a minute.",
+            _("The image provider is busy right now; please try again in a minute."),
             retry_after=retry_after_seconds(headers),
             detail=detail,
         )
     if code in ("InternalServiceError", "InvalidEndpoint.ClosedEndpoint"):
-        return ProviderUnavailable("The image provider had a problem; please try again later.", detail=detail)
+        return ProviderUnavailable(_("The image provider had a problem; please try again later."), detail=detail)
     return None
 
 
@@ -337,7 +340,7 @@ class SeedreamV3Provider(Provider):
             if mapped is not None:
                 return mapped
         return ProviderUnavailable(
-            "The image provider answered without any image; please try again later.",
+            _("The image provider answered without any image; please try again later."),
             detail=f"{self.name}: no image in the answer (failures: {answer.failures}, error: {answer.error})",
         )
 
@@ -386,7 +389,7 @@ class SeedreamV3Provider(Provider):
     async def collect(self, request: GenerationRequest, submission: Submission) -> GenerationResult:
         if not submission.result_urls:
             raise ProviderUnavailable(
-                "The image provider's answer held no image to fetch.", detail=f"{self.name}: empty submission"
+                _("The image provider's answer held no image to fetch."), detail=f"{self.name}: empty submission"
             )
         outcomes = await asyncio.gather(
             *(self.http.download(self.store, url) for url in submission.result_urls), return_exceptions=True

@@ -47,6 +47,7 @@ from bot.errors import (
     SeedreamError,
     redact_links,
 )
+from bot.i18n import _
 from bot.images import ImageStore, StoredImage
 from bot.providers.base import Capabilities, GenerationRequest, GenerationResult, Provider, Submission
 from bot.providers.http import NotAccepted, ProviderHttp, default_error, retry_after_seconds
@@ -136,29 +137,29 @@ def classify_error(status: int | None, code: str, message: str, headers: Any) ->
     text = f"{code} {message}".lower()
     detail = f"HTTP {status}: {code}: {message[:300]}" if status else f"task: {code}: {message[:300]}"
     if any(word in text for word in _MODERATION_WORDS):
-        return ContentBlocked("The provider's moderation refused this request; please change it.", detail=detail)
+        return ContentBlocked(_("The provider's moderation refused this request; please change it."), detail=detail)
     if status == 402 or any(word in text for word in _CREDIT_WORDS):
         return OutOfCredit(
-            "The bot's account with this image provider has run out of credit; a moderator has to top it up.",
+            _("The bot's account with this image provider has run out of credit; a moderator has to top it up."),
             detail=detail,
         )
     if status in (401, 403) or any(word in text for word in _AUTH_WORDS):
         return BadApiKey(
-            "The bot's key for this image provider was refused; a moderator has to fix the configuration.",
+            _("The bot's key for this image provider was refused; a moderator has to fix the configuration."),
             detail=detail,
         )
     if status == 429 or any(word in text for word in _RATE_WORDS):
         return RateLimited(
-            "The image provider is busy right now; please try again in a minute.",
+            _("The image provider is busy right now; please try again in a minute."),
             retry_after=retry_after_seconds(headers),
             detail=detail,
         )
     if status == 503:
-        return NotAccepted("The image provider is unavailable right now; please try again later.", detail=detail)
+        return NotAccepted(_("The image provider is unavailable right now; please try again later."), detail=detail)
     if status is not None and status >= 500:
-        return ProviderUnavailable("The image provider had a problem; please try again later.", detail=detail)
+        return ProviderUnavailable(_("The image provider had a problem; please try again later."), detail=detail)
     if status in (400, 413, 422) and message:
-        return ProviderRejected.because("The image provider", clean_message(message), detail=detail)
+        return ProviderRejected.because(None, clean_message(message), detail=detail)
     return None
 
 
@@ -225,7 +226,7 @@ class TaskApiProvider(Provider):
             max_prompt_chars=None,
             size_table=SIZES_50_LITE if lite else {"4K": SIZES_4K},
             family=family.name if family else None,
-            strengths=family.strengths if family else "",
+            strengths=str(family.strengths) if family else "",
             cost_weight=family.cost_weight if family else 1,
             image_sets=True,
         )
@@ -262,7 +263,7 @@ class TaskApiProvider(Provider):
             return mapped
         log.warning("%s: task %s %s: %s", self.name, task_id, status, self._redact(str(parts))[:300])
         return ProviderUnavailable(
-            "The image provider could not make this image; please try again later.",
+            _("The image provider could not make this image; please try again later."),
             detail=f"task {task_id} {status}: {parts[0]}: {parts[1][:300]}",
         )
 
@@ -296,7 +297,7 @@ class TaskApiProvider(Provider):
                 return task_id
         log.error("%s: create answered without a task id: %s", self.name, self._redact(str(answer))[:300])
         raise ProviderUnavailable(
-            "The image provider accepted the request but did not say where to find the result.",
+            _("The image provider accepted the request but did not say where to find the result."),
             detail="create answer without task_id",
         )
 
@@ -333,7 +334,8 @@ class TaskApiProvider(Provider):
             data = data[0] if isinstance(data, list) and data else data
             if not isinstance(data, dict):
                 raise ProviderUnavailable(
-                    "The image provider sent a task status we could not read.", detail=f"task {task_id}: {body!r:.200}"
+                    _("The image provider sent a task status we could not read."),
+                    detail=f"task {task_id}: {body!r:.200}",
                 )
             status = str(data.get("status", "")).lower()
             if status in DONE:
@@ -344,7 +346,7 @@ class TaskApiProvider(Provider):
                 log.warning("%s: task %s has unknown status %r; still waiting", self.name, task_id, status)
             if time.monotonic() > deadline:
                 raise ProviderTimeout(
-                    "The image provider took too long to make the image; please try again later.",
+                    _("The image provider took too long to make the image; please try again later."),
                     detail=f"task {task_id} still {status} after {self.task_deadline_seconds:.0f}s",
                 )
 
@@ -363,7 +365,7 @@ class TaskApiProvider(Provider):
     async def collect(self, request: GenerationRequest, submission: Submission) -> GenerationResult:
         """Poll every task concurrently; keep the images of those that succeeded, report the others."""
         if not submission.task_ids:
-            raise ProviderUnavailable("The image provider never started this job.", detail="no task ids")
+            raise ProviderUnavailable(_("The image provider never started this job."), detail="no task ids")
         outcomes = await asyncio.gather(*(self._run_task(t) for t in submission.task_ids), return_exceptions=True)
         images: list[StoredImage] = []
         errors: list[SeedreamError] = []
@@ -379,7 +381,7 @@ class TaskApiProvider(Provider):
                 errors[0]
                 if errors
                 else ProviderUnavailable(
-                    "The image provider finished without any image.", detail=f"tasks {submission.task_ids}"
+                    _("The image provider finished without any image."), detail=f"tasks {submission.task_ids}"
                 )
             )
         asked = int(submission.data.get("asked", request.count))
@@ -404,7 +406,7 @@ def _result_urls(task_id: str, data: dict[str, Any]) -> list[str]:
                 urls.append(url)
     if not urls:
         raise ProviderUnavailable(
-            "The image provider finished without any image; please try again later.",
+            _("The image provider finished without any image; please try again later."),
             detail=f"task {task_id} completed without result urls",
         )
     return urls

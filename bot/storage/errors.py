@@ -10,6 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from bot.errors import SeedreamError
+from bot.i18n import _
 
 
 class StoreBusy(SeedreamError):
@@ -20,7 +21,7 @@ class StoreBusy(SeedreamError):
     """
 
     code = "busy"
-    USER_MESSAGE = "The bot is busy right now; please try again in a moment. Nothing was charged."
+    USER_MESSAGE = _("The bot is busy right now; please try again in a moment. Nothing was charged.")
 
     def __init__(self, detail: str | None = None) -> None:
         super().__init__(self.USER_MESSAGE, detail=detail)

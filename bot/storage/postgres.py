@@ -41,6 +41,7 @@ from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
 import asyncpg
 
 from bot.errors import SeedreamError
+from bot.i18n import _
 from bot.storage.database import migration_files
 from bot.storage.dialect import POSTGRES, Dialect
 from bot.storage.errors import AdmissionRefused, ConnectionLost, StoreBusy, StoreTooNew
@@ -75,7 +76,7 @@ class PostgresUnavailable(SeedreamError):
     """
 
     code = "store_unreachable"
-    USER_MESSAGE = "The bot cannot reach its database right now; please try again in a moment."
+    USER_MESSAGE = _("The bot cannot reach its database right now; please try again in a moment.")
 
     def __init__(self, url: str, problem: str, fix: str) -> None:
         self.url = redact_url(url)

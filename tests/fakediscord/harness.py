@@ -107,6 +107,7 @@ class FakeDiscord(UserActions):
         return self
 
     async def stop(self) -> None:
+        await self.core.messages.flush()
         await self.gateway.close()
         if self._runner is not None:
             await self._runner.cleanup()

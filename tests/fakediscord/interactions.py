@@ -202,7 +202,9 @@ async def callback(ctx: Ctx) -> tuple[int, Any]:
                 extra_flags=extra,
                 interaction_id=rec.id,
                 interaction_user_id=rec.user_id,
+                dispatch=False,
             )
+            core.messages.dispatch_soon("MESSAGE_CREATE", msg)
             rec.original_message_id = msg.id
             resource = {"type": ctype, "message": payloads.message(state, msg)}
         elif ctype == CallbackType.UPDATE_MESSAGE:

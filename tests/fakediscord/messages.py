@@ -3,6 +3,7 @@ harness; plus hosting attachments and parsing JSON or multipart (`payload_json` 
 
 from __future__ import annotations
 
+import asyncio
 import io
 import json
 import mimetypes
@@ -76,6 +77,7 @@ class Messages:
     def __init__(self, state: State, gateway: Gateway) -> None:
         self.state = state
         self.gateway = gateway
+        self._soon: dict[int, asyncio.Task[None]] = {}  # message id -> its pending creation event
 
     # --- attachments ----------------------------------------------------------------------------------
 
@@ -294,13 +296,32 @@ class Messages:
             d: dict[str, Any] = {"id": str(msg.id), "channel_id": str(msg.channel_id)}
             if msg.guild_id is not None:
                 d["guild_id"] = str(msg.guild_id)
+            await self._after_creation(msg)
             await self.gateway.dispatch_simple("MESSAGE_DELETE", d, self._intent(msg), msg.guild_id)
         self.state.changed()
 
     def _intent(self, msg: FakeMessage) -> int:
         return Intent.GUILD_MESSAGES if msg.guild_id is not None else Intent.DIRECT_MESSAGES
 
+    def dispatch_soon(self, event: str, msg: FakeMessage) -> None:
+        """Send ``event`` after the current REST answer: Discord's gateway fan-out does not hold up its HTTP reply."""
+        task = asyncio.get_running_loop().create_task(self.dispatch(event, msg))
+        self._soon[msg.id] = task
+        task.add_done_callback(lambda _t: self._soon.pop(msg.id, None) if self._soon.get(msg.id) is task else None)
+
+    async def flush(self) -> None:
+        """Let the events ``dispatch_soon`` scheduled go out (at shutdown)."""
+        if self._soon:
+            await asyncio.gather(*self._soon.values(), return_exceptions=True)
+
+    async def _after_creation(self, msg: FakeMessage) -> None:
+        """A message's events keep their order: its creation event, if still pending, goes out first."""
+        earlier = self._soon.get(msg.id)
+        if earlier is not None and earlier is not asyncio.current_task():
+            await asyncio.shield(earlier)
+
     async def dispatch(self, event: str, msg: FakeMessage, on_sent: Any = None) -> None:
+        await self._after_creation(msg)
         if msg.ephemeral:
             return
         intent = self._intent(msg)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import io
 import time
 
@@ -219,3 +220,35 @@ async def test_invalid_session_reidentifies_through_adopted_gateway(online: Worl
     await fake.wait_for(lambda: bot.get_guild(online.guild.id) is not None and bot.ws.session_id != "")
     h = await fake.slash_command("ping", user=online.alice, channel=online.general)
     assert (await h.wait_for_response()).content == "pong"
+
+
+async def test_callback_answer_does_not_wait_for_the_gateway(online: World, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Discord answers an interaction callback without waiting for its gateway fan-out, like the real one:
+    with MESSAGE_CREATE held back, the public defer is still answered and the bot goes on to edit it."""
+    fake = online.fake
+    release = asyncio.Event()
+    dispatch = fake.gateway.dispatch
+
+    async def held(event: str, *args: object, **kwargs: object) -> None:
+        if event == "MESSAGE_CREATE":
+            await release.wait()
+        await dispatch(event, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(fake.gateway, "dispatch", held)
+    try:
+        h = await fake.slash_command("imagine", user=online.alice, channel=online.general, options={"prompt": "a cat"})
+        deadline = time.monotonic() + 5
+        while not fake.calls("POST /webhooks/{webhook_id}/{webhook_token}"):
+            assert time.monotonic() < deadline, "the defer's HTTP answer waited for the gateway"
+            await asyncio.sleep(0.01)
+    finally:
+        release.set()
+    msg = await h.wait_for_response()
+
+    def events() -> list[tuple[str | None, str]]:
+        return [(r.t, r.d["id"]) for r in fake.dispatches() if r.t in ("MESSAGE_CREATE", "MESSAGE_UPDATE")]
+
+    while len(events()) < 2:
+        assert time.monotonic() < deadline + 5, events()
+        await asyncio.sleep(0.01)
+    assert events() == [("MESSAGE_CREATE", str(msg.id)), ("MESSAGE_UPDATE", str(msg.id))]  # in their order
