@@ -410,7 +410,12 @@ class PgPool:
 
 async def _retried(call: Callable[[], Awaitable[T]], url: str) -> T:
     """``call()``, again with backoff while the connection is lost (bot.storage.reconnect); then
-    ``PostgresUnavailable``."""
+    ``PostgresUnavailable``. The first try runs bare: the retry machinery costs only when a connection is lost."""
+    try:
+        return await call()
+    except Exception as exc:
+        if not connection_lost(exc):
+            raise
     try:
         async for attempt in reconnecting():
             with attempt:
