@@ -215,20 +215,23 @@ def store_name(database: str) -> str:
 
 
 @contextlib.asynccontextmanager
-async def fresh_store(database: str, tmp: Path, label: str) -> AsyncIterator[str]:
-    """A migrated, empty store for one run: a throwaway database on the PostgreSQL server, or a new SQLite file
-    next to the path given ("sqlite": in ``tmp``), removed afterwards."""
+async def fresh_store(database: str, tmp: Path, label: str, *, migrate: bool = True) -> AsyncIterator[str]:
+    """An empty store for one run, migrated unless the bot under test will (``migrate=False``, so an older
+    ``BENCH_BOT_ROOT`` meets no newer schema): a throwaway database on the PostgreSQL server, or a new SQLite
+    file next to the path given ("sqlite": in ``tmp``), removed afterwards."""
     if is_postgres_url(database):
         async with pg.throwaway_database(database) as url:
-            async with PostgresDatabase(url) as db:
-                await db.migrate()
+            if migrate:
+                async with PostgresDatabase(url) as db:
+                    await db.migrate()
             yield url
         return
     folder = tmp if database == "sqlite" else Path(database).parent
     path = folder / f"{Path(database).stem}-{label}.sqlite3"
     try:
-        async with Database(path) as db:
-            await db.migrate()
+        if migrate:
+            async with Database(path) as db:
+                await db.migrate()
         yield str(path)
     finally:
         for leftover in (path, Path(f"{path}-wal"), Path(f"{path}-shm")):

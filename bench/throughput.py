@@ -56,18 +56,24 @@ async def drain(database: str, jobs: int, pids: list[int]) -> list[tuple[float, 
     return samples
 
 
-async def finished_jobs(database: str) -> list[Any]:
+async def finished_jobs(database: str) -> tuple[list[Any], str]:
+    """(time taken, state) of every finished job, and what the unfinished ones are doing, e.g. "posted 3"."""
     db = await store_for(database).open()
     try:
-        return await db.fetchall("SELECT finished_at - created_at, state FROM jobs WHERE state IN ('done', 'failed')")
+        rows = await db.fetchall("SELECT finished_at - created_at, state FROM jobs WHERE state IN ('done', 'failed')")
+        left = await db.fetchall(
+            "SELECT state, lease_owner IS NOT NULL, COUNT(*) FROM jobs WHERE state NOT IN ('done', 'failed')"
+            " GROUP BY state, lease_owner IS NOT NULL"
+        )
     finally:
         await db.close()
+    return rows, ", ".join(f"{r[0]}{' leased' if r[1] else ''} {r[2]}" for r in left)
 
 
-async def one_run(database: str, processes: int, workers: int, jobs: int, patches: list[str]) -> dict[str, float]:
+async def one_run(database: str, processes: int, workers: int, jobs: int, patches: list[str]) -> dict[str, Any]:
     with c.workdir(f"tp{processes}") as tmp:
         async with (
-            c.fresh_store(database, tmp, f"p{processes}") as store,
+            c.fresh_store(database, tmp, f"p{processes}", migrate=False) as store,  # the bot migrates
             FakeDiscord(token=c.BOT_TOKEN, rate_limit=100_000, discord_limits=False) as fake,  # no limits
         ):
             world = await c.World(fake).build(users=32, channels=4)
@@ -97,7 +103,7 @@ async def one_run(database: str, processes: int, workers: int, jobs: int, patche
                     )
                 )
                 samples = await drain(store, jobs, [process.pid, *(o.pid for o in others)])
-                rows = await finished_jobs(store)
+                rows, unfinished = await finished_jobs(store)
     spans = [float(row[0]) for row in rows if row[1] == "done"]
     # Steady state: from 10 % to 90 % of the jobs finished (start-up and the tail left out).
     first = next(s for s in samples if s[1] >= jobs * 0.1)
@@ -111,6 +117,7 @@ async def one_run(database: str, processes: int, workers: int, jobs: int, patche
         "fake_ms": 1000 * (last[3] - first[3]) / finished,
         "p50": c.summary(spans or [float("nan")])["median"],
         "p99": c.summary(spans or [float("nan")])["p99"],
+        "unfinished": unfinished,
     }
 
 
@@ -145,6 +152,8 @@ async def main() -> None:
                     print(f"# {c.store_name(database)}, {processes} processes, {label}: {type(exc).__name__} {exc}")
                     continue
                 rate[(c.store_name(database), processes, label)] = r["jobs_s"]
+                if r["unfinished"]:
+                    print(f"# {c.store_name(database)}, {processes} processes, {label}: unfinished {r['unfinished']}")
                 rows.append(
                     [
                         c.store_name(database),

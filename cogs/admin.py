@@ -299,11 +299,13 @@ class Admin(commands.Cog):
     async def settings_show(self, interaction: discord.Interaction, member: discord.Member | None = None) -> None:
         guild_id = require_manage_server(interaction)
         ctx = member_context(guild_id, member, interaction.channel, False) if member is not None else None
-        overview = await settings_overview(self.bot.services.policy, guild_id, self.model_facts(), member=ctx)
-        name = interaction.guild.name if interaction.guild is not None else "this server"
-        embed = discord.Embed(
-            title=f"Seedream settings on {name}"[:256], description=overview.description, colour=0x5865F2
+        locale = locale_of(interaction)
+        overview = await settings_overview(
+            self.bot.services.policy, guild_id, self.model_facts(), member=ctx, locale=locale
         )
+        name = interaction.guild.name if interaction.guild is not None else _("this server")
+        title = _("Seedream settings on {server}", server=name).render(locale)
+        embed = discord.Embed(title=title[:256], description=overview.description, colour=0x5865F2)
         for title, value in overview.sections:
             embed.add_field(name=title[:256], value=value[:1024], inline=False)
         await interaction.followup.send(embed=embed, ephemeral=True, allowed_mentions=NO_MENTIONS)

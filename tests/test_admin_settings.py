@@ -250,6 +250,14 @@ async def test_the_overview_names_each_source_and_which_role_applies_to_whom(wor
     )
     assert "Generation is running" in overview.description
     assert all(len(value) <= 1024 for value in sections.values())
+    # the same view in a German moderator's language
+    german = await settings_overview(
+        world.policy, GUILD, MODELS, member=member(user=5, roles=(ROLE_A, ROLE_B)), locale="de"
+    )
+    in_german = dict(german.sections)
+    assert "Art: **wöchentlich** · auf diesem Server gesetzt" in in_german["Kontingentzeitraum"]
+    assert in_german["Modelle"].splitlines()[1] == "Nicht erlaubt: local (placeholder)"
+    assert "Die Bilderstellung läuft auf diesem Server." in german.description
 
 
 async def test_long_lists_are_cut_to_fit_discords_embed_limits(world: World) -> None:

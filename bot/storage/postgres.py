@@ -364,7 +364,10 @@ async def _release(pool: asyncpg.Pool, raw: Any) -> None:
 
 def _lost(raw: Any, exc: BaseException) -> bool:
     """Whether ``exc`` on ``raw`` means the connection is gone. asyncpg may report a connection the server ended
-    as "another operation is in progress"; a lost one that still looks open is closed, so the pool opens anew."""
+    as "another operation is in progress"; a lost one that still looks open is closed, so the pool opens anew.
+    A cancellation is never a lost connection: it goes on as it is."""
+    if not isinstance(exc, Exception):
+        return False
     if raw.is_closed():
         return True
     if connection_lost(exc):
@@ -410,7 +413,12 @@ class PgPool:
 
 async def _retried(call: Callable[[], Awaitable[T]], url: str) -> T:
     """``call()``, again with backoff while the connection is lost (bot.storage.reconnect); then
-    ``PostgresUnavailable``."""
+    ``PostgresUnavailable``. The first try runs bare: the retry machinery costs only when a connection is lost."""
+    try:
+        return await call()
+    except Exception as exc:
+        if not connection_lost(exc):
+            raise
     try:
         async for attempt in reconnecting():
             with attempt:
