@@ -53,6 +53,17 @@ async def states(tmp_path: Path) -> list[str]:
         return [row[0] for row in await cursor.fetchall()]
 
 
+async def more_done_than(tmp_path: Path, count: int, timeout: float) -> int:
+    """Wait until more than ``count`` jobs are done (or every job is); returns how many are done now."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        now = await states(tmp_path)
+        done = now.count("done")
+        if done > count or (now and done == len(now)) or asyncio.get_running_loop().time() > deadline:
+            return done
+        await asyncio.sleep(0.05)
+
+
 async def world(fake: FakeDiscord):  # type: ignore[no-untyped-def]
     guild = await fake.add_guild("Process")
     channel = await fake.add_channel(guild, "art")
@@ -106,8 +117,10 @@ async def test_sigkill_mid_burst_then_restart_completes_every_job_once(tmp_path:
         process = await start_process(config, log)
         try:
             cards = await burst(fake, guild, channel, users, jobs)
+            done_before = 0
             for _ in range(3):
-                await asyncio.sleep(0.4)
+                # each kill lands once more work has finished (whatever the machine's speed), never on a stall
+                done_before = await more_done_than(tmp_path, done_before, timeout=30)
                 process.kill()  # SIGKILL: no grace, no cleanup
                 await process.wait()
                 seen_states.update(await states(tmp_path))

@@ -126,6 +126,7 @@ class JobEngine(LeaseKeeping):
         self._running_by_user: dict[int, int] = {}
         self._last_served: dict[int, float] = {}
         self._cancelling: set[str] = set()
+        self._cancels: set[str] = set()  # jobs a Cancel here ended or is ending (a few ids per process lifetime)
         self._dispatcher: asyncio.Task[None] | None = None
         self._accepting = True
         self.idle = asyncio.Event()
@@ -317,15 +318,25 @@ class JobEngine(LeaseKeeping):
         return await self.jobs.get(job_id) or job
 
     async def _cancel_here(self, job: Job) -> None:
-        """Stop a job this process runs and record it cancelled, under the lease the job ran with."""
-        fence = self._fence(job.id)
-        task = self._running.get(job.id)
-        if task is not None:
-            self._cancelling.add(job.id)
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-        await self._finish_failed(job, JobState.CANCELLED, "cancelled", _("This job was cancelled."), fence)
+        """Stop a job this process runs and record it cancelled, under the lease the job ran with.
+
+        Once per job: the same request can arrive twice (a notification and the poll behind it), and the
+        member must be told once."""
+        if job.id in self._cancels:
+            return
+        self._cancels.add(job.id)
+        try:
+            fence = self._fence(job.id)
+            task = self._running.get(job.id)
+            if task is not None:
+                self._cancelling.add(job.id)
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+            await self._finish_failed(job, JobState.CANCELLED, "cancelled", _("This job was cancelled."), fence)
+        except BaseException:
+            self._cancels.discard(job.id)  # not ended: a later request may try again
+            raise
 
     # -- dispatching --------------------------------------------------------------------------------
     async def _dispatch_loop(self) -> None:
