@@ -31,7 +31,7 @@ from bot.health import MAX_AGE_SECONDS, judge, last_heartbeat
 from bot.i18n import Text
 from bot.images import ImageStore, StoredImage
 from bot.jobs import Job
-from bot.jobs.engine import RecordMessage
+from bot.jobs.sink import RecordMessage
 from bot.logging_setup import configure_logging
 from bot.providers.base import GenerationRequest, describe_capabilities
 from bot.providers.registry import ProviderRegistry, documented_providers
@@ -574,7 +574,7 @@ class FileSink:
             else:
                 path = self.target.files[index - 1]
                 path.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(image.path, path)
+            await asyncio.to_thread(shutil.copyfile, image.path, path)  # a 4K file: off the event loop
             print(path)
 
     async def finished(self, job: Job) -> None:

@@ -18,7 +18,8 @@ import aiohttp
 from bot.config import Settings
 from bot.fetch import ImageFetcher
 from bot.images import ImageStore
-from bot.jobs.engine import Clock, JobEngine, ResultSink
+from bot.jobs.engine import Clock, JobEngine
+from bot.jobs.sink import ResultSink
 from bot.metrics import Metrics
 from bot.moderation import ModeratorActions, PolicyService
 from bot.provider_health import ProviderHealth

@@ -28,9 +28,9 @@ import discord
 from bot.errors import DeliveryFailed, SeedreamError
 from bot.i18n import Text, _, _n, render
 from bot.jobs import Job, JobState
-from bot.jobs.engine import RecordMessage
 from bot.jobs.formats import part_range
 from bot.jobs.models import InteractionRef
+from bot.jobs.sink import RecordMessage
 from bot.uploads import UploadFile, plan_parts, provenance_fields
 from cogs.followups import FollowupTarget, PersonalDelivery
 from cogs.locales import guild_locale_of

@@ -15,7 +15,8 @@ from PIL import Image
 from bot.config import ArkConfig, HighwayConfig, LeonardoConfig, NovitaConfig, QuotaSection, TaskApiConfig
 from bot.images import ImageStore, StoredImage
 from bot.jobs import Job
-from bot.jobs.engine import JobEngine, ResultSink
+from bot.jobs.engine import JobEngine
+from bot.jobs.sink import ResultSink
 from bot.providers.ark import ArkProvider
 from bot.providers.base import GenerationRequest, Provider
 from bot.providers.highway import HighwayProvider

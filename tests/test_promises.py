@@ -18,7 +18,8 @@ import pytest
 from bot.config import DiscordSection, LocalProviderConfig, QuotaSection
 from bot.images import ImageStore
 from bot.jobs import Job
-from bot.jobs.engine import JobEngine, RecordMessage
+from bot.jobs.engine import JobEngine
+from bot.jobs.sink import RecordMessage
 from bot.providers.base import GenerationRequest, GenerationResult, Submission
 from bot.providers.local import LocalProvider
 from bot.providers.registry import ProviderRegistry

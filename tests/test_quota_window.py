@@ -19,7 +19,7 @@ import pytest
 
 from bot.config import Settings
 from bot.jobs import Job
-from bot.jobs.engine import RecordMessage
+from bot.jobs.sink import RecordMessage
 from bot.providers.base import GenerationRequest
 from bot.quota import AllowanceExceeded
 from bot.services import Services

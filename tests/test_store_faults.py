@@ -23,8 +23,9 @@ from bot.config import LocalProviderConfig, QuotaSection
 from bot.errors import SeedreamError
 from bot.images import ImageStore, StoredImage
 from bot.jobs import Job, JobState
-from bot.jobs.engine import JobEngine, RecordMessage
+from bot.jobs.engine import JobEngine
 from bot.jobs.repository import JobRepository
+from bot.jobs.sink import RecordMessage
 from bot.providers.base import GenerationRequest
 from bot.providers.local import LocalProvider
 from bot.providers.registry import ProviderRegistry

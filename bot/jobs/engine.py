@@ -25,7 +25,7 @@ import functools
 import logging
 import time
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import Any
 
 from bot.errors import (
     DeliveryFailed,
@@ -40,6 +40,7 @@ from bot.jobs.keeper import LeaseKeeping
 from bot.jobs.leases import JOBS_CHANNEL, Fence, LeaseLost, Leases, process_identity
 from bot.jobs.models import FINAL_STATES, Delivery, Job, JobState, new_job_id
 from bot.jobs.repository import JobRepository
+from bot.jobs.sink import ResultSink
 from bot.metrics import Metrics
 from bot.provider_health import ProviderHealth
 from bot.providers.base import GenerationRequest
@@ -49,12 +50,6 @@ from bot.storage import Store, StoreBusy
 
 log = logging.getLogger(__name__)
 Clock = Callable[[], float]
-
-
-class RecordMessage(Protocol):
-    """Save a posted message's id, and the delivery progress that goes with it, in one write."""
-
-    async def __call__(self, message_id: int, delivery: Delivery | None = None) -> None: ...
 
 
 DELIVERY_ATTEMPTS = 5
@@ -67,24 +62,6 @@ INTERRUPTED_MESSAGE = _(
     "The bot restarted while sending your request to the image provider. To make sure you are never charged "
     "twice it was not sent again, and your credits were refunded; please try again."
 )
-
-
-class ResultSink(Protocol):
-    """Where a job's progress and results go (the Discord layer, or files for the CLI)."""
-
-    async def progress(self, job: Job, position: int) -> None: ...
-
-    async def deliver(self, job: Job, record_message: RecordMessage) -> None:
-        """Post the results; skip what ``job.posted_message_ids`` shows as already posted."""
-
-    async def finished(self, job: Job) -> None:
-        """Show the job as done (its results are posted); the job is recorded DONE only after this returns."""
-
-    async def failed(self, job: Job, message: str | Text) -> None:
-        """Show a failed or cancelled job's outcome and tell the member; raise if it could not be shown yet."""
-
-    async def alert(self, job: Job, message: str | Text) -> None:
-        """Tell the server's moderators about a problem they must fix (e.g. the provider is out of credit)."""
 
 
 class JobEngine(LeaseKeeping):
