@@ -19,6 +19,7 @@ import discord
 from bot.errors import DeliveryFailed
 from bot.i18n import _
 from bot.jobs import Job
+from cogs.views import card_locale
 
 if TYPE_CHECKING:
     from cogs.delivery import DiscordSink, Messageable
@@ -30,7 +31,7 @@ RESULT_FOLLOWUPS = FOLLOWUP_CAP - 1
 MAX_FOLLOWUPS_CODE = 40094
 #: The card says "by DM" this long before the bot stops using the token (which is itself a minute early).
 NOTICE_LEAD_SECONDS = 30.0
-#: Member-facing words of this module (cards and result notes are English until they are localized).
+#: Member-facing words of this module, shown in the language of the member who asked (``card_locale``).
 STILL_WORKING = _(
     "⏳ Still working. Discord lets me answer here for 15 minutes only, so I'll send your pictures by DM "
     "when they are ready; if your DMs are closed to me, nothing is charged."
@@ -108,7 +109,7 @@ class PersonalDelivery:
 
     def notes(self, job: Job, target: object) -> list[str]:
         on_dm = job.delivery.dm_channel_id is not None and getattr(target, "id", None) == job.delivery.dm_channel_id
-        return [str(SENT_BY_DM)] if on_dm else []
+        return [SENT_BY_DM.render(card_locale(job))] if on_dm else []
 
     # -- the token's end ----------------------------------------------------------------------------
     def watch(self, job: Job) -> None:
@@ -136,4 +137,6 @@ class PersonalDelivery:
         ref = job.delivery.interaction
         if not job.delivery.via_interaction or ref is None or not job.is_active:
             return None
-        return str(STILL_WORKING) if self.sink.wall_clock() >= ref.usable_until - NOTICE_LEAD_SECONDS else None
+        if self.sink.wall_clock() < ref.usable_until - NOTICE_LEAD_SECONDS:
+            return None
+        return STILL_WORKING.render(card_locale(job))
